@@ -1,8 +1,15 @@
-"""Fixes that let PyPI's basicsr 1.4.2 run on current torch/torchvision.
+"""Fixes that let PyPI's basicsr 1.4.2 run on current torch/torchvision/lmdb.
 
 Imported first by :mod:`esc_arch`, before anything imports basicsr. Each fix checks
-whether it is needed and does nothing otherwise.
-"""
-from .torchvision_fixes import apply as _apply_torchvision_fixes
+whether it is needed and does nothing otherwise; applying them twice is harmless.
 
-_apply_torchvision_fixes()
+* :mod:`.torchvision_fixes`: ``import torchvision`` with a CPU torch, and the removed
+  ``torchvision.transforms.functional_tensor`` (must run before basicsr is imported);
+* :mod:`.resume`: resuming training without CUDA;
+* :mod:`.lmdb_shared`: one LMDB read by several datasets in one process (lmdb >= 2).
+"""
+from . import lmdb_shared, resume, torchvision_fixes
+
+torchvision_fixes.apply()
+resume.apply()
+lmdb_shared.apply()

@@ -1,0 +1,162 @@
+"""Window self-attention with a relative position bias, behind interchangeable backends.
+
+Backends (``attn_type``), all computing the same function:
+
+* ``naive``: explicit ``softmax(q k^T / sqrt(d) + bias) v`` (what the authors' CPU path computes);
+* ``sdpa``: :func:`torch.nn.functional.scaled_dot_product_attention` with the bias as a float mask,
+  letting torch pick the kernel (fused on CPU and GPU);
+* ``flex``: FlexAttention with the bias added by a ``score_mod``, compiled on first use.
+  It has no backward pass on CPU;
+* ``auto``: the fastest backend that works for the input's device and the grad mode.
+
+The authors' spellings ``Naive``, ``SDPA`` and ``Flex`` are accepted too.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ATTN_TYPES = ('auto', 'naive', 'sdpa', 'flex')
+_compiled_flex_attention = None
+
+
+def normalize_attn_type(attn_type):
+    """Return the canonical lowercase backend name, or raise ValueError naming ``attn_type``."""
+    name = str(attn_type).lower()
+    if name not in ATTN_TYPES:
+        raise ValueError(f'attn_type must be one of {", ".join(ATTN_TYPES)} (any case); got {attn_type!r}')
+    return name
+
+
+def flex_attention_available(device):
+    """Whether FlexAttention can run on ``device`` (CPU needs a C++ compiler, CUDA needs Triton)."""
+    try:
+        from torch.nn.attention import flex_attention  # noqa: F401
+    except ImportError:
+        return False
+    if torch.device(device).type == 'cuda':
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return False
+        return True
+    return torch.device(device).type == 'cpu'
+
+
+def resolve_attn_type(attn_type, device):
+    """The backend that ``attn_type`` runs as for a call on ``device`` (``auto`` resolved)."""
+    if attn_type != 'auto':
+        return attn_type
+    if torch.device(device).type == 'cuda' and flex_attention_available(device):
+        return 'flex'
+    return 'sdpa'
+
+
+def _flex_attention():
+    global _compiled_flex_attention
+    if _compiled_flex_attention is None:
+        from torch.nn.attention.flex_attention import flex_attention
+        _compiled_flex_attention = torch.compile(flex_attention)
+    return _compiled_flex_attention
+
+
+def relative_position_index(window_size):
+    """``[N, N]`` indices into the ``(2ws-1)^2`` bias table for N = ws*ws tokens in row-major order.
+
+    Entry (query, key) addresses ``(kr - qr + ws - 1) * (2ws - 1) + (kc - qc + ws - 1)``.
+    """
+    coords = torch.stack(torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing='ij'))
+    coords = coords.flatten(1)
+    delta = coords[:, None, :] - coords[:, :, None] + window_size - 1  # key minus query
+    return delta[0] * (2 * window_size - 1) + delta[1]
+
+
+def mirror_pad(x, pad):
+    """Reflect-pad the last two axes of ``x`` by ``pad = (left, right, top, bottom)``, for any amount.
+
+    Where every pad is smaller than its side this is ``F.pad(mode='reflect')``; beyond that the
+    reflection keeps bouncing off both edges (a side of one pixel is repeated), so inputs
+    smaller than the padding work too.
+    """
+    left, right, top, bottom = pad
+    h, w = x.shape[-2:]
+    if max(top, bottom) < h and max(left, right) < w:
+        return F.pad(x, pad, mode='reflect')
+    rows = _mirror_indices(h, top, bottom, x.device)
+    cols = _mirror_indices(w, left, right, x.device)
+    return x[..., rows, :][..., cols]
+
+
+def _mirror_indices(size, before, after, device):
+    index = torch.arange(-before, size + after, device=device)
+    if size == 1:
+        return torch.zeros_like(index)
+    period = 2 * (size - 1)
+    index = index % period
+    return torch.where(index < size, index, period - index)
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside non-overlapping square windows, with relative position bias.
+
+    The input is reflect-padded at the bottom and right to multiples of ``window_size``
+    (repeatedly mirrored when the image is smaller than the padding), attended window by
+    window and cropped back, so any height and width >= 1 works.
+
+    Args:
+        dim (int): Channels; must be divisible by ``num_heads``.
+        window_size (int): Side of the windows.
+        num_heads (int): Attention heads.
+        attn_type (str): ``auto``, ``naive``, ``sdpa`` or ``flex`` (see the module docstring). Default: ``auto``.
+    """
+
+    def __init__(self, dim, window_size, num_heads, attn_type='auto'):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f'dim ({dim}) must be divisible by num_heads ({num_heads})')
+        self.dim = dim
+        self.window_size = window_size
+        self.num_heads = num_heads
+        self.attn_type = normalize_attn_type(attn_type)
+        self.to_qkv = nn.Conv2d(dim, dim * 3, 1)
+        self.to_out = nn.Conv2d(dim, dim, 1)
+        self.relative_position_bias = nn.Parameter(torch.randn(num_heads, (2 * window_size - 1) ** 2) * 0.001)
+        self.register_buffer('relative_index', relative_position_index(window_size), persistent=False)
+
+    def extra_repr(self):
+        return f'dim={self.dim}, window_size={self.window_size}, num_heads={self.num_heads}, attn_type={self.attn_type}'
+
+    def position_bias(self):
+        """The ``[heads, N, N]`` bias added to the attention scores of every window."""
+        return self.relative_position_bias[:, self.relative_index]
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        ws, heads = self.window_size, self.num_heads
+        qkv = self.to_qkv(x)
+        qkv = mirror_pad(qkv, (0, -w % ws, 0, -h % ws))
+        hp, wp = qkv.shape[-2:]
+        rows, cols = hp // ws, wp // ws
+        # (3, heads, head_dim) channels and (rows, ws, cols, ws) pixels -> (3, windows, heads, tokens, head_dim)
+        qkv = qkv.view(n, 3, heads, c // heads, rows, ws, cols, ws)
+        qkv = qkv.permute(1, 0, 4, 6, 2, 5, 7, 3).reshape(3, n * rows * cols, heads, ws * ws, c // heads)
+        q, k, v = qkv.unbind(0)
+        out = self._attend(q, k, v)
+        out = out.view(n, rows, cols, heads, ws, ws, c // heads).permute(0, 3, 6, 1, 4, 2, 5)
+        out = out.reshape(n, c, hp, wp)[:, :, :h, :w]
+        return self.to_out(out)
+
+    def _attend(self, q, k, v):
+        backend = resolve_attn_type(self.attn_type, q.device)
+        bias = self.position_bias().to(q.dtype)
+        if backend == 'naive':
+            scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1) + bias
+            return scores.softmax(-1) @ v
+        if backend == 'sdpa':
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        if q.device.type == 'cpu' and torch.is_grad_enabled() and q.requires_grad:
+            raise RuntimeError("attn_type='flex' has no backward pass on CPU; use 'sdpa' or 'auto' to train on CPU")
+
+        def add_bias(score, batch, head, query, key):
+            return score + bias[head, query, key]
+
+        return _flex_attention()(q.contiguous(), k.contiguous(), v.contiguous(), score_mod=add_bias)

@@ -1,0 +1,224 @@
+"""Safe checkpoint loading for ESC networks.
+
+Checkpoints are read with ``torch.load(weights_only=True)``: plain tensors and containers only, so
+a file that would run code when unpickled is refused instead of executed. BasicSR checkpoints keep
+the weights under ``params_ema`` (EMA) or ``params``; bare state dicts are accepted too, with the
+``module.`` prefix of DataParallel/DDP checkpoints removed.
+"""
+import math
+import pickle
+import re
+from pathlib import Path
+
+import torch
+
+from .archs.presets import PRESETS
+
+STATE_DICT_KEYS = ('params_ema', 'params')
+ESC_REAL_SCALE = 4
+_SHOWN_KEYS = 3
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read safely or does not fit the network."""
+
+
+def read_checkpoint(path):
+    """Read a checkpoint file without executing code from it.
+
+    Args:
+        path (str | Path): The ``.pth`` file.
+
+    Returns:
+        dict: The checkpoint's top-level dict.
+
+    Raises:
+        CheckpointError: The file is missing, unreadable, or needs arbitrary code to load.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f'checkpoint not found: {path}')
+    try:
+        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as err:
+        unsafe = re.search(r'GLOBAL (\S+)', str(err))
+        if 'Weights only load failed' not in str(err):
+            raise CheckpointError(f'{path} is not a PyTorch checkpoint ({err})') from None
+        culprit = f' (it contains {unsafe.group(1)})' if unsafe else ''
+        raise CheckpointError(
+            f'{path} was refused: loading it would run arbitrary code{culprit}. Only checkpoints of plain '
+            'tensors are loaded; if you trust the file, re-save just its state dict with torch.save') from None
+    except Exception as err:  # torch raises RuntimeError, EOFError, KeyError... for non-checkpoint files
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f'{path} is not a readable PyTorch checkpoint ({reason})') from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f'{path} holds a {type(checkpoint).__name__}, not a state dict')
+    return checkpoint
+
+
+def extract_state_dict(checkpoint, param_key=None, source='checkpoint'):
+    """Pick the network weights out of a checkpoint dict.
+
+    Args:
+        checkpoint (dict): A BasicSR checkpoint (``params_ema`` / ``params``) or a bare state dict.
+        param_key (str | None): Key to prefer (BasicSR's ``param_key_g``); falls back to
+            ``params_ema``, ``params``, then the bare dict, as BasicSR does. Default: None.
+        source (str): Name used in error messages. Default: 'checkpoint'.
+
+    Returns:
+        dict[str, Tensor]: The state dict, without a ``module.`` prefix.
+    """
+    for key in (param_key, *STATE_DICT_KEYS):
+        if key is not None and isinstance(checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+            break
+    non_tensors = [key for key, value in checkpoint.items() if not isinstance(value, torch.Tensor)]
+    if non_tensors or not checkpoint:
+        raise CheckpointError(f'{source} holds no state dict: expected tensors (or a "params_ema"/"params" '
+                              f'entry), found keys {_first(list(checkpoint))}')
+    if all(key.startswith('module.') for key in checkpoint):
+        checkpoint = {key[len('module.'):]: value for key, value in checkpoint.items()}
+    return dict(checkpoint)
+
+
+def load_state_dict(path, param_key=None):
+    """Read a checkpoint file safely and return its network state dict.
+
+    Args:
+        path (str | Path): The ``.pth`` file.
+        param_key (str | None): Key to prefer, see :func:`extract_state_dict`. Default: None.
+
+    Returns:
+        dict[str, Tensor]: The state dict.
+    """
+    return extract_state_dict(read_checkpoint(path), param_key, source=str(path))
+
+
+def infer_network_config(state_dict):
+    """Read an ESC network's type and hyperparameters from its state dict's keys and shapes.
+
+    ``attn_type`` is a run-time choice and is not stored, so it is left out.
+
+    Args:
+        state_dict (dict[str, Tensor]): Weights of an ESC, ESCFP or ESCReal network.
+
+    Returns:
+        dict: A ``network_g`` dict (``type`` plus constructor arguments).
+
+    Raises:
+        CheckpointError: The keys are not those of an ESC-family network.
+    """
+    if 'plk_filter' in state_dict:
+        arch_type = 'ESCReal' if 'skip.0.weight' in state_dict else 'ESC'
+        kernel = state_dict['plk_filter']
+    elif 'lk_channel' in state_dict and 'lk_spatial' in state_dict:
+        arch_type, kernel = 'ESCFP', state_dict['lk_spatial']
+    else:
+        raise CheckpointError('the weights are not those of an ESC, ESC-FP or ESC-Real network '
+                              f'(first keys: {_first(list(state_dict))})')
+    try:
+        dim = state_dict['proj.weight'].shape[0]
+        bias_table = state_dict['blocks.0.attn.relative_position_bias']
+        ffn_hidden = state_dict['blocks.0.convffns.0.proj.weight'].shape[0]
+        config = {
+            'type': arch_type,
+            'dim': dim,
+            'pdim': kernel.shape[0],
+            'kernel_size': kernel.shape[-1],
+            'n_blocks': _count_indices(state_dict, 'blocks.'),
+            'conv_blocks': _count_indices(state_dict, 'blocks.0.pconvs.'),
+            'window_size': (math.isqrt(bias_table.shape[1]) + 1) // 2,  # table holds (2 ws - 1)^2 offsets
+            'num_heads': bias_table.shape[0],
+            'upscaling_factor': infer_scale(state_dict, arch_type),
+            'exp_ratio': _exp_ratio(ffn_hidden, dim),
+        }
+    except KeyError as err:
+        raise CheckpointError(f'the weights lack {err.args[0]!r}: not a complete ESC-family state dict') from None
+    if arch_type == 'ESC':
+        config['use_ln'] = 'blocks.0.lns.0.weight' in state_dict
+    return config
+
+
+def infer_scale(state_dict, arch_type):
+    """Upscaling factor of a state dict: ``to_img`` has 3 * s * s outputs (ESC, ESCFP); ESCReal is x4.
+
+    Args:
+        state_dict (dict[str, Tensor]): Network weights.
+        arch_type (str): 'ESC', 'ESCFP' or 'ESCReal'.
+
+    Returns:
+        int: The scale.
+    """
+    if arch_type == 'ESCReal':
+        return ESC_REAL_SCALE
+    return math.isqrt(state_dict['to_img.weight'].shape[0] // 3)
+
+
+def load_into_network(network, state_dict, source='checkpoint'):
+    """Load a state dict strictly into a network, explaining a mismatch in one error.
+
+    Args:
+        network (nn.Module): The network to fill.
+        state_dict (dict[str, Tensor]): Its weights.
+        source (str): Name of the checkpoint, for messages. Default: 'checkpoint'.
+
+    Raises:
+        CheckpointError: Missing, unexpected or wrongly shaped weights; the message lists the first
+            ones and, when both are ESC-family, how the checkpoint's configuration differs.
+    """
+    try:
+        network.load_state_dict(state_dict, strict=True)
+    except RuntimeError:
+        raise CheckpointError(describe_mismatch(network.state_dict(), state_dict, source)) from None
+
+
+def describe_mismatch(expected, given, source='checkpoint'):
+    """One-line explanation of why the state dict ``given`` does not fit a network whose own is ``expected``."""
+    missing = [key for key in expected if key not in given]
+    unexpected = [key for key in given if key not in expected]
+    resized = [f'{key} {tuple(given[key].shape)} vs {tuple(value.shape)}' for key, value in expected.items()
+               if key in given and given[key].shape != value.shape]
+    parts = [f'{label} {_first(keys)}' for label, keys in
+             (('missing', missing), ('unexpected', unexpected), ('shape checkpoint vs network:', resized)) if keys]
+    return f'{source} does not fit the network: {"; ".join(parts)}. {_likely_cause(expected, given)}'
+
+
+def _likely_cause(expected, given):
+    try:
+        wanted, found = infer_network_config(expected), infer_network_config(given)
+    except CheckpointError:
+        return 'Is it a checkpoint of an ESC-family network?'
+    differences = [f'{key}={found[key]} (network: {wanted.get(key)})' for key in found if found[key] != wanted.get(key)]
+    if not differences:
+        return 'The checkpoint has the same configuration as the network but different weight names or shapes.'
+    preset = matching_preset(found)
+    advice = f'it is {preset} x{found["upscaling_factor"]}' if preset else 'use a network_g YAML with these values'
+    return f'The checkpoint has {", ".join(differences)}: {advice}.'
+
+
+def matching_preset(config):
+    """Name of the published variant (see ``PRESETS``) that ``config`` is, ignoring scale and backend; or None."""
+    for name, preset in PRESETS.items():
+        if all(config.get(key, False) == value for key, value in preset.items()) and \
+                config.get('use_ln', False) == preset.get('use_ln', False):
+            return name
+    return None
+
+
+def _count_indices(state_dict, prefix):
+    indices = {key[len(prefix):].split('.', 1)[0] for key in state_dict if key.startswith(prefix)}
+    return len(indices)
+
+
+def _exp_ratio(hidden, dim):
+    """The ``exp_ratio`` whose ``int(dim * exp_ratio)`` gives ``hidden``, as short as possible."""
+    for digits in range(1, 7):
+        ratio = round(hidden / dim, digits)
+        if int(dim * ratio) == hidden:
+            return ratio
+    return hidden / dim
+
+
+def _first(keys):
+    shown = ', '.join(keys[:_SHOWN_KEYS])
+    return f'{shown} (+{len(keys) - _SHOWN_KEYS} more)' if len(keys) > _SHOWN_KEYS else shown

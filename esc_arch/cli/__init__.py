@@ -1,0 +1,74 @@
+"""The ``basicsr`` console script: BasicSR's train/test entry points plus ESC's tools.
+
+PyPI's basicsr ships no command; this one runs ``basicsr COMMAND [ARGS]``.
+
+Adding a subcommand
+-------------------
+Add one line to :data:`COMMANDS`: ``'name': ('esc_arch.cli.module', 'one-line summary')``.
+The module is imported only when its subcommand runs, so ``basicsr --help`` never pays
+for it. It defines two functions:
+
+``add_arguments(parser)``
+    Declare the subcommand's arguments on ``parser``, an ``argparse.ArgumentParser``
+    whose ``prog`` is ``basicsr NAME`` and whose description is the summary.
+``run(args)``
+    Do the work with the parsed ``argparse.Namespace``; return None (or 0) on success,
+    or an int exit code.
+
+Errors the user can cause (a missing or unreadable file, an invalid value that argparse
+cannot check) are raised as :class:`CommandError` with a one-line message; the
+dispatcher prints ``basicsr NAME: error: MESSAGE`` on stderr and exits with code 2,
+without a traceback (as argparse does for bad arguments). Any other exception is a bug
+and keeps its traceback. ``python -m esc_arch.cli`` works like the ``basicsr`` script.
+"""
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    'train': ('esc_arch.cli.train', "train with a BasicSR options YAML (BasicSR's train.py)"),
+    'test': ('esc_arch.cli.test', "test with a BasicSR options YAML (BasicSR's test.py)"),
+    'demo': ('esc_arch.cli.demo', 'make a small dataset, train ESC-light x4 on it and compare with bicubic'),
+}
+
+USAGE_ERROR = 2
+
+
+class CommandError(Exception):
+    """A problem the user can fix (bad path, bad value); reported in one line, exit code 2."""
+
+
+def _parser(selected):
+    parser = argparse.ArgumentParser(
+        prog='basicsr',
+        description='BasicSR commands with the ESC networks registered. '
+        'Experiments, results and tb_logger folders go under the current directory.',
+        epilog='Run "basicsr COMMAND --help" for the options of a command.')
+    subparsers = parser.add_subparsers(dest='command', metavar='COMMAND', title='commands')
+    for name, (module_name, summary) in COMMANDS.items():
+        subparser = subparsers.add_parser(name, help=summary, description=summary)
+        if name == selected:
+            module = importlib.import_module(module_name)
+            module.add_arguments(subparser)
+            subparser.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv=None):
+    """Run ``basicsr`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # The first word that is not an option names the command; only its module is imported.
+    selected = next((word for word in argv if not word.startswith('-')), None)
+    parser = _parser(selected)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return USAGE_ERROR
+    try:
+        return args.run(args) or 0
+    except CommandError as error:
+        print(f'basicsr {args.command}: error: {error}', file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print(f'basicsr {args.command}: interrupted', file=sys.stderr)
+        return 130
