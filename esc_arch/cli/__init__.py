@@ -29,6 +29,7 @@ COMMANDS = {
     'train': ('esc_arch.cli.train', "train with a BasicSR options YAML (BasicSR's train.py)"),
     'test': ('esc_arch.cli.test', "test with a BasicSR options YAML (BasicSR's test.py)"),
     'demo': ('esc_arch.cli.demo', 'make a small dataset, train ESC-light x4 on it and compare with bicubic'),
+    'upscale': ('esc_arch.cli.upscale', 'upscale image files or a folder with a trained checkpoint'),
 }
 
 USAGE_ERROR = 2

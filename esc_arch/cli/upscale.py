@@ -21,15 +21,12 @@ from tqdm import tqdm
 
 from esc_arch.archs import preset_config
 from esc_arch.checkpoint import CheckpointError, infer_network_config, load_into_network, load_state_dict
+from esc_arch.cli import CommandError
 from esc_arch.tiling import tiled_forward
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp', '.tif', '.tiff')
 PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 _PIXEL_MAX = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0}
-
-
-class UpscaleError(Exception):
-    """A problem with the command's input, reported to the user as one line."""
 
 
 def add_arguments(parser):
@@ -41,47 +38,53 @@ def add_arguments(parser):
                         'YAML with a network_g section')
     parser.add_argument('--weights', required=True, help='checkpoint .pth (params_ema, params or a bare state dict)')
     parser.add_argument('--scale', type=int, help='upscaling factor; read from the checkpoint when omitted')
-    parser.add_argument('--tile', type=int, default=0,
-                        help='process the image in tiles of this many input pixels (bounds memory; 0: whole image)')
-    parser.add_argument('--tile-pad', type=int, default=16, help='context pixels around each tile (default 16)')
+    parser.add_argument('--tile', type=_non_negative, default=0,
+                        help='process the image in tiles of this many input pixels to bound memory (0: whole image); '
+                        "rounded up to a multiple of the network's attention window")
+    parser.add_argument('--tile-pad', type=_non_negative,
+                        help='context pixels around each tile, rounded up likewise (default: one window)')
     parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto', help='default: auto')
     parser.add_argument('--precision', choices=tuple(PRECISIONS), default='fp32',
                         help='fp16 and bf16 halve memory; default: fp32')
     return parser
 
 
+def _non_negative(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'must be >= 0, got {value}')
+    return value
+
+
+def _round_up(value, multiple):
+    return -(-value // multiple) * multiple
+
+
 def run(args):
-    """Upscale every image of ``args.input``; returns the exit code (1 when any image failed)."""
+    """Upscale every image of ``args.input``; returns 1 when any image failed (each is reported)."""
+    jobs = plan_outputs(list_images(Path(args.input)), Path(args.output))
+    device = select_device(args.device)
     try:
-        jobs = plan_outputs(list_images(Path(args.input)), Path(args.output))
-        device = select_device(args.device)
         network, scale = load_network(args.model, args.weights, args.scale)
-        network = network.to(device=device, dtype=PRECISIONS[args.precision])
-    except (UpscaleError, CheckpointError, OSError) as err:
-        _report(err)
-        return 1
+    except CheckpointError as err:
+        raise CommandError(err) from None
+    network = network.to(device=device, dtype=PRECISIONS[args.precision])
+    # Window-aligned tiles partition the image into the same attention windows as a whole-image pass.
+    window = getattr(network, 'window_size', 1)
+    tile = _round_up(args.tile, window)
+    tile_pad = _round_up(window if args.tile_pad is None else args.tile_pad, window)
 
     failures = 0
     for source, target in tqdm(jobs, desc='images', unit='img', disable=None if len(jobs) > 1 else True):
         try:
             image = read_image(source)
-            result = upscale_image(network, image, scale, args.tile, args.tile_pad)
+            result = upscale_image(network, image, scale, tile, tile_pad)
             write_image_atomic(result, target)
-        except (UpscaleError, OSError) as err:
-            _report(err)
+        except (CommandError, OSError) as err:
+            print(f'basicsr upscale: error: {err}', file=sys.stderr)
             failures += 1
     print(f'upscaled {len(jobs) - failures} of {len(jobs)} image(s) x{scale} into {args.output}')
     return 1 if failures else 0
-
-
-def main(argv=None):
-    """Entry point for ``python -m esc_arch.cli.upscale``."""
-    parser = add_arguments(argparse.ArgumentParser(prog='basicsr upscale', description=__doc__.splitlines()[0]))
-    return run(parser.parse_args(argv))
-
-
-def _report(err):
-    print(f'basicsr upscale: error: {err}', file=sys.stderr)
 
 
 def list_images(path):
@@ -89,30 +92,30 @@ def list_images(path):
     if path.is_dir():
         images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
         if not images:
-            raise UpscaleError(f'no images ({", ".join(IMAGE_EXTENSIONS)}) in folder {path}')
+            raise CommandError(f'no images ({", ".join(IMAGE_EXTENSIONS)}) in folder {path}')
         return images
     if not path.exists():
-        raise UpscaleError(f'input not found: {path}')
+        raise CommandError(f'input not found: {path}')
     if path.suffix.lower() not in IMAGE_EXTENSIONS:
-        raise UpscaleError(f'{path} is not a supported image type ({", ".join(IMAGE_EXTENSIONS)})')
+        raise CommandError(f'{path} is not a supported image type ({", ".join(IMAGE_EXTENSIONS)})')
     return [path]
 
 
 def plan_outputs(images, output_dir):
     """Pair each input with its output path, refusing any pair that would overwrite an input."""
     if output_dir.exists() and not output_dir.is_dir():
-        raise UpscaleError(f'output {output_dir} exists and is not a folder')
+        raise CommandError(f'output {output_dir} exists and is not a folder')
     jobs = [(image, output_dir / image.name) for image in images]
     for image, target in jobs:
         if target.exists() and target.samefile(image):
-            raise UpscaleError(f'refusing to overwrite the input {image}: choose another output folder')
+            raise CommandError(f'refusing to overwrite the input {image}: choose another output folder')
     return jobs
 
 
 def select_device(name):
     """``auto`` picks CUDA when available."""
     if name == 'cuda' and not torch.cuda.is_available():
-        raise UpscaleError('--device cuda was asked for but no CUDA device is available')
+        raise CommandError('--device cuda was asked for but no CUDA device is available')
     if name == 'auto':
         name = 'cuda' if torch.cuda.is_available() else 'cpu'
     return torch.device(name)
@@ -135,16 +138,16 @@ def load_network(model, weights, scale=None):
     except CheckpointError:
         trained_scale = None  # not ESC-family: load_into_network below explains the mismatch
     if scale and trained_scale and scale != trained_scale:
-        raise UpscaleError(f'--scale {scale} does not match {weights}, which was trained for x{trained_scale}')
+        raise CommandError(f'--scale {scale} does not match {weights}, which was trained for x{trained_scale}')
     options = network_options(model, scale or trained_scale)
     try:
         network = build_network(options)
     except (TypeError, ValueError, KeyError) as err:
-        raise UpscaleError(f'cannot build network {options.get("type")!r} from {model}: {err}') from None
+        raise CommandError(f'cannot build network {options.get("type")!r} from {model}: {err}') from None
     load_into_network(network, state_dict, source=str(weights))
     network_scale = getattr(network, 'upscaling_factor', scale)
     if not network_scale:
-        raise UpscaleError(f'the scale of {options["type"]} is unknown: give --scale')
+        raise CommandError(f'the scale of {options["type"]} is unknown: give --scale')
     if hasattr(network, 'convert'):
         network.convert()
     return network.eval(), network_scale
@@ -157,34 +160,34 @@ def network_options(model, scale):
         try:
             options = yaml.safe_load(path.read_text())
         except (OSError, yaml.YAMLError) as err:
-            raise UpscaleError(f'cannot read options file {path}: {err}') from None
+            raise CommandError(f'cannot read options file {path}: {err}') from None
         if not isinstance(options, dict) or not isinstance(options.get('network_g'), dict):
-            raise UpscaleError(f'{path} has no network_g section')
+            raise CommandError(f'{path} has no network_g section')
         options = dict(options['network_g'])
         if 'type' not in options:
-            raise UpscaleError(f'network_g in {path} has no type')
+            raise CommandError(f'network_g in {path} has no type')
         if scale:
             options['upscaling_factor'] = scale
         return options
     try:
         return preset_config(model, scale=scale or 4)
     except ValueError as err:
-        raise UpscaleError(f'{err} (or give a YAML file)') from None
+        raise CommandError(f'{err} (or give a YAML file)') from None
 
 
 def read_image(path):
-    """Read an image as stored (any bit depth, gray/colour/alpha); UpscaleError if unreadable."""
+    """Read an image as stored (any bit depth, gray/colour/alpha); CommandError if unreadable."""
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as err:
-        raise UpscaleError(f'cannot read {path}: {err.strerror}') from None
+        raise CommandError(f'cannot read {path}: {err.strerror}') from None
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
-        raise UpscaleError(f'cannot decode image {path} (empty, corrupt or not an image)')
+        raise CommandError(f'cannot decode image {path} (empty, corrupt or not an image)')
     if image.dtype not in _PIXEL_MAX:
-        raise UpscaleError(f'{path} has {image.dtype} pixels; supported: 8-bit, 16-bit and float32')
+        raise CommandError(f'{path} has {image.dtype} pixels; supported: 8-bit, 16-bit and float32')
     if image.ndim == 3 and image.shape[2] not in (1, 3, 4):
-        raise UpscaleError(f'{path} has {image.shape[2]} channels; supported: 1 (gray), 3 (colour), 4 (with alpha)')
+        raise CommandError(f'{path} has {image.shape[2]} channels; supported: 1 (gray), 3 (colour), 4 (with alpha)')
     return image
 
 
@@ -218,11 +221,11 @@ def upscale_image(network, image, scale, tile=0, tile_pad=16):
         try:
             sr = tiled_forward(network, lr, scale, tile, tile_pad, progress=progress)
         except torch.OutOfMemoryError:
-            raise UpscaleError(f'out of memory on {parameter.device.type}: use a smaller --tile') from None
+            raise CommandError(f'out of memory on {parameter.device.type}: use a smaller --tile') from None
         except RuntimeError as err:
             if parameter.dtype == torch.float32:
                 raise
-            raise UpscaleError(f'{parameter.dtype} inference failed on {parameter.device.type} '
+            raise CommandError(f'{parameter.dtype} inference failed on {parameter.device.type} '
                                f'({str(err).splitlines()[0]}); use --precision fp32') from None
     result = tensor2img(sr, rgb2bgr=True, out_type=np.float32)
     if gray:
@@ -241,7 +244,7 @@ def write_image_atomic(image, path):
     path.parent.mkdir(parents=True, exist_ok=True)
     encoded, data = cv2.imencode(path.suffix, image)
     if not encoded:
-        raise UpscaleError(f'cannot encode {image.dtype} image as {path.suffix} for {path}')
+        raise CommandError(f'cannot encode {image.dtype} image as {path.suffix} for {path}')
     temp_path = path.with_name(f'.{path.name}.{os.getpid()}.part')
     try:
         temp_path.write_bytes(data.tobytes())
@@ -249,7 +252,3 @@ def write_image_atomic(image, path):
     except BaseException:
         temp_path.unlink(missing_ok=True)
         raise
-
-
-if __name__ == '__main__':
-    sys.exit(main())

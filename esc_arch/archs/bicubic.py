@@ -1,0 +1,28 @@
+"""Bicubic upsampling as a network: the baseline row of every SR table."""
+from torch import nn
+from basicsr.utils.registry import ARCH_REGISTRY
+
+from esc_arch.data.matlab_resize import matlab_imresize
+
+
+@ARCH_REGISTRY.register()
+class Bicubic(nn.Module):
+    """MATLAB ``imresize(LR, s, 'bicubic')`` upsampling, with no learned weights.
+
+    Evaluated through ``basicsr test`` it gives the literature's bicubic baselines (e.g. Set5 x4
+    28.43 dB PSNR-Y, the value SOURCES.md reports for MATLAB), so that a test YAML can check a data
+    layout and the evaluation protocol before any model is trained.
+
+    Args:
+        upscaling_factor (int): Upscaling factor. Default: 4.
+    """
+
+    def __init__(self, upscaling_factor=4):
+        super().__init__()
+        self.upscaling_factor = upscaling_factor
+
+    def forward(self, x):
+        return matlab_imresize(x, self.upscaling_factor)
+
+    def extra_repr(self):
+        return f'upscaling_factor={self.upscaling_factor}'

@@ -1,0 +1,114 @@
+"""Shared by ``basicsr train`` and ``basicsr test``: BasicSR's own options, checked up front.
+
+BasicSR's pipelines parse ``sys.argv`` themselves (``basicsr.utils.options.parse_options``);
+this module declares the same options for ``--help``, checks what a user can get wrong
+(options file, required sections, ``--force_yml`` entries) so that it is reported in one
+line, then hands the arguments to the pipeline with the current directory as BasicSR's
+root (``experiments/``, ``results/`` and ``tb_logger/`` are created there).
+"""
+import os
+import sys
+
+from esc_arch.cli import CommandError
+
+# Sections that BasicSR's pipelines read without checking for them.
+COMMON_SECTIONS = ('name', 'model_type', 'num_gpu', 'datasets', 'path')
+TRAIN_SECTIONS = COMMON_SECTIONS + ('train', 'logger')
+TEST_SECTIONS = COMMON_SECTIONS + ('val', )
+MAPPING_SECTIONS = ('datasets', 'path', 'train', 'logger', 'val')
+# Raised by file access inside the pipelines, for paths taken from the options.
+PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+def add_arguments(parser):
+    """BasicSR's command-line options (``basicsr/utils/options.py``)."""
+    parser.add_argument('-opt', required=True, metavar='YML', help='BasicSR options YAML file')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none',
+                        help='job launcher for multi-process runs (default: none)')
+    parser.add_argument('--auto_resume', action='store_true',
+                        help="resume from the experiment's latest training state, if any")
+    parser.add_argument('--debug', action='store_true', help='debug mode (prefixes the name with debug_)')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help='set by launchers')
+    parser.add_argument('--force_yml', nargs='+', default=None, metavar='KEY=VALUE',
+                        help='override options, e.g. train:ema_decay=0.999 datasets:train:batch_size_per_gpu=4')
+
+
+def read_options(path, sections):
+    """Load a BasicSR options YAML, raising :class:`CommandError` for anything BasicSR would trip on.
+
+    Args:
+        path (str): The YAML file.
+        sections (tuple[str]): Top-level keys the pipeline needs.
+
+    Returns:
+        dict: The options, as BasicSR's loader reads them.
+    """
+    import yaml
+    from basicsr.utils.options import ordered_yaml
+
+    if not os.path.isfile(path):
+        raise CommandError(f'options file not found: {path}')
+    try:
+        with open(path, encoding='utf-8') as stream:
+            options = yaml.load(stream, Loader=ordered_yaml()[0])
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise CommandError(f'cannot read {path} as YAML: {" ".join(str(error).split())}') from None
+    if not isinstance(options, dict):
+        raise CommandError(f'{path} is not a BasicSR options file (expected a mapping of options)')
+    missing = [name for name in sections if name not in options]
+    if missing:
+        raise CommandError(f'{path} lacks required option(s): {", ".join(missing)}')
+    for name in MAPPING_SECTIONS:
+        if name in sections and not isinstance(options[name], dict):
+            raise CommandError(f'{path}: option "{name}" must be a mapping')
+    return options
+
+
+def check_overrides(options, entries, path):
+    """Check ``--force_yml`` entries the way BasicSR applies them (``KEY:SUBKEY=VALUE``, existing parents)."""
+    for entry in entries or ():
+        if entry.count('=') != 1:
+            raise CommandError(f'--force_yml entry "{entry}" is not of the form KEY:SUBKEY=VALUE')
+        keys = entry.split('=')[0].strip().split(':')
+        node = options
+        for depth, key in enumerate(keys[:-1]):
+            if not isinstance(node, dict) or key not in node:
+                raise CommandError(f'--force_yml entry "{entry}": {path} has no option {":".join(keys[:depth + 1])}')
+            node = node[key]
+        if not isinstance(node, dict):
+            raise CommandError(f'--force_yml entry "{entry}": {":".join(keys[:-1])} is not a mapping')
+
+
+def basicsr_argv(args):
+    """The argument list that BasicSR's ``parse_options`` reads for ``args``."""
+    argv = ['-opt', args.opt, '--launcher', args.launcher, '--local_rank', str(args.local_rank)]
+    if args.auto_resume:
+        argv.append('--auto_resume')
+    if args.debug:
+        argv.append('--debug')
+    if args.force_yml:
+        argv += ['--force_yml', *args.force_yml]
+    return argv
+
+
+def run(pipeline, args, sections, command):
+    """Run a BasicSR pipeline (``train_pipeline`` / ``test_pipeline``) rooted at the current directory.
+
+    Args:
+        pipeline (callable): Takes BasicSR's ``root_path``.
+        args (argparse.Namespace): Parsed :func:`add_arguments` options.
+        sections (tuple[str]): Top-level option keys the pipeline needs.
+        command (str): Subcommand name, recorded as the command line in the copied YAML.
+    """
+    options = read_options(args.opt, sections)
+    check_overrides(options, args.force_yml, args.opt)
+    saved_argv = sys.argv
+    sys.argv = [f'basicsr {command}'] + basicsr_argv(args)
+    try:
+        pipeline(os.getcwd())
+    except PATH_ERRORS as error:
+        if error.filename is None:
+            raise
+        raise CommandError(f'{error.strerror}: {error.filename}') from None
+    finally:
+        sys.argv = saved_argv

@@ -1,0 +1,108 @@
+"""Training (or validation) from HR images alone: the LR is made on the fly, MATLAB-bicubic."""
+import random
+from os import path as osp
+
+import numpy as np
+import torch
+from torch.utils import data
+from basicsr.data.data_util import paths_from_folder, paths_from_lmdb
+from basicsr.data.transforms import augment, mod_crop
+from basicsr.utils import FileClient, imfrombytes, img2tensor
+from basicsr.utils.registry import DATASET_REGISTRY
+
+from .matlab_resize import matlab_imresize
+
+# LR pixels of context around a crop: the antialiased bicubic kernel reaches 2 LR pixels
+# (2*scale HR pixels) out, so with this margin a crop's LR equals that crop of the whole image's LR.
+_CONTEXT = 2
+
+
+def bicubic_downsample(img, scale):
+    """MATLAB ``imresize(img, 1/scale, 'bicubic')`` of a uint8 HWC image, as float32 HWC in [0, 1]."""
+    hr = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).double() / 255
+    return matlab_imresize(hr, 1 / scale, quantize=True).permute(1, 2, 0).float().numpy()
+
+
+@DATASET_REGISTRY.register()
+class HROnlyBicubicDataset(data.Dataset):
+    """HR images only; each LR is the MATLAB-bicubic downsampling of its HR (the paper's DFLIP setting).
+
+    The LR equals what ``basicsr make-lr`` (MATLAB ``imresize(modcrop(HR, s), 1/s, 'bicubic')`` on
+    uint8) would have stored, so training from HR folders matches training from prepared LR files.
+    In the train phase a random HR crop is taken (the LR is computed with enough context around it
+    to be exact), then flipped/rotated; in the val/test phase the whole modcropped image is used.
+
+    Args:
+        opt (dict): Config for datasets. It contains the following keys:
+            dataroot_gt (str): Folder of HR images, or an LMDB (``*.lmdb``) with ``io_backend.type: lmdb``.
+            io_backend (dict): ``{type: disk}`` or ``{type: lmdb}``.
+            gt_size (int): HR patch size in the train phase (a multiple of ``scale``).
+            use_hflip (bool): Random horizontal flips (train). Default: True.
+            use_rot (bool): Random 90-degree rotations and vertical flips (train). Default: True.
+            scale (int): Scale factor, added by BasicSR from the top-level ``scale``.
+            phase (str): ``train``, ``val`` or ``test``, added by BasicSR.
+    """
+
+    def __init__(self, opt):
+        super().__init__()
+        self.opt = opt
+        self.scale = opt['scale']
+        self.io_backend_opt = dict(opt['io_backend'])
+        self.file_client = None
+        root = opt['dataroot_gt']
+        where = f"dataroot_gt of dataset '{opt.get('name', '?')}'"
+        if self.io_backend_opt['type'] == 'lmdb':
+            if not osp.isfile(osp.join(root, 'meta_info.txt')):
+                raise FileNotFoundError(f'{where}: {root} is not an LMDB made by BasicSR (no meta_info.txt)')
+            self.io_backend_opt.update(db_paths=[root], client_keys=['gt'])
+            self.paths = paths_from_lmdb(root)
+        else:
+            if not osp.isdir(root):
+                raise FileNotFoundError(f'{where}: folder {root} does not exist')
+            self.paths = sorted(paths_from_folder(root))
+        if not self.paths:
+            raise ValueError(f'{where}: no images in {root}')
+        if opt['phase'] == 'train' and opt['gt_size'] % self.scale:
+            raise ValueError(f"gt_size {opt['gt_size']} of dataset '{opt.get('name', '?')}' "
+                             f'is not a multiple of scale {self.scale}')
+
+    def __getitem__(self, index):
+        if self.file_client is None:
+            backend = self.io_backend_opt.copy()
+            self.file_client = FileClient(backend.pop('type'), **backend)
+        path = self.paths[index]
+        img = imfrombytes(self.file_client.get(path, 'gt'))  # uint8 BGR, HWC
+        if img is None:
+            raise ValueError(f'cannot decode image {path} (corrupt, empty or not an image)')
+
+        if self.opt['phase'] == 'train':
+            img_gt, img_lq = self._random_crop(img, path)
+            img_gt, img_lq = augment([img_gt, img_lq], self.opt.get('use_hflip', True), self.opt.get('use_rot', True))
+        else:
+            img = mod_crop(img, self.scale)
+            img_gt, img_lq = img.astype(np.float32) / 255., bicubic_downsample(img, self.scale)
+
+        img_gt, img_lq = img2tensor([img_gt, img_lq], bgr2rgb=True, float32=True)
+        return {'lq': img_lq, 'gt': img_gt, 'lq_path': path, 'gt_path': path}
+
+    def _random_crop(self, img, path):
+        """A random HR crop (aligned to the LR grid) and its LR, as float32 HWC images."""
+        scale = self.scale
+        lr_patch = self.opt['gt_size'] // scale
+        lr_height, lr_width = img.shape[0] // scale, img.shape[1] // scale
+        if lr_height < lr_patch or lr_width < lr_patch:
+            raise ValueError(f'{path}: image of {img.shape[1]}x{img.shape[0]} pixels is smaller than the '
+                             f"{self.opt['gt_size']}x{self.opt['gt_size']} training crop (gt_size)")
+        top = random.randint(0, lr_height - lr_patch)
+        left = random.randint(0, lr_width - lr_patch)
+        context_top, context_left = max(top - _CONTEXT, 0), max(left - _CONTEXT, 0)
+        context_bottom = min(top + lr_patch + _CONTEXT, lr_height)
+        context_right = min(left + lr_patch + _CONTEXT, lr_width)
+        region = img[context_top * scale:context_bottom * scale, context_left * scale:context_right * scale]
+        lq_top, lq_left = top - context_top, left - context_left
+        img_lq = bicubic_downsample(region, scale)[lq_top:lq_top + lr_patch, lq_left:lq_left + lr_patch]
+        img_gt = img[top * scale:(top + lr_patch) * scale, left * scale:(left + lr_patch) * scale]
+        return img_gt.astype(np.float32) / 255., img_lq
+
+    def __len__(self):
+        return len(self.paths)

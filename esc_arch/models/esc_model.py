@@ -1,0 +1,248 @@
+"""ESCModel: BasicSR's SRModel plus what ESC's recipe and large validation images need."""
+import math
+import os
+from collections import OrderedDict
+from functools import partial
+from os import path as osp
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger
+from basicsr.utils.dist_util import master_only
+from basicsr.utils.registry import MODEL_REGISTRY
+
+from esc_arch.archs.base import PixelShuffleHeadMixin
+from esc_arch.tiling import tiled_forward
+
+__all__ = ['ESCModel', 'ESRModel', 'NonFiniteLossError', 'save_atomically', 'self_ensemble']
+
+AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+PIXEL_SHUFFLE_HEAD = ('to_img.weight', 'to_img.bias')
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training stopped after too many steps in a row with a non-finite loss or gradient."""
+
+
+def save_atomically(obj, path):
+    """``torch.save`` to a temporary file beside ``path``, then rename it into place.
+
+    A crash or kill while writing leaves any previous ``path`` intact. The temporary name does not
+    end in ``.state`` or ``.pth``, so resuming never picks up a half-written file.
+    """
+    temporary = osp.join(osp.dirname(path), f'.{osp.basename(path)}.{os.getpid()}.tmp')
+    try:
+        with open(temporary, 'wb') as stream:
+            torch.save(obj, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if osp.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def self_ensemble(forward, images):
+    """Average ``forward`` over the 8 flips/transposes of ``images``, each mapped back (x8 ensemble)."""
+    total = 0
+    for transpose in (False, True):
+        for flips in ((), (-1, ), (-2, ), (-2, -1)):
+            view = images.transpose(-2, -1) if transpose else images
+            output = forward(view.flip(flips) if flips else view)
+            output = output.flip(flips) if flips else output
+            total = total + (output.transpose(-2, -1) if transpose else output)
+    return total / 8
+
+
+@MODEL_REGISTRY.register()
+class ESCModel(SRModel):
+    """Super-resolution model for ESC, built on BasicSR's ``SRModel`` (EMA, warm-up, schedulers,
+    metrics and saving are SRModel's). Registered as ``ESCModel`` and as ``ESRModel``, the name in the
+    authors' options files. Everything added is off unless its option is set.
+
+    Options added (YAML keys):
+
+    * ``train.optim_g.type``: any ``torch.optim`` class, e.g. ``AdamW`` (BasicSR 1.4.2 knows only Adam);
+      the other ``optim_g`` keys are its arguments.
+    * ``train.mixed_precision``: ``bf16`` or ``fp16`` autocast of the network in training (``fp16``
+      uses a gradient scaler, unscaled before clipping, saved in the training state). Default: off.
+    * ``train.clip_grad_norm``: clip the gradient norm to this value; the norm is logged as
+      ``grad_norm``. Default: off.
+    * ``train.compile``: ``true`` or a dict of ``torch.compile`` arguments: compile the trained network
+      in place (checkpoint keys unchanged). Default: off.
+    * ``train.max_consecutive_nonfinite``: a step whose loss (or clipped gradient norm) is NaN/inf is
+      skipped, leaving weights, optimizer and EMA untouched; after this many such steps in a row
+      training stops with :class:`NonFiniteLossError`. All ranks skip together. Default: 10.
+    * ``val.tile_size`` / ``val.tile_pad``: validate/test large images in tiles of ``tile_size`` LR
+      pixels with ``tile_pad`` pixels of context (:func:`esc_arch.tiling.tiled_forward`). Default: whole image.
+    * ``val.self_ensemble``: average over the 8 flips/rotations of the input (x8). Default: false.
+
+    Also: test images of any size go to the network unpadded (ESC pads internally); network
+    checkpoints and training states are written atomically (temporary file, then rename), so a kill
+    while saving leaves the previous files usable; a checkpoint of another scale loads into ESC/ESC-FP
+    (``pretrain_network_g`` + ``param_key_g: params_ema``, ``strict_load_g: true`` or false), its
+    ``to_img`` being resampled by the network; distributed training also runs on CPU (gloo).
+    """
+
+    def __init__(self, opt):
+        train_opt = opt.get('train') or {}
+        precision = train_opt.get('mixed_precision') or None
+        if precision is not None and precision not in AMP_DTYPES:
+            raise ValueError(f'train.mixed_precision must be one of {", ".join(AMP_DTYPES)} or null; '
+                             f'got {precision!r}')
+        self.amp_dtype = AMP_DTYPES.get(precision)
+        self.grad_scaler = None
+        self.nonfinite_in_a_row = 0
+        super().__init__(opt)
+
+    def model_to_device(self, net):
+        if self.opt['dist'] and self.device.type == 'cpu':  # BasicSR pins DDP to a CUDA device
+            return DistributedDataParallel(
+                net.to(self.device), find_unused_parameters=self.opt.get('find_unused_parameters', False))
+        return super().model_to_device(net)
+
+    def init_training_settings(self):
+        super().init_training_settings()
+        train_opt = self.opt['train']
+        if self.amp_dtype == torch.float16:
+            self.grad_scaler = torch.amp.GradScaler(self.device.type)
+        compile_opt = train_opt.get('compile')
+        if compile_opt:
+            self.get_bare_model(self.net_g).compile(**(compile_opt if isinstance(compile_opt, dict) else {}))
+        if self.amp_dtype is not None:
+            get_root_logger().info(f'Mixed precision training: {train_opt["mixed_precision"]}')
+
+    def get_optimizer(self, optim_type, params, lr, **kwargs):
+        optimizer_class = getattr(torch.optim, optim_type, None)
+        if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, torch.optim.Optimizer)):
+            raise ValueError(f'train.optim_g.type: {optim_type!r} is not a torch.optim optimizer (e.g. Adam, AdamW)')
+        return optimizer_class(params, lr, **kwargs)
+
+    def optimize_parameters(self, current_iter):
+        self.optimizer_g.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            self.output = self.net_g(self.lq)
+        l_total, loss_dict = self._losses(self.output.float())
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if not self._finite_on_all_ranks(l_total):
+            self._skip_step(current_iter, 'loss')
+            return
+
+        scaler = self.grad_scaler
+        (scaler.scale(l_total) if scaler else l_total).backward()
+        max_norm = self.opt['train'].get('clip_grad_norm')
+        if max_norm:
+            if scaler:
+                scaler.unscale_(self.optimizer_g)
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), max_norm)
+            self.log_dict['grad_norm'] = grad_norm.item()
+            # With a scaler, inf gradients are its normal signal to lower the scale: scaler.step skips them.
+            if not scaler and not math.isfinite(self.log_dict['grad_norm']):
+                self.optimizer_g.zero_grad(set_to_none=True)
+                self._skip_step(current_iter, 'gradient norm')
+                return
+        if scaler:
+            scaler.step(self.optimizer_g)
+            scaler.update()
+        else:
+            self.optimizer_g.step()
+        self.nonfinite_in_a_row = 0
+
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def _losses(self, output):
+        l_total = 0
+        loss_dict = OrderedDict()
+        if self.cri_pix:
+            loss_dict['l_pix'] = self.cri_pix(output, self.gt)
+        if self.cri_perceptual:
+            loss_dict['l_percep'], loss_dict['l_style'] = self.cri_perceptual(output, self.gt)
+        loss_dict = OrderedDict((name, value) for name, value in loss_dict.items() if value is not None)
+        for value in loss_dict.values():
+            l_total = l_total + value
+        return l_total, loss_dict
+
+    def _finite_on_all_ranks(self, value):
+        finite = torch.isfinite(value.detach()).to(torch.int32).reshape(1)
+        if self.opt['dist']:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        return bool(finite.item())
+
+    def _skip_step(self, current_iter, what):
+        self.nonfinite_in_a_row += 1
+        limit = self.opt['train'].get('max_consecutive_nonfinite', 10)
+        message = (f'Iteration {current_iter}: non-finite {what}; step skipped, weights and EMA unchanged '
+                   f'({self.nonfinite_in_a_row} in a row).')
+        get_root_logger().warning(message)
+        if self.nonfinite_in_a_row >= limit:
+            raise NonFiniteLossError(
+                f'{self.nonfinite_in_a_row} training steps in a row had a non-finite {what} (last at iteration '
+                f'{current_iter}); stopping. Lower the learning rate or set train.clip_grad_norm, then resume '
+                'from the last saved state with --auto_resume.')
+
+    def test(self):
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
+        was_training = net.training
+        net.eval()
+        val_opt = self.opt.get('val') or {}
+        tiling = {'tile_size': val_opt.get('tile_size')}
+        if val_opt.get('tile_pad') is not None:
+            tiling['tile_pad'] = val_opt['tile_pad']
+        forward = partial(tiled_forward, net, scale=self.opt['scale'], **tiling)
+        with torch.no_grad():
+            self.output = self_ensemble(forward, self.lq) if val_opt.get('self_ensemble') else forward(self.lq)
+        net.train(was_training)
+
+    def _print_different_keys_loading(self, crt_net, load_net, strict=True):
+        bare = self.get_bare_model(crt_net)
+        if not isinstance(bare, PixelShuffleHeadMixin):
+            return super()._print_different_keys_loading(crt_net, load_net, strict)
+        # The network resamples a to_img of another scale itself; BasicSR's non-strict shape check
+        # would instead rename it to '*.ignore' and leave to_img untrained.
+        head = {key: load_net.pop(key) for key in PIXEL_SHUFFLE_HEAD if key in load_net}
+        super()._print_different_keys_loading(crt_net, load_net, strict)
+        load_net.update(head)
+        if 'to_img.weight' in head and head['to_img.weight'].shape[0] != bare.to_img.weight.shape[0]:
+            source_scale = math.isqrt(head['to_img.weight'].shape[0] // 3)
+            get_root_logger().info(f'to_img resampled from x{source_scale} to x{bare.upscaling_factor}.')
+
+    @master_only
+    def save_network(self, net, net_label, current_iter, param_key='params'):
+        nets = net if isinstance(net, list) else [net]
+        param_keys = param_key if isinstance(param_key, list) else [param_key]
+        if len(nets) != len(param_keys):
+            raise ValueError('save_network needs one param_key per network')
+        save_dict = {}
+        for net_, key in zip(nets, param_keys):
+            state_dict = self.get_bare_model(net_).state_dict()
+            save_dict[key] = {name.removeprefix('module.'): value.cpu() for name, value in state_dict.items()}
+        label = 'latest' if current_iter == -1 else current_iter
+        save_atomically(save_dict, osp.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))
+
+    @master_only
+    def save_training_state(self, epoch, current_iter):
+        if current_iter == -1:
+            return
+        state = {
+            'epoch': epoch,
+            'iter': current_iter,
+            'optimizers': [optimizer.state_dict() for optimizer in self.optimizers],
+            'schedulers': [scheduler.state_dict() for scheduler in self.schedulers],
+        }
+        if self.grad_scaler is not None:
+            state['grad_scaler'] = self.grad_scaler.state_dict()
+        save_atomically(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
+
+    def resume_training(self, resume_state):
+        super().resume_training(resume_state)
+        if self.grad_scaler is not None and 'grad_scaler' in resume_state:
+            self.grad_scaler.load_state_dict(resume_state['grad_scaler'])
+
+
+@MODEL_REGISTRY.register()
+class ESRModel(ESCModel):
+    """:class:`ESCModel` under the name the authors' options files use (``model_type: ESRModel``)."""
