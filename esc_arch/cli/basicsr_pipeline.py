@@ -2,8 +2,8 @@
 
 BasicSR's pipelines parse ``sys.argv`` themselves (``basicsr.utils.options.parse_options``);
 this module declares the same options for ``--help``, checks what a user can get wrong
-(options file, required sections, ``--force_yml`` entries) so that it is reported in one
-line, then hands the arguments to the pipeline with the current directory as BasicSR's
+(options file, required sections, ``--force_yml`` entries, dataset paths) so that it is
+reported in one line before anything is written, then hands the arguments to the pipeline with the current directory as BasicSR's
 root (``experiments/``, ``results/`` and ``tb_logger/`` are created there).
 """
 import os
@@ -16,6 +16,7 @@ COMMON_SECTIONS = ('name', 'model_type', 'num_gpu', 'datasets', 'path')
 TRAIN_SECTIONS = COMMON_SECTIONS + ('train', 'logger')
 TEST_SECTIONS = COMMON_SECTIONS + ('val', )
 MAPPING_SECTIONS = ('datasets', 'path', 'train', 'logger', 'val')
+DATASET_PATH_KEYS = ('dataroot_gt', 'dataroot_lq', 'meta_info_file')
 # Raised by file access inside the pipelines, for paths taken from the options.
 PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
@@ -64,12 +65,19 @@ def read_options(path, sections):
     return options
 
 
-def check_overrides(options, entries, path):
-    """Check ``--force_yml`` entries the way BasicSR applies them (``KEY:SUBKEY=VALUE``, existing parents)."""
+def apply_overrides(options, entries, path):
+    """Apply ``--force_yml`` entries to ``options`` as BasicSR will, checking them first.
+
+    BasicSR applies ``KEY:SUBKEY=VALUE`` entries itself; doing the same here lets the checks
+    below see the paths that will be used, and turns malformed entries into one-line errors.
+    """
+    from basicsr.utils.options import _postprocess_yml_value
+
     for entry in entries or ():
         if entry.count('=') != 1:
             raise CommandError(f'--force_yml entry "{entry}" is not of the form KEY:SUBKEY=VALUE')
-        keys = entry.split('=')[0].strip().split(':')
+        keys, value = (part.strip() for part in entry.split('='))
+        keys = keys.split(':')
         node = options
         for depth, key in enumerate(keys[:-1]):
             if not isinstance(node, dict) or key not in node:
@@ -77,6 +85,19 @@ def check_overrides(options, entries, path):
             node = node[key]
         if not isinstance(node, dict):
             raise CommandError(f'--force_yml entry "{entry}": {":".join(keys[:-1])} is not a mapping')
+        node[keys[-1]] = _postprocess_yml_value(value)
+
+
+def check_dataset_paths(options, path):
+    """Report a missing dataset folder/file before BasicSR creates experiment or result folders."""
+    for phase, dataset in options['datasets'].items():
+        if not isinstance(dataset, dict):
+            raise CommandError(f'{path}: datasets:{phase} must be a mapping')
+        for key in DATASET_PATH_KEYS:
+            location = dataset.get(key)
+            if isinstance(location, str) and not os.path.exists(os.path.expanduser(location)):
+                raise CommandError(f'datasets:{phase}:{key} not found: {location} '
+                                   f'(relative paths start at the current directory, {os.getcwd()})')
 
 
 def basicsr_argv(args):
@@ -101,7 +122,8 @@ def run(pipeline, args, sections, command):
         command (str): Subcommand name, recorded as the command line in the copied YAML.
     """
     options = read_options(args.opt, sections)
-    check_overrides(options, args.force_yml, args.opt)
+    apply_overrides(options, args.force_yml, args.opt)
+    check_dataset_paths(options, args.opt)
     saved_argv = sys.argv
     sys.argv = [f'basicsr {command}'] + basicsr_argv(args)
     try:

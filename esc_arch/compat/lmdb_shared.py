@@ -63,5 +63,6 @@ def needs_fix():
 def apply():
     from basicsr.utils.file_client import LmdbBackend
 
-    if needs_fix():
+    if needs_fix() and LmdbBackend.__init__ is not _backend_init:
+        _backend_init.replaced = LmdbBackend.__init__  # kept for the tests, which show the original failing
         LmdbBackend.__init__ = _backend_init

@@ -20,7 +20,7 @@ _CONTEXT = 2
 def bicubic_downsample(img, scale):
     """MATLAB ``imresize(img, 1/scale, 'bicubic')`` of a uint8 HWC image, as float32 HWC in [0, 1]."""
     hr = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).double() / 255
-    return matlab_imresize(hr, 1 / scale, quantize=True).permute(1, 2, 0).float().numpy()
+    return matlab_imresize(hr, 1 / scale, quantize=True).permute(1, 2, 0).float().contiguous().numpy()
 
 
 @DATASET_REGISTRY.register()

@@ -14,6 +14,8 @@ from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from esc_arch.archs.base import PixelShuffleHeadMixin
+from esc_arch.checkpoint import load_into_network, load_state_dict
+from esc_arch.models.stop_on_signal import SaveOnStopMixin
 from esc_arch.tiling import tiled_forward
 
 __all__ = ['ESCModel', 'ESRModel', 'NonFiniteLossError', 'save_atomically', 'self_ensemble']
@@ -58,7 +60,7 @@ def self_ensemble(forward, images):
 
 
 @MODEL_REGISTRY.register()
-class ESCModel(SRModel):
+class ESCModel(SaveOnStopMixin, SRModel):
     """Super-resolution model for ESC, built on BasicSR's ``SRModel`` (EMA, warm-up, schedulers,
     metrics and saving are SRModel's). Registered as ``ESCModel`` and as ``ESRModel``, the name in the
     authors' options files. Everything added is off unless its option is set.
@@ -84,7 +86,9 @@ class ESCModel(SRModel):
     checkpoints and training states are written atomically (temporary file, then rename), so a kill
     while saving leaves the previous files usable; a checkpoint of another scale loads into ESC/ESC-FP
     (``pretrain_network_g`` + ``param_key_g: params_ema``, ``strict_load_g: true`` or false), its
-    ``to_img`` being resampled by the network; distributed training also runs on CPU (gloo).
+    ``to_img`` being resampled by the network; distributed training also runs on CPU (gloo); checkpoints
+    are read safely (:meth:`load_network`); under ``basicsr train`` a SIGINT/SIGTERM saves the state of
+    the current iteration before stopping (:mod:`esc_arch.models.stop_on_signal`).
     """
 
     def __init__(self, opt):
@@ -196,6 +200,19 @@ class ESCModel(SRModel):
         with torch.no_grad():
             self.output = self_ensemble(forward, self.lq) if val_opt.get('self_ensemble') else forward(self.lq)
         net.train(was_training)
+
+    def load_network(self, net, load_path, strict=True, param_key='params'):
+        """BasicSR's ``load_network``, reading the file with :mod:`esc_arch.checkpoint`: tensors only
+        (``weights_only``; a checkpoint that would run code is refused), and a strict load that does not
+        fit the network raises :class:`~esc_arch.checkpoint.CheckpointError` saying how it differs."""
+        bare = self.get_bare_model(net)
+        state_dict = load_state_dict(load_path, param_key)
+        get_root_logger().info(f'Loading {bare.__class__.__name__} model from {load_path}, param key {param_key}.')
+        self._print_different_keys_loading(bare, state_dict, strict)
+        if strict:
+            load_into_network(bare, state_dict, source=load_path)
+        else:
+            bare.load_state_dict(state_dict, strict=False)
 
     def _print_different_keys_loading(self, crt_net, load_net, strict=True):
         bare = self.get_bare_model(crt_net)

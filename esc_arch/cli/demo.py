@@ -1,0 +1,187 @@
+"""``basicsr demo``: ESC-light x4 trained and tested end to end on a dataset made on the spot.
+
+1. makes ``datasets/demo/`` (under the current directory) from scikit-image's bundled sample
+   images: HR = the image cropped to a multiple of 4, LR = MATLAB-style bicubic 1/4 on uint8,
+   the way the SR benchmarks were made (an existing ``datasets/demo`` is reused when it
+   holds exactly the demo's files, and never changed);
+2. runs ``basicsr train -opt options/demo_train_ESC_light_x4.yml``;
+3. runs ``basicsr test -opt options/demo_test_ESC_light_x4.yml`` (which logs PSNR/SSIM and
+   saves the SR images);
+4. prints the PSNR (Y channel, border of 4 pixels cropped) of those SR images and of MATLAB
+   bicubic upsampling of the same LR images.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from esc_arch.cli import CommandError
+from esc_arch.cli.basicsr_pipeline import TEST_SECTIONS, read_options
+
+SCALE = 4
+DATA_DIR = os.path.join('datasets', 'demo')
+TRAIN_OPTIONS = os.path.join('options', 'demo_train_ESC_light_x4.yml')
+TEST_OPTIONS = os.path.join('options', 'demo_test_ESC_light_x4.yml')
+# Loader names in skimage.data (all shipped inside scikit-image); grayscale ones become RGB.
+TRAIN_IMAGES = ('astronaut', 'rocket', 'hubble_deep_field', 'immunohistochemistry', 'camera', 'brick', 'grass',
+                'gravel', 'moon', 'coins')
+TEST_IMAGES = ('chelsea', 'coffee')
+
+
+def add_arguments(parser):
+    parser.add_argument('--train-options', default=TRAIN_OPTIONS, metavar='YML',
+                        help=f'training options (default: {TRAIN_OPTIONS}, relative to the repository root)')
+    parser.add_argument('--test-options', default=TEST_OPTIONS, metavar='YML',
+                        help=f'test options (default: {TEST_OPTIONS})')
+    parser.add_argument('--iterations', type=int, default=None, metavar='N',
+                        help='training iterations (default: total_iter of the training options)')
+
+
+def demo_files():
+    """Relative paths of every file the demo dataset holds."""
+    files = []
+    for split, names in (('train', TRAIN_IMAGES), ('test', TEST_IMAGES)):
+        for name in names:
+            files.append(os.path.join(split, 'HR', f'{name}.png'))
+            files.append(os.path.join(split, 'LR_bicubic', f'X{SCALE}', f'{name}x{SCALE}.png'))
+    return sorted(files)
+
+
+def _files_under(folder):
+    return sorted(
+        os.path.relpath(os.path.join(root, name), folder) for root, _, names in os.walk(folder) for name in names)
+
+
+def sample_image(name):
+    """A scikit-image sample image as uint8 RGB, cropped to a multiple of the scale."""
+    import numpy as np
+    import skimage.data
+
+    image = getattr(skimage.data, name)()
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    height, width = image.shape[0] // SCALE * SCALE, image.shape[1] // SCALE * SCALE
+    return np.ascontiguousarray(image[:height, :width, :3])
+
+
+def _write_rgb(path, image):
+    from basicsr.utils import imwrite
+
+    imwrite(image[:, :, ::-1], path)  # basicsr/OpenCV write BGR
+
+
+def _to_uint8(image):
+    import numpy as np
+
+    return np.clip(np.floor(image * 255 + 0.5), 0, 255).astype(np.uint8)
+
+
+def make_dataset(data_dir=DATA_DIR):
+    """Create the demo dataset at ``data_dir``, or reuse the one there.
+
+    Returns:
+        bool: True when it was created, False when an existing one is reused.
+
+    Raises:
+        CommandError: ``data_dir`` exists but is not exactly the demo's dataset.
+    """
+    from esc_arch.data import bicubic_downsample
+
+    if os.path.exists(data_dir):
+        if os.path.isdir(data_dir) and _files_under(data_dir) == demo_files():
+            return False
+        raise CommandError(f'{data_dir} exists and is not the demo dataset; '
+                           'move it away (the demo never changes it) and run again')
+    parent = os.path.dirname(os.path.abspath(data_dir))
+    os.makedirs(parent, exist_ok=True)
+    # Built beside its final place and renamed at the end: an interrupted run leaves no
+    # half-made folder that a later run would take for the dataset.
+    staging = tempfile.mkdtemp(prefix='.demo-', dir=parent)
+    try:
+        for split, names in (('train', TRAIN_IMAGES), ('test', TEST_IMAGES)):
+            for name in names:
+                hr = sample_image(name)
+                _write_rgb(os.path.join(staging, split, 'HR', f'{name}.png'), hr)
+                lr = _to_uint8(bicubic_downsample(hr, SCALE))
+                _write_rgb(os.path.join(staging, split, 'LR_bicubic', f'X{SCALE}', f'{name}x{SCALE}.png'), lr)
+        os.rename(staging, data_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return True
+
+
+def _basicsr(*arguments):
+    command = [sys.executable, '-m', 'esc_arch.cli', *arguments]
+    print('\n$ basicsr ' + ' '.join(arguments), flush=True)
+    if subprocess.call(command) != 0:
+        raise CommandError(f'"basicsr {" ".join(arguments)}" failed (see its messages above)')
+
+
+def _read_rgb(path):
+    import cv2
+
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise CommandError(f'cannot read image {path}')
+    return image[:, :, ::-1]
+
+
+def bicubic_upsample(lr):
+    """MATLAB ``imresize(lr, SCALE, 'bicubic')`` of a uint8 RGB image, rounded to uint8."""
+    import torch
+
+    from esc_arch.data import matlab_imresize
+
+    image = torch.from_numpy(lr.copy()).permute(2, 0, 1).double() / 255
+    return _to_uint8(matlab_imresize(image, SCALE).permute(1, 2, 0).numpy())
+
+
+def psnr_table(data_dir, sr_dir, sr_suffix):
+    """PSNR-Y of bicubic and of the SR images in ``sr_dir`` for every demo test image.
+
+    Returns:
+        list[tuple[str, float, float]]: ``(image name, bicubic PSNR, SR PSNR)``.
+    """
+    from basicsr.metrics import calculate_psnr
+
+    rows = []
+    for name in TEST_IMAGES:
+        hr = _read_rgb(os.path.join(data_dir, 'test', 'HR', f'{name}.png'))
+        lr = _read_rgb(os.path.join(data_dir, 'test', 'LR_bicubic', f'X{SCALE}', f'{name}x{SCALE}.png'))
+        sr = _read_rgb(os.path.join(sr_dir, f'{name}x{SCALE}_{sr_suffix}.png'))
+        psnr = [calculate_psnr(result, hr, crop_border=SCALE, test_y_channel=True) for result in (bicubic_upsample(lr), sr)]
+        rows.append((name, *psnr))
+    return rows
+
+
+def run(args):
+    test_options = read_options(args.test_options, TEST_SECTIONS)
+    if not os.path.isfile(args.train_options):
+        raise CommandError(f'options file not found: {args.train_options} '
+                           '(run the demo from the repository root, or pass --train-options)')
+    if args.iterations is not None and args.iterations < 1:
+        raise CommandError('--iterations must be at least 1')
+
+    created = make_dataset()
+    print(f'{"Made" if created else "Reusing"} the demo dataset in {DATA_DIR}: '
+          f'{len(TRAIN_IMAGES)} training and {len(TEST_IMAGES)} test images from scikit-image', flush=True)
+
+    train_arguments = ['train', '-opt', args.train_options]
+    if args.iterations is not None:
+        train_arguments += ['--force_yml', f'train:total_iter={args.iterations}']
+    _basicsr(*train_arguments)
+    _basicsr('test', '-opt', args.test_options)
+
+    dataset_name = next(iter(test_options['datasets'].values()))['name']
+    sr_dir = os.path.join('results', test_options['name'], 'visualization', dataset_name)
+    rows = psnr_table(DATA_DIR, sr_dir, test_options['val'].get('suffix') or test_options['name'])
+    print(f'\nx{SCALE} PSNR (dB) on the Y channel, {SCALE}-pixel border cropped, {DATA_DIR}/test:')
+    print(f'{"image":<12}{"bicubic":>10}{"ESC-light":>12}')
+    for name, bicubic, esc in rows:
+        print(f'{name:<12}{bicubic:>10.2f}{esc:>12.2f}')
+    mean_bicubic = sum(row[1] for row in rows) / len(rows)
+    mean_esc = sum(row[2] for row in rows) / len(rows)
+    print(f'{"mean":<12}{mean_bicubic:>10.2f}{mean_esc:>12.2f}   ({mean_esc - mean_bicubic:+.2f} dB)')
+    print(f'SR images: {sr_dir}')

@@ -1,0 +1,181 @@
+"""Check BasicSR options before anything is built or written.
+
+BasicSR discovers most mistakes in an options file late: a misspelled ``network_g`` key is a
+``TypeError`` from deep inside ``build_network``, a missing dataset folder surfaces only after the
+experiment folders were made (and an earlier experiment of the same name archived), a ``scale``
+that differs from the network's ends in a loss of mismatched shapes. :func:`check_options` finds
+these first and raises :class:`OptionsError` with one line that names the option in BasicSR's
+``--force_yml`` notation (``datasets:train:dataroot_gt``).
+"""
+import difflib
+import inspect
+import os
+from os import path as osp
+
+import torch
+from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY
+
+# Constructor arguments that are the upscaling factor (ESC's name, and that of BasicSR's own networks).
+SCALE_ARGUMENTS = ('upscaling_factor', 'upscale')
+LMDB_FILES = ('data.mdb', 'meta_info.txt')
+
+
+class OptionsError(ValueError):
+    """A mistake in BasicSR options, described in one line that names the option."""
+
+
+def check_options(opt, is_train=True, resuming=False):
+    """Check BasicSR options (as loaded from YAML, ``--force_yml`` applied) for what users get wrong.
+
+    Checked: ``model_type``, every ``network_*`` section (registered type, known keys, values the
+    network accepts), ``scale`` against the network's upscaling factor, every dataset (registered
+    type, phase, folders, LMDBs and files it points to) and the checkpoint paths under ``path``.
+    Relative paths are taken from the current directory, as BasicSR does.
+
+    Args:
+        opt (dict): The options.
+        is_train (bool): Options for ``basicsr train`` (datasets ``train`` and ``val*`` only) rather
+            than ``basicsr test``. Default: True.
+        resuming (bool): The run resumes a training state (``--auto_resume``), so BasicSR replaces
+            ``path:pretrain_network_*`` by the experiment's own checkpoints. Default: False.
+
+    Raises:
+        OptionsError: The first problem found.
+    """
+    if 'model_type' in opt:
+        registered(MODEL_REGISTRY, opt['model_type'], 'model_type')
+    for section, network_opt in opt.items():
+        if section.startswith('network_'):
+            check_network(network_opt, section)
+    check_scale(opt)
+    check_datasets(opt.get('datasets') or {}, is_train)
+    check_checkpoint_paths(opt.get('path') or {}, resuming or bool((opt.get('path') or {}).get('resume_state')))
+
+
+def registered(registry, name, option):
+    """The object registered as ``name``, or an :class:`OptionsError` suggesting the closest name."""
+    objects = dict(iter(registry))
+    for key in (name, f'{name}_basicsr'):  # the names Registry.get accepts (it prints when falling back)
+        if key in objects:
+            return objects[key]
+    close = difflib.get_close_matches(str(name), objects, n=1)
+    hint = f'did you mean "{close[0]}"? ' if close else ''
+    raise OptionsError(f'{option}: no {registry._name} type named "{name}" is registered; {hint}'
+                       f'registered: {", ".join(sorted(objects))}')
+
+
+def constructor_parameters(cls):
+    """The keyword arguments ``cls`` takes, or None when it accepts any (``**kwargs``)."""
+    parameters = inspect.signature(cls).parameters.values()
+    if any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
+        return None
+    return {
+        parameter.name: parameter
+        for parameter in parameters if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+    }
+
+
+def check_network(network_opt, section):
+    """Check a ``network_*`` section: its type, its keys (against the constructor) and their values.
+
+    The values are checked by building the network on the ``meta`` device (no memory, no weights),
+    so that the network's own argument checks report here rather than after the datasets are built.
+    """
+    if not isinstance(network_opt, dict) or 'type' not in network_opt:
+        raise OptionsError(f'{section} must be a mapping with a "type" (the network class)')
+    type_name = network_opt['type']
+    cls = registered(ARCH_REGISTRY, type_name, f'{section}:type')
+    parameters = constructor_parameters(cls)
+    arguments = {key: value for key, value in network_opt.items() if key != 'type'}
+    if parameters is not None:
+        for key in arguments:
+            if key not in parameters:
+                close = difflib.get_close_matches(key, parameters, n=1)
+                hint = f' (did you mean "{close[0]}"?)' if close else ''
+                raise OptionsError(f'{section}:{key} is not an option of {type_name}{hint}; '
+                                   f'its options are: {", ".join(parameters)}')
+        missing = [name for name, parameter in parameters.items()
+                   if parameter.default is parameter.empty and name not in arguments]
+        if missing:
+            raise OptionsError(f'{section} lacks {", ".join(missing)}, required by {type_name}')
+    try:
+        with torch.device('meta'):
+            cls(**arguments)
+    except (TypeError, ValueError) as error:
+        raise OptionsError(f'{section} ({type_name}): {error}') from None
+
+
+def check_scale(opt):
+    """``scale`` must exist and equal ``network_g``'s upscaling factor (given or default), when it has one."""
+    network_opt = opt.get('network_g')
+    if not isinstance(network_opt, dict):
+        return
+    parameters = constructor_parameters(registered(ARCH_REGISTRY, network_opt.get('type'), 'network_g:type')) or {}
+    for name in SCALE_ARGUMENTS:
+        if name not in parameters:
+            continue
+        given = name in network_opt
+        factor = network_opt[name] if given else parameters[name].default
+        if factor is inspect.Parameter.empty:
+            return
+        where = f'network_g:{name} is {factor}' + ('' if given else f', the default of {network_opt["type"]}')
+        if 'scale' not in opt:
+            raise OptionsError(f'scale is missing; {where}: add "scale: {factor}" at the top level')
+        if opt['scale'] != factor:
+            raise OptionsError(f'scale is {opt["scale"]} but {where}: the datasets and the network must use one scale')
+        return
+
+
+def check_datasets(datasets, is_train):
+    """Check each dataset: its phase, registered type, and the folders, LMDBs and files it reads."""
+    for phase, dataset in datasets.items():
+        where = f'datasets:{phase}'
+        if not isinstance(dataset, dict):
+            raise OptionsError(f'{where} must be a mapping')
+        if is_train and phase != 'train' and phase.split('_')[0] != 'val':
+            raise OptionsError(f'{where}: basicsr train uses only the datasets "train" and "val" (or "val_*")')
+        if 'type' not in dataset:
+            raise OptionsError(f'{where} lacks "type" (e.g. PairedImageDataset)')
+        registered(DATASET_REGISTRY, dataset['type'], f'{where}:type')
+        backend = (dataset.get('io_backend') or {}).get('type', 'disk')
+        for key, value in dataset.items():
+            if key.startswith('dataroot') and isinstance(value, str):
+                check_dataset_folder(value, backend, f'{where}:{key}')
+        if backend == 'disk' and isinstance(dataset.get('meta_info_file'), str):
+            meta_info = dataset['meta_info_file']
+            if not osp.isfile(osp.expanduser(meta_info)):
+                raise OptionsError(_not_found(f'{where}:meta_info_file', meta_info))
+
+
+def check_dataset_folder(folder, backend, option):
+    """A ``disk`` dataset root must be a folder with files in it; an ``lmdb`` one a BasicSR LMDB."""
+    expanded = osp.expanduser(folder)
+    if not osp.isdir(expanded):
+        raise OptionsError(_not_found(option, folder) if not osp.exists(expanded) else
+                           f'{option}: {folder} is a file; a folder is expected')
+    if backend == 'lmdb':
+        if not folder.rstrip('/').endswith('.lmdb'):
+            raise OptionsError(f'{option}: {folder} is read as an LMDB (io_backend type lmdb), '
+                               'but BasicSR LMDB folders are named *.lmdb')
+        for name in LMDB_FILES:
+            if not osp.isfile(osp.join(expanded, name)):
+                raise OptionsError(f'{option}: {folder} is not a complete BasicSR LMDB (no {name}); '
+                                   'make it with basicsr.utils.lmdb_util')
+    elif backend == 'disk':
+        with os.scandir(expanded) as entries:
+            if not any(entry.is_file() for entry in entries):
+                raise OptionsError(f'{option}: folder {folder} holds no image files')
+
+
+def check_checkpoint_paths(path_opt, resuming):
+    """``path:resume_state`` and (unless resuming) ``path:pretrain_network_*`` must be existing files."""
+    for key, value in path_opt.items():
+        if not value or not isinstance(value, str):
+            continue
+        if key == 'resume_state' or (key.startswith('pretrain_network') and not resuming):
+            if not osp.isfile(osp.expanduser(value)):
+                raise OptionsError(_not_found(f'path:{key}', value))
+
+
+def _not_found(option, location):
+    return f'{option} not found: {location} (relative paths start at the current directory, {os.getcwd()})'

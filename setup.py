@@ -1,0 +1,39 @@
+"""ESC networks, model, datasets and the ``basicsr`` command, as a plugin for PyPI's basicsr.
+
+Install torch first, then basicsr without build isolation (its setup.py imports torch), then
+this package; ``make demo`` / ``make test`` do all of it in ``.venv`` (see README.md).
+"""
+from setuptools import find_packages, setup
+
+with open('README.md', encoding='utf-8') as readme:
+    long_description = readme.read()
+
+setup(
+    name='esc-arch',
+    version='0.1.0',
+    description='ESC: Emulating Self-attention with Convolution for Efficient Image Super-Resolution, for BasicSR',
+    long_description=long_description,
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    packages=find_packages(include=['esc_arch', 'esc_arch.*']),
+    python_requires='>=3.9',
+    install_requires=[
+        'basicsr>=1.4.2',
+        'torch>=2.0',
+        'torchvision',
+        'opencv-python',
+        'numpy',
+        'lmdb',
+        'pyyaml',
+    ],
+    extras_require={
+        'test': ['pytest'],
+    },
+    entry_points={
+        'console_scripts': ['basicsr = esc_arch.cli:main'],
+    },
+    classifiers=[
+        'Programming Language :: Python :: 3',
+        'Topic :: Scientific/Engineering :: Image Processing',
+    ],
+)

@@ -1,0 +1,189 @@
+"""The ``basicsr`` console script: dispatch, BasicSR train/resume/test on CPU, one-line user errors."""
+import glob
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from esc_arch import ESC
+from esc_arch.cli import COMMANDS, main
+from esc_arch.data import bicubic_downsample
+
+SCALE = 4
+TINY_ESC = dict(type='ESC', dim=16, pdim=8, kernel_size=5, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2,
+                upscaling_factor=SCALE)
+
+
+def console_script():
+    """The installed ``basicsr`` script of the running environment."""
+    script = Path(sys.executable).with_name('basicsr')
+    if not script.is_file():
+        pytest.fail(f'{script} is missing: install the package (pip install -e .) before running the tests')
+    return str(script)
+
+
+def run_basicsr(cwd, *arguments):
+    result = subprocess.run([console_script(), *arguments], cwd=cwd, capture_output=True, text=True, timeout=600)
+    return result
+
+
+def make_pairs(root, count=3, size=24, seed=0):
+    """``root/HR/img{i}.png`` and their MATLAB-bicubic ``root/LR/img{i}x4.png``."""
+    rng = np.random.default_rng(seed)
+    (root / 'HR').mkdir(parents=True)
+    (root / 'LR').mkdir()
+    for index in range(count):
+        # smooth random images, so that SR has something to learn and PSNR is finite
+        hr = cv2.resize(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8), (size, size), interpolation=cv2.INTER_CUBIC)
+        lr = np.clip(np.floor(bicubic_downsample(hr, SCALE) * 255 + 0.5), 0, 255).astype(np.uint8)
+        cv2.imwrite(str(root / 'HR' / f'img{index}.png'), hr)
+        cv2.imwrite(str(root / 'LR' / f'img{index}x{SCALE}.png'), lr)
+    return root
+
+
+def paired_dataset(root, phase_options):
+    return dict(name=root.name, type='PairedImageDataset', dataroot_gt=str(root / 'HR'), dataroot_lq=str(root / 'LR'),
+                filename_tmpl='{}x4', io_backend=dict(type='disk'), **phase_options)
+
+
+def train_options(data_root, total_iter):
+    train_set = paired_dataset(data_root, dict(gt_size=16, use_hflip=True, use_rot=True, num_worker_per_gpu=0,
+                                               batch_size_per_gpu=2, dataset_enlarge_ratio=2))
+    return dict(
+        name='tiny_esc', model_type='SRModel', scale=SCALE, num_gpu=0, manual_seed=0,
+        datasets=dict(train=train_set), network_g=dict(TINY_ESC),
+        path=dict(pretrain_network_g=None, strict_load_g=True, resume_state=None),
+        train=dict(ema_decay=0.5, optim_g=dict(type='Adam', lr=1e-3), total_iter=total_iter, warmup_iter=-1,
+                   scheduler=dict(type='MultiStepLR', milestones=[100], gamma=0.5),
+                   pixel_opt=dict(type='L1Loss', loss_weight=1.0)),
+        logger=dict(print_freq=1, save_checkpoint_freq=2, use_tb_logger=False))
+
+
+def write_yaml(path, options):
+    path.write_text(yaml.safe_dump(options, sort_keys=False))
+    return str(path)
+
+
+def test_every_command_module_has_the_interface():
+    import importlib
+
+    for name, (module_name, summary) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        assert callable(module.add_arguments) and callable(module.run), name
+        assert summary and '\n' not in summary
+
+
+def test_console_script_help_lists_commands(tmp_path):
+    result = run_basicsr(tmp_path, '--help')
+    assert result.returncode == 0, result.stderr
+    for name in COMMANDS:
+        assert re.search(rf'^\s+{re.escape(name)}\s', result.stdout, re.MULTILINE), name
+    assert not list(tmp_path.iterdir())  # --help creates nothing
+
+
+def test_train_writes_a_checkpoint_and_auto_resume_continues(tmp_path):
+    data = make_pairs(tmp_path / 'pairs')
+    options = write_yaml(tmp_path / 'train.yml', train_options(data, total_iter=4))
+
+    first = run_basicsr(tmp_path, 'train', '-opt', options)
+    assert first.returncode == 0, first.stderr[-3000:]
+    experiment = tmp_path / 'experiments' / 'tiny_esc'  # under the working directory
+    assert (experiment / 'training_states' / '4.state').is_file()
+    checkpoint = torch.load(experiment / 'models' / 'net_g_4.pth', map_location='cpu')
+    assert set(checkpoint) == {'params', 'params_ema'}
+    ESC(**{k: v for k, v in TINY_ESC.items() if k != 'type'}).load_state_dict(checkpoint['params'])
+
+    resumed = run_basicsr(tmp_path, 'train', '-opt', options, '--auto_resume', '--force_yml', 'train:total_iter=6')
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    logs = sorted(glob.glob(str(experiment / 'train_tiny_esc_*.log')))
+    resumed_log = Path(logs[-1]).read_text()
+    assert 'Resuming training from epoch' in resumed_log and 'iter: 4.' in resumed_log
+    iterations = [int(value) for value in re.findall(r'iter:\s+(\d+), lr', resumed_log)]
+    assert iterations == [5, 6]
+    assert (experiment / 'models' / 'net_g_6.pth').is_file()
+    assert (experiment / 'training_states' / '6.state').is_file()
+
+
+def test_test_logs_psnr_and_ssim_of_the_saved_images(tmp_path):
+    from basicsr.metrics import calculate_psnr
+
+    data = make_pairs(tmp_path / 'pairs', count=2, size=36)
+    weights = tmp_path / 'tiny.pth'
+    network = ESC(**{k: v for k, v in TINY_ESC.items() if k != 'type'})
+    torch.save({'params': network.state_dict()}, weights)
+    metrics = {name: dict(type=f'calculate_{name}', crop_border=SCALE, test_y_channel=True) for name in ('psnr', 'ssim')}
+    options = write_yaml(tmp_path / 'test.yml', dict(
+        name='tiny_test', model_type='SRModel', scale=SCALE, num_gpu=0, manual_seed=0,
+        datasets=dict(test_1=paired_dataset(data, {})), network_g=dict(TINY_ESC),
+        path=dict(pretrain_network_g=str(weights), param_key_g='params', strict_load_g=True),
+        val=dict(save_img=True, suffix='sr', metrics=metrics)))
+
+    result = run_basicsr(tmp_path, 'test', '-opt', options)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = tmp_path / 'results' / 'tiny_test'
+    log = Path(glob.glob(str(results / 'test_tiny_test_*.log'))[0]).read_text()
+    logged = {name: float(value) for name, value in re.findall(r'# (psnr|ssim): ([-\d.]+)', log)}
+    assert set(logged) == {'psnr', 'ssim'}
+    assert 0 < logged['ssim'] <= 1
+    psnr = np.mean([
+        calculate_psnr(cv2.imread(str(results / 'visualization' / 'pairs' / f'img{index}x4_sr.png')),
+                       cv2.imread(str(data / 'HR' / f'img{index}.png')), crop_border=SCALE, test_y_channel=True)
+        for index in range(2)])
+    assert logged['psnr'] == pytest.approx(psnr, abs=1e-3)
+
+
+@pytest.mark.parametrize('arguments, message', [
+    (['train', '-opt', 'missing.yml'], 'options file not found: missing.yml'),
+    (['test', '-opt', 'broken.yml'], 'cannot read broken.yml as YAML'),
+    (['train', '-opt', 'incomplete.yml'], 'incomplete.yml lacks required option(s): train, logger'),
+    (['train', '-opt', 'listed.yml'], 'listed.yml is not a BasicSR options file'),
+    (['test', '-opt', 'incomplete.yml', '--force_yml', 'name=y'], 'incomplete.yml lacks required option(s): val'),
+    (['test', '-opt', 'testable.yml', '--force_yml', 'nothere:lr=1'], 'testable.yml has no option nothere'),
+    (['test', '-opt', 'testable.yml', '--force_yml', 'name'], 'is not of the form KEY:SUBKEY=VALUE'),
+])
+def test_user_errors_are_one_line_with_exit_code_2(tmp_path, monkeypatch, capsys, arguments, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'broken.yml').write_text('name: [unclosed\n')
+    (tmp_path / 'listed.yml').write_text('- a\n- b\n')
+    incomplete = dict(name='x', model_type='SRModel', num_gpu=0, datasets={}, path={})
+    write_yaml(tmp_path / 'incomplete.yml', incomplete)
+    write_yaml(tmp_path / 'testable.yml', dict(incomplete, val={}))
+
+    assert main(arguments) == 2
+    error = capsys.readouterr().err
+    assert error.count('\n') == 1 and error.startswith(f'basicsr {arguments[0]}: error: ')
+    assert message in error
+    assert sorted(os.listdir(tmp_path)) == ['broken.yml', 'incomplete.yml', 'listed.yml', 'testable.yml']
+
+
+def test_missing_dataset_folder_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    options = train_options(tmp_path / 'nowhere', total_iter=2)
+    write_yaml(tmp_path / 'train.yml', options)
+
+    assert main(['train', '-opt', 'train.yml']) == 2
+    error = capsys.readouterr().err
+    assert error.startswith('basicsr train: error: datasets:train:dataroot_gt not found: ') and 'nowhere' in error
+    assert error.count('\n') == 1
+    assert os.listdir(tmp_path) == ['train.yml']  # refused before BasicSR made any folder
+
+    # --force_yml overrides are applied before the check
+    make_pairs(tmp_path / 'nowhere')
+    assert main(['train', '-opt', 'train.yml', '--force_yml', 'datasets:train:dataroot_lq=elsewhere']) == 2
+    assert 'datasets:train:dataroot_lq not found: elsewhere' in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ['nowhere', 'train.yml']
+
+
+def test_unknown_command_and_no_command_exit_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(['fly'])
+    assert exit_info.value.code == 2
+    assert main([]) == 2
+    assert 'COMMAND' in capsys.readouterr().err
