@@ -28,6 +28,8 @@ setup(
     ],
     extras_require={
         'test': ['pytest'],
+        'onnx': ['onnx', 'onnxruntime'],
+        'spandrel': ['spandrel'],
     },
     entry_points={
         'console_scripts': ['basicsr = esc_arch.cli:main'],

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 ONNX_OPSET = 17
-CHECK_SHAPES = ((1, 3, 37, 45), (2, 3, 24, 61))
+CHECK_SHAPES = ((1, 3, 29, 53), (2, 3, 24, 61))
 _DYNAMIC_AXES = {0: 'batch', 2: 'height', 3: 'width'}
 
 

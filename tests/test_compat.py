@@ -123,7 +123,8 @@ def paired_lmdbs(tmp_path):
         for index in range(3):
             cv2.imwrite(str(folder / f'im{index}.png'), rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
             names.append(f'im{index}.png')
-        make_lmdb_from_imgs(str(folder), str(tmp_path / f'{kind}.lmdb'), names, [name[:-4] for name in names])
+        make_lmdb_from_imgs(str(folder), str(tmp_path / f'{kind}.lmdb'), names, [name[:-4] for name in names],
+                            map_size=1 << 24)  # basicsr's estimate is too small for tiny images
     return tmp_path
 
 

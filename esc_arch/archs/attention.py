@@ -152,7 +152,9 @@ class WindowAttention(nn.Module):
             scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1) + bias
             return scores.softmax(-1) @ v
         if backend == 'sdpa':
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+            # A 4-D mask lets CPU torch pick its fused flash kernel; with the 3-D one it falls
+            # back to the math path, which materialises every window's scores.
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(0))
         if q.device.type == 'cpu' and torch.is_grad_enabled() and q.requires_grad:
             raise RuntimeError("attn_type='flex' has no backward pass on CPU; use 'sdpa' or 'auto' to train on CPU")
 

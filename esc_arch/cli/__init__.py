@@ -30,6 +30,10 @@ COMMANDS = {
     'test': ('esc_arch.cli.test', "test with a BasicSR options YAML (BasicSR's test.py)"),
     'demo': ('esc_arch.cli.demo', 'make a small dataset, train ESC-light x4 on it and compare with bicubic'),
     'upscale': ('esc_arch.cli.upscale', 'upscale image files or a folder with a trained checkpoint'),
+    'export-onnx': ('esc_arch.cli.export_onnx', 'export a network to ONNX and check it with onnxruntime'),
+    'make-lr': ('esc_arch.cli.make_lr', 'make MATLAB-bicubic LR folders (X2/, X3/, ...) from HR images'),
+    'extract-subimages': ('esc_arch.cli.extract_subimages', 'cut large training images into overlapping sub-images'),
+    'make-lmdb': ('esc_arch.cli.make_lmdb', 'pack a folder of images into an LMDB (with meta_info.txt)'),
 }
 
 USAGE_ERROR = 2

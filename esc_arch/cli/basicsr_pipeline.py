@@ -2,23 +2,31 @@
 
 BasicSR's pipelines parse ``sys.argv`` themselves (``basicsr.utils.options.parse_options``);
 this module declares the same options for ``--help``, checks what a user can get wrong
-(options file, required sections, ``--force_yml`` entries, dataset paths) so that it is
-reported in one line before anything is written, then hands the arguments to the pipeline with the current directory as BasicSR's
-root (``experiments/``, ``results/`` and ``tb_logger/`` are created there).
+(options file, required sections, ``--force_yml`` entries, then :mod:`esc_arch.options_check`:
+networks, scale, dataset and checkpoint paths) so that it is reported in one line before
+anything is written, then hands the arguments to the pipeline with the current directory as
+BasicSR's root (``experiments/``, ``results/`` and ``tb_logger/`` are created there). Errors
+the pipeline raises for bad images, unfitting checkpoints or a diverged training are reported
+in one line too.
 """
 import os
 import sys
 
+from esc_arch.checkpoint import CheckpointError
 from esc_arch.cli import CommandError
+from esc_arch.compat.paired_dataset_errors import ImagePairError
+from esc_arch.models import NonFiniteLossError
+from esc_arch.options_check import OptionsError, check_options
 
 # Sections that BasicSR's pipelines read without checking for them.
 COMMON_SECTIONS = ('name', 'model_type', 'num_gpu', 'datasets', 'path')
 TRAIN_SECTIONS = COMMON_SECTIONS + ('train', 'logger')
 TEST_SECTIONS = COMMON_SECTIONS + ('val', )
 MAPPING_SECTIONS = ('datasets', 'path', 'train', 'logger', 'val')
-DATASET_PATH_KEYS = ('dataroot_gt', 'dataroot_lq', 'meta_info_file')
 # Raised by file access inside the pipelines, for paths taken from the options.
 PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+# Raised inside the pipelines for bad data, a checkpoint that does not fit, or a diverged training.
+USER_ERRORS = (CheckpointError, ImagePairError, NonFiniteLossError)
 
 
 def add_arguments(parser):
@@ -88,16 +96,11 @@ def apply_overrides(options, entries, path):
         node[keys[-1]] = _postprocess_yml_value(value)
 
 
-def check_dataset_paths(options, path):
-    """Report a missing dataset folder/file before BasicSR creates experiment or result folders."""
-    for phase, dataset in options['datasets'].items():
-        if not isinstance(dataset, dict):
-            raise CommandError(f'{path}: datasets:{phase} must be a mapping')
-        for key in DATASET_PATH_KEYS:
-            location = dataset.get(key)
-            if isinstance(location, str) and not os.path.exists(os.path.expanduser(location)):
-                raise CommandError(f'datasets:{phase}:{key} not found: {location} '
-                                   f'(relative paths start at the current directory, {os.getcwd()})')
+def original_message(error):
+    """The message of ``error``; for one re-raised from a DataLoader worker, the worker's (its last line)."""
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    prefix = f'{type(error).__module__}.{type(error).__qualname__}: '
+    return lines[-1].removeprefix(prefix)
 
 
 def basicsr_argv(args):
@@ -123,7 +126,10 @@ def run(pipeline, args, sections, command):
     """
     options = read_options(args.opt, sections)
     apply_overrides(options, args.force_yml, args.opt)
-    check_dataset_paths(options, args.opt)
+    try:
+        check_options(options, is_train=command == 'train', resuming=args.auto_resume)
+    except OptionsError as error:
+        raise CommandError(error) from None
     saved_argv = sys.argv
     sys.argv = [f'basicsr {command}'] + basicsr_argv(args)
     try:
@@ -132,5 +138,7 @@ def run(pipeline, args, sections, command):
         if error.filename is None:
             raise
         raise CommandError(f'{error.strerror}: {error.filename}') from None
+    except USER_ERRORS as error:
+        raise CommandError(original_message(error)) from None
     finally:
         sys.argv = saved_argv

@@ -121,20 +121,25 @@ def select_device(name):
     return torch.device(name)
 
 
-def load_network(model, weights, scale=None):
-    """Build the network named by ``model`` and load ``weights`` into it, ready for inference.
+def load_network(model, weights=None, scale=None):
+    """Build the network named by ``model``, load ``weights`` into it and convert it for inference.
 
     Args:
         model (str): Preset name or path to a YAML with ``network_g``.
-        weights (str): Checkpoint path.
-        scale (int | None): Upscaling factor; None takes the checkpoint's.
+        weights (str | None): Checkpoint path; None keeps the initial weights.
+        scale (int | None): Upscaling factor; None takes the checkpoint's (else the preset's x4
+            or the YAML's).
 
     Returns:
         tuple[nn.Module, int]: The converted network in eval mode, and its scale.
+
+    Raises:
+        CommandError: Unknown preset, unusable YAML, or a scale the checkpoint was not trained for.
+        CheckpointError: The checkpoint is unreadable, unsafe or does not fit the network.
     """
-    state_dict = load_state_dict(weights)
+    state_dict = load_state_dict(weights) if weights else None
     try:
-        trained_scale = infer_network_config(state_dict)['upscaling_factor']
+        trained_scale = infer_network_config(state_dict)['upscaling_factor'] if state_dict else None
     except CheckpointError:
         trained_scale = None  # not ESC-family: load_into_network below explains the mismatch
     if scale and trained_scale and scale != trained_scale:
@@ -144,7 +149,8 @@ def load_network(model, weights, scale=None):
         network = build_network(options)
     except (TypeError, ValueError, KeyError) as err:
         raise CommandError(f'cannot build network {options.get("type")!r} from {model}: {err}') from None
-    load_into_network(network, state_dict, source=str(weights))
+    if state_dict is not None:
+        load_into_network(network, state_dict, source=str(weights))
     network_scale = getattr(network, 'upscaling_factor', scale)
     if not network_scale:
         raise CommandError(f'the scale of {options["type"]} is unknown: give --scale')

@@ -60,7 +60,7 @@ def load_resume_state(opt):
     state_path = opt['path'].get('resume_state')
     if not state_path:
         return None
-    resume_state = torch.load(state_path, map_location=_state_device(opt))
+    resume_state = torch.load(state_path, map_location=_state_device(opt), weights_only=True)
     check_resume(opt, resume_state['iter'])
     return resume_state
 

@@ -3,24 +3,17 @@ import random
 from os import path as osp
 
 import numpy as np
-import torch
 from torch.utils import data
 from basicsr.data.data_util import paths_from_folder, paths_from_lmdb
 from basicsr.data.transforms import augment, mod_crop
 from basicsr.utils import FileClient, imfrombytes, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 
-from .matlab_resize import matlab_imresize
+from .matlab_resize import bicubic_downsample
 
 # LR pixels of context around a crop: the antialiased bicubic kernel reaches 2 LR pixels
 # (2*scale HR pixels) out, so with this margin a crop's LR equals that crop of the whole image's LR.
 _CONTEXT = 2
-
-
-def bicubic_downsample(img, scale):
-    """MATLAB ``imresize(img, 1/scale, 'bicubic')`` of a uint8 HWC image, as float32 HWC in [0, 1]."""
-    hr = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).double() / 255
-    return matlab_imresize(hr, 1 / scale, quantize=True).permute(1, 2, 0).float().contiguous().numpy()
 
 
 @DATASET_REGISTRY.register()

@@ -8,10 +8,11 @@ that run batched on the tensor's device.
 """
 import math
 
+import numpy as np
 import torch
 from basicsr.utils.matlab_functions import calculate_weights_indices
 
-__all__ = ['matlab_imresize']
+__all__ = ['bicubic_downsample', 'matlab_imresize']
 
 _KERNEL_WIDTH = 4  # cubic kernel support (a = -0.5), in input pixels
 
@@ -63,3 +64,21 @@ def matlab_imresize(images, scale, quantize=False):
     levels = _to_uint8_levels(resize_h @ levels)
     levels = _to_uint8_levels(levels @ resize_w.T)
     return (levels / 255).to(images.dtype)
+
+
+def bicubic_downsample(img, scale):
+    """MATLAB ``imresize(img, 1/scale, 'bicubic')`` of a uint8 image, as the benchmarks' LR files hold.
+
+    Args:
+        img (ndarray): uint8 image, ``(H, W)`` or ``(H, W, C)``; H and W multiples of ``scale`` (modcrop).
+        scale (int): Downsampling factor.
+
+    Returns:
+        ndarray: float32 image in [0, 1] with the same layout, on the 256 uint8 levels.
+    """
+    if img.dtype != np.uint8:
+        raise ValueError(f'bicubic_downsample needs an 8-bit image; got {img.dtype}')
+    hr = torch.from_numpy(np.ascontiguousarray(img)).double() / 255
+    channels_last = img.ndim == 3
+    lr = matlab_imresize(hr.movedim(-1, 0) if channels_last else hr, 1 / scale, quantize=True)
+    return (lr.movedim(0, -1) if channels_last else lr).float().contiguous().numpy()

@@ -2,11 +2,11 @@
 
 Clusters preempt jobs with SIGTERM (and SIGKILL after a grace period); Ctrl-C sends SIGINT. Within
 :func:`save_on_stop_signals` (``basicsr train`` runs the training in it), the first such signal lets
-the current iteration finish, saves the networks and the training state as a regular checkpoint of
-that iteration would, and stops with :class:`TrainingInterrupted`, so that ``--auto_resume``
-continues from that iteration. A second signal, or a signal before the first iteration, stops at
-once (``KeyboardInterrupt``); the checkpoints already written stay usable, as they are written
-atomically.
+the current iteration (and a validation in progress) finish, saves the networks and the training
+state as a regular checkpoint of that iteration would (epoch included), and stops with
+:class:`TrainingInterrupted`, so that ``--auto_resume`` continues from that iteration. A second
+signal, or a signal before the first iteration, stops at once (``KeyboardInterrupt``); the
+checkpoints already written stay usable, as they are written atomically.
 """
 import contextlib
 import os
@@ -17,13 +17,14 @@ import torch.distributed as dist
 from basicsr.utils import get_root_logger
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-# What the handler has seen: the first stop signal, whether a training loop acts on it, and the
-# process that installed it (DataLoader workers inherit the handler; they leave stopping to it).
-_stop = {'signal': None, 'training': False, 'pid': None}
+# What the handler has seen: the first stop signal, whether a training loop acts on it, the process
+# that installed it (DataLoader workers inherit the handler and leave stopping to it), and the
+# training sampler, whose epoch is the training loop's.
+_stop = {'signal': None, 'training': False, 'pid': None, 'sampler': None}
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Training stopped on a signal after saving the state of its last iteration."""
+    """Training stopped on a signal after saving the state of its last finished iteration."""
 
 
 def _handle_stop_signal(signum, frame):
@@ -37,14 +38,25 @@ def _handle_stop_signal(signum, frame):
 @contextlib.contextmanager
 def save_on_stop_signals():
     """Within this context, SIGINT and SIGTERM make a model with :class:`SaveOnStopMixin` save and stop."""
+    import basicsr.train
+
+    create_loaders = basicsr.train.create_train_val_dataloader
+
+    def create_loaders_keeping_sampler(opt, logger):
+        loaders = create_loaders(opt, logger)
+        _stop['sampler'] = loaders[1]  # the loop calls its set_epoch at the start of every epoch
+        return loaders
+
     previous = {signum: signal.signal(signum, _handle_stop_signal) for signum in STOP_SIGNALS}
-    _stop.update(signal=None, training=False, pid=os.getpid())
+    basicsr.train.create_train_val_dataloader = create_loaders_keeping_sampler
+    _stop.update(signal=None, training=False, pid=os.getpid(), sampler=None)
     try:
         yield
     finally:
+        basicsr.train.create_train_val_dataloader = create_loaders
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        _stop.update(signal=None, training=False, pid=None)
+        _stop.update(signal=None, training=False, pid=None, sampler=None)
 
 
 class SaveOnStopMixin:
@@ -55,21 +67,18 @@ class SaveOnStopMixin:
     """
 
     def update_learning_rate(self, current_iter, warmup_iter=-1):
-        # BasicSR's training loop calls this first in every iteration, and saves after the iteration
-        # when current_iter % save_checkpoint_freq == 0, passing the epoch, which only the loop knows.
+        # BasicSR's training loop calls this first in every iteration: the networks, optimizers and
+        # schedulers are now as a checkpoint after iteration current_iter - 1 would save them.
         _stop['training'] = True
         if self._stop_requested():
-            self.stop_after_iter = current_iter
-            self.opt['logger']['save_checkpoint_freq'] = current_iter
-        super().update_learning_rate(current_iter, warmup_iter)
-
-    def save(self, epoch, current_iter):
-        super().save(epoch, current_iter)
-        if current_iter == getattr(self, 'stop_after_iter', None):
-            message = (f'Stop signal received: networks and training state of iteration {current_iter} saved; '
+            if current_iter == 1:
+                raise TrainingInterrupted('Stop signal received before the first iteration: nothing to save.')
+            self.save(_stop['sampler'].epoch, current_iter - 1)
+            message = (f'Stop signal received: networks and training state of iteration {current_iter - 1} saved; '
                        'continue with --auto_resume.')
             get_root_logger().warning(message)
             raise TrainingInterrupted(message)
+        super().update_learning_rate(current_iter, warmup_iter)
 
     def _stop_requested(self):
         requested = _stop['signal'] is not None

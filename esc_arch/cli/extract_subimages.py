@@ -1,0 +1,75 @@
+"""``basicsr extract-subimages``: cut large training images (DIV2K) into overlapping sub-images.
+
+Same crops and names as BasicSR's ``scripts/data_preparation/extract_subimages.py``: windows of
+``crop-size`` every ``step`` pixels, plus one flush with the bottom/right border when more than
+``thresh-size`` pixels would be left over; ``{name}_s{index:03d}{ext}``. Reading many small files (or
+an LMDB of them, ``basicsr make-lmdb``) is much faster than cropping 2K images on the fly. For an LR
+folder pass ``--scale``: sizes are given in HR pixels and divided by the scale, and the ``x{s}``
+suffix is dropped from names, so that HR and LR sub-images pair up under the same names::
+
+    basicsr extract-subimages -i datasets/DIV2K/DIV2K_train_HR -o datasets/DIV2K/DIV2K_train_HR_sub
+    basicsr extract-subimages -i datasets/DIV2K/DIV2K_train_LR_bicubic/X4 \\
+        -o datasets/DIV2K/DIV2K_train_LR_bicubic/X4_sub --scale 4
+"""
+import os
+from functools import partial
+
+import numpy as np
+
+from esc_arch.cli import CommandError
+from esc_arch.cli.image_folders import (add_workers_argument, list_images, new_output_folder, read_image, run_parallel,
+                                        write_image)
+
+
+def add_arguments(parser):
+    parser.add_argument('-i', '--input', required=True, help='folder of images')
+    parser.add_argument('-o', '--output', required=True, help='new folder for the sub-images')
+    parser.add_argument('--crop-size', type=int, default=480, help='sub-image side in HR pixels (default: 480)')
+    parser.add_argument('--step', type=int, default=240, help='distance between sub-images in HR pixels (default: 240)')
+    parser.add_argument('--thresh-size', type=int, default=0,
+                        help='add a border-flush sub-image when more than this many HR pixels are left (default: 0)')
+    parser.add_argument('--scale', type=int, default=1,
+                        help='the input is an LR folder of this scale: divide the sizes by it and drop the x{scale} '
+                        'suffix from names (default: 1, an HR folder)')
+    add_workers_argument(parser)
+
+
+def window_starts(length, crop_size, step, thresh_size):
+    """Start offsets of the windows along one axis (BasicSR's rule)."""
+    starts = np.arange(0, length - crop_size + 1, step)
+    if length - (starts[-1] + crop_size) > thresh_size:
+        starts = np.append(starts, length - crop_size)
+    return starts
+
+
+def extract(name, input_folder, output_folder, crop_size, step, thresh_size, suffix):
+    path = os.path.join(input_folder, name)
+    img = read_image(path)
+    height, width = img.shape[:2]
+    if height < crop_size or width < crop_size:
+        raise CommandError(f'{path}: {width}x{height} image is smaller than the crop size {crop_size}')
+    stem, extension = os.path.splitext(name)
+    stem = stem.removesuffix(suffix)
+    index = 0
+    for top in window_starts(height, crop_size, step, thresh_size):
+        for left in window_starts(width, crop_size, step, thresh_size):
+            index += 1
+            write_image(np.ascontiguousarray(img[top:top + crop_size, left:left + crop_size]),
+                        os.path.join(output_folder, f'{stem}_s{index:03d}{extension}'))
+
+
+def run(args):
+    sizes = {'--crop-size': args.crop_size, '--step': args.step, '--thresh-size': args.thresh_size}
+    for option, value in sizes.items():
+        if value % args.scale or value < 0:
+            raise CommandError(f'{option} {value} must be a non-negative multiple of --scale {args.scale}')
+    if args.crop_size < 1 or args.step < 1:
+        raise CommandError('--crop-size and --step must be positive')
+    names = list_images(args.input, '--input')
+    new_output_folder(args.output, '--output')
+    scale = args.scale
+    run_parallel(
+        partial(extract, input_folder=args.input, output_folder=args.output, crop_size=args.crop_size // scale,
+                step=args.step // scale, thresh_size=args.thresh_size // scale,
+                suffix=f'x{scale}' if scale > 1 else ''), names, args.workers)
+    print(f'{len(names)} images -> {len(os.listdir(args.output))} sub-images in {args.output}')

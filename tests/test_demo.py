@@ -1,0 +1,97 @@
+"""``basicsr demo``: its dataset (made, reused, never overwritten) and a shortened end-to-end run."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from esc_arch.cli import CommandError
+from esc_arch.cli.demo import SCALE, TEST_IMAGES, TRAIN_IMAGES, _read_rgb, bicubic_upsample, demo_files, make_dataset
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope='module')
+def demo_data(tmp_path_factory):
+    """The demo dataset, made once for this module."""
+    folder = tmp_path_factory.mktemp('demo') / 'datasets' / 'demo'
+    assert make_dataset(str(folder)) is True
+    return folder
+
+
+def test_dataset_holds_modcropped_hr_and_matlab_bicubic_lr(demo_data):
+    from basicsr.utils.matlab_functions import imresize
+
+    assert sorted(str(path.relative_to(demo_data)) for path in demo_data.rglob('*') if path.is_file()) == demo_files()
+    assert len(TRAIN_IMAGES) >= 8 and not set(TRAIN_IMAGES) & set(TEST_IMAGES)
+    for split, name in [('train', 'astronaut'), ('test', TEST_IMAGES[0])]:
+        hr = _read_rgb(str(demo_data / split / 'HR' / f'{name}.png'))
+        lr = _read_rgb(str(demo_data / split / 'LR_bicubic' / f'X{SCALE}' / f'{name}x{SCALE}.png'))
+        assert hr.shape[0] % SCALE == 0 and hr.shape[1] % SCALE == 0
+        assert lr.shape == (hr.shape[0] // SCALE, hr.shape[1] // SCALE, 3)
+        # basicsr's MATLAB imresize (float, no rounding between its two passes) agrees within one level
+        reference = np.clip(np.floor(imresize(hr / 255., 1 / SCALE) * 255 + 0.5), 0, 255)
+        assert np.abs(lr.astype(int) - reference).max() <= 1
+        assert np.mean(lr == reference) > 0.9
+
+
+def test_existing_demo_dataset_is_reused_untouched(demo_data):
+    stamps = {path: path.stat().st_mtime_ns for path in demo_data.rglob('*')}
+    assert make_dataset(str(demo_data)) is False
+    assert {path: path.stat().st_mtime_ns for path in demo_data.rglob('*')} == stamps
+
+
+@pytest.mark.parametrize('change', ['foreign file', 'missing file'])
+def test_other_folder_at_the_demo_path_is_refused_and_left_alone(demo_data, tmp_path, change):
+    folder = tmp_path / 'demo'
+    shutil.copytree(demo_data, folder)
+    if change == 'foreign file':
+        (folder / 'train' / 'HR' / 'mine.png').write_bytes(b'user data')
+    else:
+        (folder / 'test' / 'HR' / f'{TEST_IMAGES[0]}.png').unlink()
+    before = sorted(path.relative_to(folder) for path in folder.rglob('*'))
+    with pytest.raises(CommandError, match='is not the demo dataset'):
+        make_dataset(str(folder))
+    assert sorted(path.relative_to(folder) for path in folder.rglob('*')) == before
+    assert os.listdir(tmp_path) == ['demo']  # no staging folder left behind
+
+
+def test_bicubic_baseline_is_matlab_bicubic_upsampling(demo_data):
+    from basicsr.utils.matlab_functions import imresize
+
+    lr = _read_rgb(str(demo_data / 'test' / 'LR_bicubic' / f'X{SCALE}' / f'{TEST_IMAGES[0]}x{SCALE}.png'))
+    upsampled = bicubic_upsample(lr)
+    reference = np.clip(np.floor(imresize(lr / 255., SCALE) * 255 + 0.5), 0, 255)
+    assert upsampled.shape == reference.shape == (lr.shape[0] * SCALE, lr.shape[1] * SCALE, 3)
+    assert np.abs(upsampled.astype(int) - reference).max() <= 1
+
+
+def test_shortened_demo_trains_tests_and_reports_psnr(demo_data, tmp_path):
+    from basicsr.metrics import calculate_psnr
+
+    shutil.copytree(demo_data, tmp_path / 'datasets' / 'demo')
+    shutil.copytree(REPO_ROOT / 'options', tmp_path / 'options',
+                    ignore=lambda folder, names: [name for name in names if not name.startswith('demo_')])
+    result = subprocess.run([sys.executable, '-m', 'esc_arch.cli', 'demo', '--iterations', '1'], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-3000:])
+    assert 'Reusing the demo dataset' in result.stdout
+    assert (tmp_path / 'experiments' / 'demo_ESC_light_x4' / 'models' / 'net_g_latest.pth').is_file()
+
+    rows = {name: (float(bicubic), float(esc))
+            for name, bicubic, esc in re.findall(r'^(\w+)\s+([\d.]+)\s+([\d.]+)\s*$', result.stdout, re.MULTILINE)}
+    assert set(rows) == set(TEST_IMAGES)
+    for name, (bicubic, esc) in rows.items():
+        hr = _read_rgb(str(demo_data / 'test' / 'HR' / f'{name}.png'))
+        lr = _read_rgb(str(demo_data / 'test' / 'LR_bicubic' / f'X{SCALE}' / f'{name}x{SCALE}.png'))
+        assert bicubic == pytest.approx(calculate_psnr(bicubic_upsample(lr), hr, SCALE, test_y_channel=True), abs=0.01)
+        assert 20 < esc < 45
+    # the demo's ESC numbers are those that `basicsr test` logged
+    log = next((tmp_path / 'results' / 'demo_ESC_light_x4').glob('test_demo_ESC_light_x4_*.log')).read_text()
+    logged_psnr = float(re.search(r'# psnr: ([\d.]+)', log).group(1))
+    assert np.mean([esc for _, esc in rows.values()]) == pytest.approx(logged_psnr, abs=1e-3)
+    assert re.search(r'^mean\s+[\d.]+\s+[\d.]+\s+\([+-][\d.]+ dB\)$', result.stdout, re.MULTILINE)
