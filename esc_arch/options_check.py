@@ -65,44 +65,45 @@ def registered(registry, name, option):
 
 
 def constructor_parameters(cls):
-    """The keyword arguments ``cls`` takes, or None when it accepts any (``**kwargs``)."""
+    """The named keyword arguments of ``cls``, and whether it takes any other keyword (``**kwargs``)."""
     parameters = inspect.signature(cls).parameters.values()
-    if any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
-        return None
-    return {
+    named = {
         parameter.name: parameter
         for parameter in parameters if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
     }
+    return named, any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters)
 
 
 def check_network(network_opt, section):
-    """Check a ``network_*`` section: its type, its keys (against the constructor) and their values.
+    """Check a ``network_*`` section: its type, its keys (against the constructor) and, for the ESC
+    networks, their values.
 
-    The values are checked by building the network on the ``meta`` device (no memory, no weights),
-    so that the network's own argument checks report here rather than after the datasets are built.
+    The ESC networks check their arguments when built; they are built here on the ``meta`` device (no
+    memory, no weights) so that those checks report before the datasets are built. Other networks
+    are not built: their constructors may have side effects (loading or downloading weights).
     """
     if not isinstance(network_opt, dict) or 'type' not in network_opt:
         raise OptionsError(f'{section} must be a mapping with a "type" (the network class)')
     type_name = network_opt['type']
     cls = registered(ARCH_REGISTRY, type_name, f'{section}:type')
-    parameters = constructor_parameters(cls)
+    parameters, takes_any_keyword = constructor_parameters(cls)
     arguments = {key: value for key, value in network_opt.items() if key != 'type'}
-    if parameters is not None:
-        for key in arguments:
-            if key not in parameters:
-                close = difflib.get_close_matches(key, parameters, n=1)
-                hint = f' (did you mean "{close[0]}"?)' if close else ''
-                raise OptionsError(f'{section}:{key} is not an option of {type_name}{hint}; '
-                                   f'its options are: {", ".join(parameters)}')
-        missing = [name for name, parameter in parameters.items()
-                   if parameter.default is parameter.empty and name not in arguments]
-        if missing:
-            raise OptionsError(f'{section} lacks {", ".join(missing)}, required by {type_name}')
-    try:
-        with torch.device('meta'):
-            cls(**arguments)
-    except (TypeError, ValueError) as error:
-        raise OptionsError(f'{section} ({type_name}): {error}') from None
+    for key in arguments:
+        if key not in parameters and not takes_any_keyword:
+            close = difflib.get_close_matches(key, parameters, n=1)
+            hint = f' (did you mean "{close[0]}"?)' if close else ''
+            raise OptionsError(f'{section}:{key} is not an option of {type_name}{hint}; '
+                               f'its options are: {", ".join(parameters)}')
+    missing = [name for name, parameter in parameters.items()
+               if parameter.default is parameter.empty and name not in arguments]
+    if missing:
+        raise OptionsError(f'{section} lacks {", ".join(missing)}, required by {type_name}')
+    if cls.__module__.startswith('esc_arch.'):
+        try:
+            with torch.device('meta'):
+                cls(**arguments)
+        except (TypeError, ValueError) as error:
+            raise OptionsError(f'{section} ({type_name}): {error}') from None
 
 
 def check_scale(opt):
@@ -110,7 +111,7 @@ def check_scale(opt):
     network_opt = opt.get('network_g')
     if not isinstance(network_opt, dict):
         return
-    parameters = constructor_parameters(registered(ARCH_REGISTRY, network_opt.get('type'), 'network_g:type')) or {}
+    parameters, _ = constructor_parameters(registered(ARCH_REGISTRY, network_opt.get('type'), 'network_g:type'))
     for name in SCALE_ARGUMENTS:
         if name not in parameters:
             continue
@@ -148,7 +149,7 @@ def check_datasets(datasets, is_train):
 
 
 def check_dataset_folder(folder, backend, option):
-    """A ``disk`` dataset root must be a folder with files in it; an ``lmdb`` one a BasicSR LMDB."""
+    """A ``disk`` dataset root must be a folder that is not empty; an ``lmdb`` one a BasicSR LMDB."""
     expanded = osp.expanduser(folder)
     if not osp.isdir(expanded):
         raise OptionsError(_not_found(option, folder) if not osp.exists(expanded) else
@@ -163,8 +164,8 @@ def check_dataset_folder(folder, backend, option):
                                    'make it with basicsr.utils.lmdb_util')
     elif backend == 'disk':
         with os.scandir(expanded) as entries:
-            if not any(entry.is_file() for entry in entries):
-                raise OptionsError(f'{option}: folder {folder} holds no image files')
+            if next(entries, None) is None:
+                raise OptionsError(f'{option}: folder {folder} is empty')
 
 
 def check_checkpoint_paths(path_opt, resuming):

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / 'shared'
@@ -31,3 +32,25 @@ def datasets_dir():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    """A tiny ESC x2 saved as a BasicSR checkpoint, and a YAML describing it.
+
+    Its weights are moved off their initialisation so that every path (the zero-initialised
+    dynamic kernels too) acts. Returns ``(checkpoint_path, yaml_path, network)``.
+    """
+    from esc_arch.archs import ESC
+
+    options = dict(type='ESC', dim=16, pdim=8, kernel_size=5, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2,
+                   upscaling_factor=2)
+    network = ESC(**{key: value for key, value in options.items() if key != 'type'}).eval()
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    checkpoint = tmp_path / 'tiny_ESC_x2.pth'
+    torch.save({'params_ema': network.state_dict()}, checkpoint)
+    yaml_path = tmp_path / 'tiny_ESC.yml'
+    yaml_path.write_text(yaml.safe_dump({'network_g': options}))
+    return checkpoint, yaml_path, network

@@ -118,7 +118,8 @@ def test_test_logs_psnr_and_ssim_of_the_saved_images(tmp_path):
     weights = tmp_path / 'tiny.pth'
     network = ESC(**{k: v for k, v in TINY_ESC.items() if k != 'type'})
     torch.save({'params': network.state_dict()}, weights)
-    metrics = {name: dict(type=f'calculate_{name}', crop_border=SCALE, test_y_channel=True) for name in ('psnr', 'ssim')}
+    metrics = {name: dict(type=f'calculate_{name}', crop_border=SCALE, test_y_channel=True)
+               for name in ('psnr', 'ssim')}
     options = write_yaml(tmp_path / 'test.yml', dict(
         name='tiny_test', model_type='SRModel', scale=SCALE, num_gpu=0, manual_seed=0,
         datasets=dict(test_1=paired_dataset(data, {})), network_g=dict(TINY_ESC),
@@ -147,6 +148,8 @@ def test_test_logs_psnr_and_ssim_of_the_saved_images(tmp_path):
     (['test', '-opt', 'incomplete.yml', '--force_yml', 'name=y'], 'incomplete.yml lacks required option(s): val'),
     (['test', '-opt', 'testable.yml', '--force_yml', 'nothere:lr=1'], 'testable.yml has no option nothere'),
     (['test', '-opt', 'testable.yml', '--force_yml', 'name'], 'is not of the form KEY:SUBKEY=VALUE'),
+    (['test', '-opt', 'testable.yml', '--force_yml', 'path:pretrain_network_g=gone.pth'], 'gone.pth'),
+    (['train', '-opt', 'trainable.yml', '--force_yml', 'path:resume_state=gone.state'], 'gone.state'),
 ])
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path, monkeypatch, capsys, arguments, message):
     monkeypatch.chdir(tmp_path)
@@ -155,12 +158,14 @@ def test_user_errors_are_one_line_with_exit_code_2(tmp_path, monkeypatch, capsys
     incomplete = dict(name='x', model_type='SRModel', num_gpu=0, datasets={}, path={})
     write_yaml(tmp_path / 'incomplete.yml', incomplete)
     write_yaml(tmp_path / 'testable.yml', dict(incomplete, val={}))
+    write_yaml(tmp_path / 'trainable.yml', dict(incomplete, train={}, logger={}))
 
     assert main(arguments) == 2
     error = capsys.readouterr().err
     assert error.count('\n') == 1 and error.startswith(f'basicsr {arguments[0]}: error: ')
     assert message in error
-    assert sorted(os.listdir(tmp_path)) == ['broken.yml', 'incomplete.yml', 'listed.yml', 'testable.yml']
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        ['broken.yml', 'incomplete.yml', 'listed.yml', 'testable.yml', 'trainable.yml'])
 
 
 def test_missing_dataset_folder_is_one_line(tmp_path, monkeypatch, capsys):

@@ -18,7 +18,7 @@ import torch
 from esc_arch import ESC, ESCFP
 from esc_arch.checkpoint import CheckpointError
 from esc_arch.cli import main
-from esc_arch.compat.paired_dataset_errors import ImagePairError
+from esc_arch.compat.paired_dataset_errors import DatasetError
 from esc_arch.compat.resume import latest_training_state
 from esc_arch.models import NonFiniteLossError, stop_on_signal
 from esc_arch.models.esc_model import save_atomically
@@ -26,9 +26,13 @@ from esc_arch.options_check import check_options
 from basicsr.data import build_dataset  # noqa: E402  (after esc_arch, which makes basicsr importable)
 from basicsr.models import build_model  # noqa: E402
 
+from test_checkpoint import _RunsCode
 from test_cli import SCALE, TINY_ESC, console_script, make_pairs, paired_dataset, train_options, write_yaml
+from test_datasets import dataset as hr_only_dataset
+from test_datasets import image_folder
+from test_model import TINY, batch, train_step, weights
+from test_model import options as model_options
 
-TINY_ARGS = {key: value for key, value in TINY_ESC.items() if key not in ('type', 'upscaling_factor')}
 WAIT_SECONDS = 300
 
 
@@ -88,8 +92,8 @@ def _lmdb_dataset(folder_name):
 
 
 def _empty_folder(options, root):
-    (root / 'empty').mkdir()
-    options['datasets']['train']['dataroot_gt'] = str(root / 'empty')
+    (root / 'no_images').mkdir()
+    options['datasets']['train']['dataroot_gt'] = str(root / 'no_images')
 
 
 @pytest.mark.parametrize('modify, message', [
@@ -105,7 +109,7 @@ def _empty_folder(options, root):
     (lambda options, root: options.pop('scale'), 'scale is missing; network_g:upscaling_factor is 4'),
     (lambda options, root: options['datasets']['train'].update(dataroot_lq='no/such/folder'),
      'datasets:train:dataroot_lq not found: no/such/folder'),
-    (_empty_folder, 'empty holds no image files'),
+    (_empty_folder, '/no_images is empty'),
     (_lmdb_dataset('train_HR.lmdb'), 'train_HR.lmdb is not a complete BasicSR LMDB (no data.mdb)'),
     (_lmdb_dataset('train_HR'), 'BasicSR LMDB folders are named *.lmdb'),
     (lambda options, root: options['datasets'].update(test=dict(options['datasets']['train'])),
@@ -173,8 +177,16 @@ def test_unreadable_image_is_named(tmp_path, phase, folder, content, reason):
 
     bad = index_of(dataset, broken)
     assert dataset[1 - bad]['gt'].shape[0] == 3
-    with pytest.raises(ImagePairError, match=re.escape(f"dataset 'pairs': cannot read {broken}: {reason}")):
+    with pytest.raises(DatasetError, match=re.escape(f"dataset 'pairs': cannot read {broken}: {reason}")):
         dataset[bad]
+
+
+@pytest.mark.parametrize('phase', ['train', 'val'])
+def test_empty_image_of_the_hr_only_dataset_is_named(tmp_path, phase):
+    root = image_folder(tmp_path / 'hr', [(40, 40), (40, 40)])
+    (root / 'img1.png').write_bytes(b'')
+    with pytest.raises(DatasetError, match=re.escape(f'cannot decode image {root / "img1.png"} (corrupt, empty')):
+        hr_only_dataset(root, phase=phase)[1]
 
 
 @pytest.mark.parametrize('hr_size', [48, 20])
@@ -185,7 +197,7 @@ def test_validation_pair_of_another_scale_is_refused(tmp_path, hr_size):
     cv2.imwrite(str(hr), cv2.resize(cv2.imread(str(hr)), (hr_size, hr_size)))
     dataset = build_dataset(dataset_options(root, 'val'))
 
-    with pytest.raises(ImagePairError, match=re.escape(
+    with pytest.raises(DatasetError, match=re.escape(
             f'HR {hr} is {hr_size}x{hr_size} pixels and LR {root / "LR" / "img0x4.png"} is 6x6; at scale 4 the HR '
             'must be 24x24 (up to 3 more pixels are cropped). Was the LR made for another scale?')):
         dataset[index_of(dataset, hr)]
@@ -203,14 +215,15 @@ def test_training_pair_whose_sizes_do_not_match_names_both_files(tmp_path):
     root = make_pairs(tmp_path / 'pairs', count=1)
     hr = root / 'HR' / 'img0.png'
     cv2.imwrite(str(hr), cv2.resize(cv2.imread(str(hr)), (28, 28)))
-    with pytest.raises(ImagePairError, match=re.escape(f'(LR {root / "LR" / "img0x4.png"}, HR {hr})')) as error:
+    with pytest.raises(DatasetError, match=re.escape(f'(LR {root / "LR" / "img0x4.png"}, HR {hr})')) as error:
         build_dataset(dataset_options(root, 'train'))[0]
     assert 'is not 4x multiplication of LQ (6, 6)' in str(error.value)
 
 
 def test_folders_that_do_not_pair_up_are_explained(tmp_path):
     root = make_pairs(tmp_path / 'pairs', count=1)
-    with pytest.raises(ImagePairError, match=r"dataset 'pairs': img0x2.png is not in lq_paths.*filename_tmpl \"\{\}x2\""):
+    message = r"dataset 'pairs': img0x2.png is not in lq_paths.*filename_tmpl \"\{\}x2\""
+    with pytest.raises(DatasetError, match=message):
         build_dataset(dataset_options(root, 'val', filename_tmpl='{}x2'))
 
 
@@ -237,62 +250,65 @@ def test_gray_rgba_and_16bit_images_are_read_as_8bit_colour(tmp_path, kind):
     torch.testing.assert_close(item['lq'], expected['LR'])
 
 
+def test_upscale_keeps_gray_alpha_and_16bit_and_names_an_unreadable_file(tmp_path, capsys):
+    """The documented conversion of ``basicsr upscale``; one bad file fails alone, with exit code 1."""
+    rng = np.random.default_rng(0)
+    inputs = tmp_path / 'in'
+    inputs.mkdir()
+    cv2.imwrite(str(inputs / 'gray.png'), rng.integers(0, 256, (10, 12), dtype=np.uint8))
+    cv2.imwrite(str(inputs / 'rgba.png'), rng.integers(0, 256, (10, 12, 4), dtype=np.uint8))
+    cv2.imwrite(str(inputs / 'deep.png'), rng.integers(0, 65536, (10, 12, 3), dtype=np.uint16))
+    (inputs / 'empty.png').write_bytes(b'')
+    torch.save({'params': ESC(**TINY).state_dict()}, tmp_path / 'tiny.pth')
+    write_yaml(tmp_path / 'tiny.yml', {'network_g': dict(TINY_ESC)})
+
+    assert main(['upscale', '-i', str(inputs), '-o', str(tmp_path / 'out'), '--model', str(tmp_path / 'tiny.yml'),
+                 '--weights', str(tmp_path / 'tiny.pth')]) == 1
+    error = capsys.readouterr().err
+    assert error == f'basicsr upscale: error: cannot decode image {inputs / "empty.png"} (empty, corrupt or not an ' \
+                    'image)\n'
+    outputs = {path.name: cv2.imread(str(path), cv2.IMREAD_UNCHANGED) for path in (tmp_path / 'out').iterdir()}
+    assert {name: (image.shape, image.dtype) for name, image in outputs.items()} == {
+        'gray.png': ((40, 48), np.uint8), 'rgba.png': ((40, 48, 4), np.uint8), 'deep.png': ((40, 48, 3), np.uint16)}
+
+
 # ---------------------------------------------------------------- checkpoints
-
-
-class _RunsCode:
-    """Unpickling this creates a file: a checkpoint that executes code when loaded."""
-
-    def __init__(self, path):
-        self.path = str(path)
-
-    def __reduce__(self):
-        return open, (self.path, 'w')
-
-
-def model_options(pretrain=None, is_train=False):
-    """Options of a tiny ESCModel as BasicSR's parser leaves them, loading ``pretrain`` when given."""
-    options = dict(name='ckpt', model_type='ESCModel', scale=SCALE, num_gpu=0, is_train=is_train, dist=False,
-                   network_g=dict(TINY_ESC), path=dict(pretrain_network_g=pretrain and str(pretrain), strict_load_g=True),
-                   val={})
-    if is_train:
-        options['train'] = esc_train_options(Path('unused'), total_iter=2)['train']
-    return options
 
 
 @pytest.mark.parametrize('is_train', [False, True])
 def test_checkpoint_that_runs_code_is_refused_by_the_model(tmp_path, is_train):
     marker = tmp_path / 'code_ran'
-    torch.save({'params': ESC(**TINY_ARGS).state_dict(), 'extra': _RunsCode(marker)}, tmp_path / 'evil.pth')
+    torch.save({'params': ESC(**TINY).state_dict(), 'extra': _RunsCode(marker)}, tmp_path / 'evil.pth')
     with pytest.raises(CheckpointError, match='refused: loading it would run arbitrary code'):
-        build_model(model_options(tmp_path / 'evil.pth', is_train))
+        build_model(model_options(tmp_path, is_train=is_train, pretrain=tmp_path / 'evil.pth'))
     assert not marker.exists()
 
 
 @pytest.mark.parametrize('network, difference', [
-    (ESCFP(**TINY_ARGS), 'type=ESCFP (network: ESC)'),
-    (ESC(**{**TINY_ARGS, 'dim': 24}), 'dim=24 (network: 16)'),
+    (ESCFP(**TINY), 'type=ESCFP (network: ESC)'),
+    (ESC(**{**TINY, 'dim': 24}), 'dim=24 (network: 16)'),
 ])
 def test_checkpoint_of_another_architecture_is_explained(tmp_path, network, difference):
     torch.save({'params': network.state_dict()}, tmp_path / 'other.pth')
     with pytest.raises(CheckpointError, match=re.escape(difference)) as error:
-        build_model(model_options(tmp_path / 'other.pth'))
+        build_model(model_options(tmp_path, is_train=False, pretrain=tmp_path / 'other.pth'))
     assert f'{tmp_path / "other.pth"} does not fit the network' in str(error.value)
 
 
 def test_checkpoint_of_another_scale_is_adapted_not_refused(tmp_path):
     """The paper's x2 -> x4 fine-tuning start: ESC resamples ``to_img`` (logged), strict loading works."""
-    torch.save({'params': ESC(**TINY_ARGS, upscaling_factor=2).state_dict()}, tmp_path / 'x2.pth')
-    model = build_model(model_options(tmp_path / 'x2.pth'))
+    torch.save({'params': ESC(**TINY, upscaling_factor=2).state_dict()}, tmp_path / 'x2.pth')
+    model = build_model(model_options(tmp_path, is_train=False, pretrain=tmp_path / 'x2.pth'))
     assert model.net_g.to_img.weight.shape[0] == 3 * SCALE**2
 
 
 def test_refused_checkpoint_in_basicsr_test_is_one_line(tmp_path):
     marker = tmp_path / 'code_ran'
-    torch.save({'params': ESC(**TINY_ARGS).state_dict(), 'extra': _RunsCode(marker)}, tmp_path / 'evil.pth')
-    options = dict(model_options(tmp_path / 'evil.pth'), datasets=dict(test_1=paired_dataset(make_pairs(
-        tmp_path / 'pairs', count=1), {})))
-    write_yaml(tmp_path / 'test.yml', {key: value for key, value in options.items() if key not in ('is_train', 'dist')})
+    torch.save({'params': ESC(**TINY).state_dict(), 'extra': _RunsCode(marker)}, tmp_path / 'evil.pth')
+    write_yaml(tmp_path / 'test.yml', dict(
+        name='evil', model_type='ESCModel', scale=SCALE, num_gpu=0, network_g=dict(TINY_ESC), val={},
+        datasets=dict(test_1=paired_dataset(make_pairs(tmp_path / 'pairs', count=1), {})),
+        path=dict(pretrain_network_g=str(tmp_path / 'evil.pth'))))
 
     returncode, output = run_basicsr(tmp_path, 'test', '-opt', 'test.yml')
     assert_one_line_error(returncode, output, 'test', f'{tmp_path / "evil.pth"} was refused: loading it would run '
@@ -316,33 +332,25 @@ def test_unreadable_training_image_in_a_dataloader_worker_is_one_line(tmp_path):
 
 
 def test_non_finite_loss_skips_the_step_and_stops_after_n_in_a_row(tmp_path):
-    options = model_options(is_train=True)
-    options['train'].update(max_consecutive_nonfinite=3)
-    model = build_model(options)
-    lq, gt = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 32, 32)
+    model = build_model(model_options(tmp_path, max_consecutive_nonfinite=3))
+    good = batch()
+    bad = {'lq': good['lq'] * float('nan'), 'gt': good['gt']}
+    before, ema_before = weights(model.net_g), weights(model.net_g_ema)
 
-    def snapshot():
-        return [{name: value.clone() for name, value in net.state_dict().items()} for net in (model.net_g,
-                                                                                              model.net_g_ema)]
+    train_step(model, 1, bad)
+    train_step(model, 2, bad)
+    assert model.nonfinite_in_a_row == 2
+    assert all(torch.equal(before[name], value) for name, value in weights(model.net_g).items())
+    assert all(torch.equal(ema_before[name], value) for name, value in weights(model.net_g_ema).items())
+    assert not model.optimizer_g.state  # no optimizer step either
 
-    def step(current_iter, bad):
-        model.feed_data({'lq': lq * float('nan') if bad else lq, 'gt': gt})
-        model.optimize_parameters(current_iter)
-
-    def unchanged(before):
-        return all(torch.equal(before[index][name], value) for index, net in enumerate((model.net_g, model.net_g_ema))
-                   for name, value in net.state_dict().items())
-
-    before = snapshot()
-    step(1, bad=True)
-    step(2, bad=True)
-    assert unchanged(before)  # weights and EMA untouched by the skipped steps
-    step(3, bad=False)  # a finite step trains and resets the count
-    assert not unchanged(before)
-    for current_iter in (4, 5):
-        step(current_iter, bad=True)
-    with pytest.raises(NonFiniteLossError, match='3 training steps in a row had a non-finite loss'):
-        step(6, bad=True)
+    train_step(model, 3, good)  # a finite step trains and resets the count
+    assert model.nonfinite_in_a_row == 0 and model.optimizer_g.state
+    train_step(model, 4, bad)
+    train_step(model, 5, bad)
+    with pytest.raises(NonFiniteLossError, match=r'^3 training steps in a row had a non-finite loss \(last at '
+                       r'iteration 6\); stopping\. Lower the learning rate'):
+        train_step(model, 6, bad)
 
 
 def test_diverged_training_stops_with_one_line(tmp_path):
@@ -360,7 +368,11 @@ def test_diverged_training_stops_with_one_line(tmp_path):
 
 def logged_iterations(log):
     """``{iteration: learning rate}`` from BasicSR's training log lines."""
-    return {int(it): float(lr) for it, lr in re.findall(r'iter:\s*(\d+), lr:\(([-\d.e+]+),\)', log)}
+    return {int(it): float(lr) for _, it, lr in logged_epoch_iteration_lr(log)}
+
+
+def logged_epoch_iteration_lr(log):
+    return re.findall(r'epoch:\s*(\d+), iter:\s*(\d+), lr:\(([-\d.e+]+),\)', log)
 
 
 def test_killed_training_resumes_with_iteration_lr_and_ema(tmp_path):
@@ -408,10 +420,11 @@ def test_sigterm_saves_the_current_iteration_and_stops(tmp_path):
     assert process.returncode == 130, output[-3000:]
     assert 'Traceback' not in output and 'exited unexpectedly' not in output, output[-3000:]
     assert output.strip().splitlines()[-1] == 'basicsr train: interrupted'
-    stopped = max(logged_iterations(output))
+    epoch, stopped = (int(value) for value in logged_epoch_iteration_lr(output)[-1][:2])
     assert f'networks and training state of iteration {stopped} saved; continue with --auto_resume' in output
     state = torch.load(experiment / 'training_states' / f'{stopped}.state')
     assert state['iter'] == stopped and stopped >= 2
+    assert state['epoch'] in (epoch, epoch + 1)  # the next epoch when the signal came at an epoch's end
     assert set(torch.load(experiment / 'models' / f'net_g_{stopped}.pth')) == {'params', 'params_ema'}
 
 
@@ -428,7 +441,7 @@ def test_stop_signal_handler_waits_for_the_training_loop_then_a_second_signal_st
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(1)
     assert {signum: signal.getsignal(signum) for signum in stop_on_signal.STOP_SIGNALS} == handlers
-    assert stop_on_signal._stop == {'signal': None, 'training': False, 'pid': None}
+    assert stop_on_signal._stop == {'signal': None, 'training': False, 'pid': None, 'sampler': None}
 
 
 def test_interrupted_save_leaves_the_previous_state_usable(tmp_path, monkeypatch):

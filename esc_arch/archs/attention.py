@@ -77,6 +77,8 @@ def mirror_pad(x, pad):
     reflection keeps bouncing off both edges (a side of one pixel is repeated), so inputs
     smaller than the padding work too.
     """
+    if not any(pad):
+        return x
     left, right, top, bottom = pad
     h, w = x.shape[-2:]
     if max(top, bottom) < h and max(left, right) < w:
@@ -132,18 +134,20 @@ class WindowAttention(nn.Module):
     def forward(self, x):
         n, c, h, w = x.shape
         ws, heads = self.window_size, self.num_heads
+        # Padding commutes with the 1x1 projection; before it, it moves a third of the channels.
+        x = mirror_pad(x, (0, -w % ws, 0, -h % ws))
         qkv = self.to_qkv(x)
-        qkv = mirror_pad(qkv, (0, -w % ws, 0, -h % ws))
         hp, wp = qkv.shape[-2:]
         rows, cols = hp // ws, wp // ws
         # (3, heads, head_dim) channels and (rows, ws, cols, ws) pixels -> (3, windows, heads, tokens, head_dim)
         qkv = qkv.view(n, 3, heads, c // heads, rows, ws, cols, ws)
         qkv = qkv.permute(1, 0, 4, 6, 2, 5, 7, 3).reshape(3, n * rows * cols, heads, ws * ws, c // heads)
         q, k, v = qkv.unbind(0)
-        out = self._attend(q, k, v)
-        out = out.view(n, rows, cols, heads, ws, ws, c // heads).permute(0, 3, 6, 1, 4, 2, 5)
-        out = out.reshape(n, c, hp, wp)[:, :, :h, :w]
-        return self.to_out(out)
+        out = self._attend(q, k, v).view(n, rows, cols, heads, ws, ws, c // heads)
+        # Written back through a window view of an image laid out like the input (NCHW or channels-last).
+        image = torch.empty_like(x)
+        image.view(n, heads, c // heads, rows, ws, cols, ws).permute(0, 3, 5, 1, 4, 6, 2).copy_(out)
+        return self.to_out(image[:, :, :h, :w])
 
     def _attend(self, q, k, v):
         backend = resolve_attn_type(self.attn_type, q.device)

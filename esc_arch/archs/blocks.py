@@ -25,6 +25,9 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x):
+        if x.is_contiguous(memory_format=torch.channels_last):
+            # Channels are the innermost axis here: one fused kernel, no copy.
+            return F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight, self.bias, self.eps).permute(0, 3, 1, 2)
         mean = x.mean(1, keepdim=True)
         centred = x - mean
         var = centred.pow(2).mean(1, keepdim=True)
@@ -65,6 +68,12 @@ def _dynamic_kernel_mlp(pdim, hidden):
     return mlp
 
 
+def _centred_diagonal(kernels, size):
+    """The dense ``[C, C, size, size]`` kernel that applies the depthwise kernels ``[C, 3, 3]`` at its centre."""
+    border = (size - 3) // 2
+    return F.pad(torch.diag_embed(kernels.permute(1, 2, 0)).permute(2, 3, 0, 1), (border,) * 4)
+
+
 def _per_sample_depthwise(x, kernels):
     """Depthwise convolution of each sample of ``x`` with its own kernels ``(N, C, k, k)``.
 
@@ -96,7 +105,13 @@ class ConvAttn(nn.Module):
     def forward(self, x, large_kernel):
         x1, x2 = torch.split(x, [self.pdim, x.shape[1] - self.pdim], dim=1)
         dynamic = self.dwc_proj(x1).view(x.shape[0], self.pdim, 3, 3)
-        x1 = F.conv2d(x1, large_kernel, padding=large_kernel.shape[-1] // 2) + _per_sample_depthwise(x1, dynamic)
+        k = large_kernel.shape[-1]
+        if x.shape[0] == 1:
+            # Both convolutions are linear in the kernel: with one sample, its depthwise kernel
+            # folds into the centre of the large one and a single convolution does the work.
+            x1 = F.conv2d(x1, large_kernel + _centred_diagonal(dynamic[0], k), padding=k // 2)
+        else:
+            x1 = F.conv2d(x1, large_kernel, padding=k // 2) + _per_sample_depthwise(x1, dynamic)
         return torch.cat([x1, x2], dim=1)
 
     def extra_repr(self):

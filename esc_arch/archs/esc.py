@@ -4,7 +4,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 
-from .base import ESCBase, PixelShuffleHeadMixin, SharedKernelMixin
+from .base import ESCBase, PixelShuffleHeadMixin, SharedKernelMixin, working_layout
 from .blocks import Block
 
 
@@ -45,6 +45,7 @@ class ESC(SharedKernelMixin, PixelShuffleHeadMixin, ESCBase):
         self.to_img = nn.Conv2d(dim, 3 * upscaling_factor ** 2, 3, padding=1)
 
     def forward(self, x):
+        x = working_layout(x)
         feat = self.proj(x)
         skip = feat
         large_kernel = self.large_kernel()

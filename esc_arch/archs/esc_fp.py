@@ -4,7 +4,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 
-from .base import ESCBase, PixelShuffleHeadMixin
+from .base import ESCBase, PixelShuffleHeadMixin, working_layout
 from .blocks import Block, LayerNorm2d
 
 
@@ -50,6 +50,7 @@ class ESCFP(PixelShuffleHeadMixin, ESCBase):
         return self
 
     def forward(self, x):
+        x = working_layout(x)
         feat = self.proj(x)
         skip = feat
         large_kernel = (self.lk_channel, self.lk_spatial)

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from .attention import mirror_pad
-from .base import ESCBase, SharedKernelMixin
+from .base import ESCBase, SharedKernelMixin, working_layout
 from .blocks import Block
 
 
@@ -64,6 +64,7 @@ class ESCReal(SharedKernelMixin, ESCBase):
         )
 
     def forward(self, x):
+        x = working_layout(x)
         feat = self.proj(x)
         skip = feat
         large_kernel = self.large_kernel()

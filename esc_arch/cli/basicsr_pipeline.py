@@ -14,7 +14,7 @@ import sys
 
 from esc_arch.checkpoint import CheckpointError
 from esc_arch.cli import CommandError
-from esc_arch.compat.paired_dataset_errors import ImagePairError
+from esc_arch.compat.paired_dataset_errors import DatasetError
 from esc_arch.models import NonFiniteLossError
 from esc_arch.options_check import OptionsError, check_options
 
@@ -26,7 +26,7 @@ MAPPING_SECTIONS = ('datasets', 'path', 'train', 'logger', 'val')
 # Raised by file access inside the pipelines, for paths taken from the options.
 PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 # Raised inside the pipelines for bad data, a checkpoint that does not fit, or a diverged training.
-USER_ERRORS = (CheckpointError, ImagePairError, NonFiniteLossError)
+USER_ERRORS = (CheckpointError, DatasetError, NonFiniteLossError)
 
 
 def add_arguments(parser):

@@ -151,8 +151,8 @@ def psnr_table(data_dir, sr_dir, sr_suffix):
         hr = _read_rgb(os.path.join(data_dir, 'test', 'HR', f'{name}.png'))
         lr = _read_rgb(os.path.join(data_dir, 'test', 'LR_bicubic', f'X{SCALE}', f'{name}x{SCALE}.png'))
         sr = _read_rgb(os.path.join(sr_dir, f'{name}x{SCALE}_{sr_suffix}.png'))
-        psnr = [calculate_psnr(result, hr, crop_border=SCALE, test_y_channel=True) for result in (bicubic_upsample(lr), sr)]
-        rows.append((name, *psnr))
+        rows.append((name, *(calculate_psnr(result, hr, crop_border=SCALE, test_y_channel=True)
+                             for result in (bicubic_upsample(lr), sr))))
     return rows
 
 

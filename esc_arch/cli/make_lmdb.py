@@ -32,6 +32,14 @@ def _keys(names, folder):
     return keys
 
 
+def _map_size(folder, names):
+    """An upper bound of the LMDB size. BasicSR's default (10x the first image) overflows when later
+    images are larger; re-encoding may grow compressed files several times, and each entry takes at
+    least a page. The map is reserved address space, not disk space, on Linux."""
+    file_bytes = sum(os.path.getsize(os.path.join(folder, name)) for name in names)
+    return 10 * file_bytes + 64 * 1024 * len(names) + 2**24
+
+
 def run(args):
     from basicsr.utils.lmdb_util import make_lmdb_from_imgs
 
@@ -51,7 +59,8 @@ def run(args):
         # BasicSR's messages name the temporary folder; its progress bar (stderr) stays.
         with open(os.devnull, 'w') as devnull, redirect_stdout(devnull):
             make_lmdb_from_imgs(args.input, building, names, keys, compress_level=args.compress_level,
-                                multiprocessing_read=args.workers > 1, n_thread=args.workers)
+                                multiprocessing_read=args.workers > 1, n_thread=args.workers,
+                                map_size=_map_size(args.input, names))
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise

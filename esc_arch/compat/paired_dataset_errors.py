@@ -9,12 +9,12 @@ basicsr 1.4.2's ``PairedImageDataset``
   made for another scale is scored against the top-left part of each HR image, silently;
 * stops with an ``AssertionError`` when the LR and HR folders do not pair up.
 
-Each of these now raises :class:`ImagePairError` (a ``ValueError``) naming the dataset and the
-files; any other error keeps its type and gets the pair as a note. At validation and test the HR
-size is read from the file header and must be LR size x ``scale`` plus less than ``scale`` pixels
-(the remainder that BasicSR crops). Images are still decoded as BasicSR decodes them (OpenCV
-``IMREAD_COLOR``): grayscale is replicated to three channels, alpha is dropped and 16-bit images
-are reduced to 8 bits.
+Each of these now raises :class:`DatasetError` (a ``ValueError``, also raised by the ESC datasets)
+naming the dataset and the files; any other error keeps its type and gets the pair as a note. At
+validation and test the HR size is read from the file header and must be LR size x ``scale`` plus
+less than ``scale`` pixels (the remainder that BasicSR crops). Images are still decoded as BasicSR
+decodes them (OpenCV ``IMREAD_COLOR``): grayscale is replicated to three channels, alpha is dropped
+and 16-bit images are reduced to 8 bits.
 """
 import functools
 import io
@@ -24,8 +24,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 
-class ImagePairError(ValueError):
-    """An LR/HR pair of a dataset cannot be used; the message names the dataset and the files."""
+class DatasetError(ValueError):
+    """A dataset or one of its images cannot be used; the message names the dataset or the files."""
 
 
 def _dataset_name(opt):
@@ -62,10 +62,10 @@ def explain_error(dataset, pair, error):
         for key, location in (('lq', lq), ('gt', gt)):
             reason = unreadable_reason(dataset, pair[f'{key}_path'], key)
             if reason:
-                return ImagePairError(f'{name}: cannot read {location}: {reason}')
+                return DatasetError(f'{name}: cannot read {location}: {reason}')
     if isinstance(error, ValueError):  # basicsr's paired_random_crop: sizes that do not fit scale or gt_size
         message = ' '.join(str(arg).strip() for arg in error.args)
-        return ImagePairError(f'{name}: {message} (LR {lq}, HR {gt})')
+        return DatasetError(f'{name}: {message} (LR {lq}, HR {gt})')
     error.add_note(f'while loading LR {lq} and HR {gt} of {name}')
     return error
 
@@ -80,7 +80,7 @@ def check_pair_sizes(dataset, pair, item):
         gt_height, gt_width = item['gt'].shape[-2:]
     if gt_height // scale != lq_height or gt_width // scale != lq_width:
         lq, gt = (_location(dataset, pair[f'{key}_path'], key) for key in ('lq', 'gt'))
-        raise ImagePairError(
+        raise DatasetError(
             f'{_dataset_name(dataset.opt)}: HR {gt} is {gt_width}x{gt_height} pixels and LR {lq} is '
             f'{lq_width}x{lq_height}; at scale {scale} the HR must be {lq_width * scale}x{lq_height * scale} '
             f'(up to {scale - 1} more pixels are cropped). Was the LR made for another scale?')
@@ -93,7 +93,7 @@ def _init_naming_folders(init):
         try:
             init(self, opt)
         except AssertionError as error:  # basicsr's paired_paths_from_* pair the folders with asserts
-            raise ImagePairError(
+            raise DatasetError(
                 f'{_dataset_name(opt)}: {error} (dataroot_lq {opt.get("dataroot_lq")}, dataroot_gt '
                 f'{opt.get("dataroot_gt")}, filename_tmpl "{opt.get("filename_tmpl", "{}")}")') from None
 

@@ -9,6 +9,8 @@ from basicsr.data.transforms import augment, mod_crop
 from basicsr.utils import FileClient, imfrombytes, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 
+from esc_arch.compat.paired_dataset_errors import DatasetError
+
 from .matlab_resize import bicubic_downsample
 
 # LR pixels of context around a crop: the antialiased bicubic kernel reaches 2 LR pixels
@@ -54,9 +56,9 @@ class HROnlyBicubicDataset(data.Dataset):
                 raise FileNotFoundError(f'{where}: folder {root} does not exist')
             self.paths = sorted(paths_from_folder(root))
         if not self.paths:
-            raise ValueError(f'{where}: no images in {root}')
+            raise DatasetError(f'{where}: no images in {root}')
         if opt['phase'] == 'train' and opt['gt_size'] % self.scale:
-            raise ValueError(f"gt_size {opt['gt_size']} of dataset '{opt.get('name', '?')}' "
+            raise DatasetError(f"gt_size {opt['gt_size']} of dataset '{opt.get('name', '?')}' "
                              f'is not a multiple of scale {self.scale}')
 
     def __getitem__(self, index):
@@ -64,9 +66,10 @@ class HROnlyBicubicDataset(data.Dataset):
             backend = self.io_backend_opt.copy()
             self.file_client = FileClient(backend.pop('type'), **backend)
         path = self.paths[index]
-        img = imfrombytes(self.file_client.get(path, 'gt'))  # uint8 BGR, HWC
+        content = self.file_client.get(path, 'gt')
+        img = imfrombytes(content) if content else None  # uint8 BGR, HWC (OpenCV raises on empty input)
         if img is None:
-            raise ValueError(f'cannot decode image {path} (corrupt, empty or not an image)')
+            raise DatasetError(f'cannot decode image {path} (corrupt, empty or not an image)')
 
         if self.opt['phase'] == 'train':
             img_gt, img_lq = self._random_crop(img, path)
@@ -84,7 +87,7 @@ class HROnlyBicubicDataset(data.Dataset):
         lr_patch = self.opt['gt_size'] // scale
         lr_height, lr_width = img.shape[0] // scale, img.shape[1] // scale
         if lr_height < lr_patch or lr_width < lr_patch:
-            raise ValueError(f'{path}: image of {img.shape[1]}x{img.shape[0]} pixels is smaller than the '
+            raise DatasetError(f'{path}: image of {img.shape[1]}x{img.shape[0]} pixels is smaller than the '
                              f"{self.opt['gt_size']}x{self.opt['gt_size']} training crop (gt_size)")
         top = random.randint(0, lr_height - lr_patch)
         left = random.randint(0, lr_width - lr_patch)

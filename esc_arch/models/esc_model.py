@@ -88,7 +88,7 @@ class ESCModel(SaveOnStopMixin, SRModel):
     (``pretrain_network_g`` + ``param_key_g: params_ema``, ``strict_load_g: true`` or false), its
     ``to_img`` being resampled by the network; distributed training also runs on CPU (gloo); checkpoints
     are read safely (:meth:`load_network`); under ``basicsr train`` a SIGINT/SIGTERM saves the state of
-    the current iteration before stopping (:mod:`esc_arch.models.stop_on_signal`).
+    the last finished iteration before stopping (:mod:`esc_arch.models.stop_on_signal`).
     """
 
     def __init__(self, opt):

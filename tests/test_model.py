@@ -1,0 +1,176 @@
+"""ESCModel: optimizer, mixed precision, clipping, compile, test-time tiling/ensemble, scale transfer, saving."""
+import os
+
+import pytest
+import torch
+
+from esc_arch import ESC
+from esc_arch.models import ESCModel, ESRModel
+from esc_arch.models.esc_model import self_ensemble
+from basicsr.models import build_model  # noqa: E402  (after esc_arch, which makes basicsr importable)
+from basicsr.utils.registry import MODEL_REGISTRY  # noqa: E402
+
+SCALE = 4
+TINY = dict(dim=16, pdim=8, kernel_size=5, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2)
+
+
+def options(tmp_path, scale=SCALE, is_train=True, network=None, pretrain=None, strict=True, val=None, **train):
+    """Options of a tiny ESCModel as BasicSR's parser leaves them."""
+    models, states = tmp_path / 'models', tmp_path / 'training_states'
+    models.mkdir(exist_ok=True)
+    states.mkdir(exist_ok=True)
+    opt = dict(name='unit', model_type='ESCModel', scale=scale, num_gpu=0, is_train=is_train, dist=False, rank=0,
+               world_size=1, network_g=network or dict(type='ESC', upscaling_factor=scale, **TINY),
+               path=dict(pretrain_network_g=pretrain and str(pretrain), param_key_g='params_ema',
+                         strict_load_g=strict, models=str(models), training_states=str(states)),
+               val=val or {})
+    if is_train:
+        opt['train'] = {**dict(ema_decay=0.9, optim_g=dict(type='AdamW', lr=1e-3, betas=[0.9, 0.9], weight_decay=0),
+                               scheduler=dict(type='MultiStepLR', milestones=[100], gamma=0.5),
+                               pixel_opt=dict(type='L1Loss', loss_weight=1.0, reduction='mean')), **train}
+    return opt
+
+
+def batch(scale=SCALE, size=8):
+    lq = torch.rand(2, 3, size, size)
+    return {'lq': lq, 'gt': torch.nn.functional.interpolate(lq, scale_factor=scale, mode='bicubic').clamp(0, 1)}
+
+
+def weights(net):
+    return {name: value.detach().clone() for name, value in net.state_dict().items()}
+
+
+def train_step(model, current_iter=1, data=None):
+    model.feed_data(data or batch())
+    model.optimize_parameters(current_iter)
+    return model.get_current_log()
+
+
+def test_both_names_are_registered_and_adamw_is_used(tmp_path):
+    assert MODEL_REGISTRY.get('ESCModel') is ESCModel
+    assert issubclass(MODEL_REGISTRY.get('ESRModel'), ESCModel)
+    model = build_model(dict(options(tmp_path), model_type='ESRModel'))
+    assert isinstance(model, ESRModel)
+    assert type(model.optimizer_g) is torch.optim.AdamW
+    assert model.optimizer_g.param_groups[0]['betas'] == (0.9, 0.9)
+
+
+def test_unknown_optimizer_and_precision_are_named(tmp_path):
+    with pytest.raises(ValueError, match="'Adamw' is not a torch.optim optimizer"):
+        build_model(options(tmp_path, optim_g=dict(type='Adamw', lr=1e-3)))
+    with pytest.raises(ValueError, match="train.mixed_precision must be one of bf16, fp16 or null; got 'fp8'"):
+        build_model(options(tmp_path, mixed_precision='fp8'))
+
+
+def test_bf16_autocast_training_step_on_cpu(tmp_path):
+    model = build_model(options(tmp_path, mixed_precision='bf16', clip_grad_norm=0.5))
+    before, ema_before = weights(model.net_g), weights(model.net_g_ema)
+    dtypes = []
+    model.net_g.to_img.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
+    log = train_step(model)
+    assert dtypes == [torch.bfloat16]  # the network ran under autocast
+    assert torch.isfinite(torch.tensor(log['l_pix'])) and 0 < log['grad_norm'] < 1e3
+    assert any(not torch.equal(before[name], value) for name, value in model.net_g.state_dict().items())
+    assert any(not torch.equal(ema_before[name], value) for name, value in model.net_g_ema.state_dict().items())
+
+
+def test_fp16_gradients_are_unscaled_before_clipping(tmp_path):
+    data = batch()
+    torch.manual_seed(0)
+    reference = build_model(options(tmp_path, clip_grad_norm=1e9))
+    torch.manual_seed(0)
+    model = build_model(options(tmp_path, mixed_precision='fp16', clip_grad_norm=1e9))
+    assert model.grad_scaler is not None and model.grad_scaler.get_scale() > 1000
+    # the norm of the true (unscaled) gradient, not of the gradient times the loss scale
+    assert train_step(model, data=data)['grad_norm'] == pytest.approx(
+        train_step(reference, data=data)['grad_norm'], rel=0.05)
+    model.save_training_state(epoch=0, current_iter=1)
+    state = torch.load(tmp_path / 'training_states' / '1.state')
+    assert state['grad_scaler']['scale'] == model.grad_scaler.get_scale()
+
+
+def test_non_finite_gradient_norm_skips_the_step(tmp_path):
+    model = build_model(options(tmp_path, clip_grad_norm=1.0, pixel_opt=dict(type='L1Loss', loss_weight=1e38)))
+    before, ema_before = weights(model.net_g), weights(model.net_g_ema)
+    log = train_step(model)
+    assert torch.isfinite(torch.tensor(log['l_pix'])) and not torch.isfinite(torch.tensor(log['grad_norm']))
+    assert model.nonfinite_in_a_row == 1
+    assert all(torch.equal(before[name], value) for name, value in model.net_g.state_dict().items())
+    assert all(torch.equal(ema_before[name], value) for name, value in model.net_g_ema.state_dict().items())
+    assert not model.optimizer_g.state  # AdamW took no step
+
+
+def test_compile_option_keeps_checkpoint_keys(tmp_path):
+    model = build_model(options(tmp_path, compile=dict(backend='eager')))
+    keys = set(ESC(upscaling_factor=SCALE, **TINY).state_dict())
+    train_step(model)
+    model.save(epoch=0, current_iter=1)
+    saved = torch.load(tmp_path / 'models' / 'net_g_1.pth')
+    assert set(saved) == {'params', 'params_ema'}
+    assert set(saved['params']) == set(saved['params_ema']) == keys
+    assert sorted(os.listdir(tmp_path / 'models')) == ['net_g_1.pth']  # no temporary file left
+
+
+def test_any_test_size_tiling_and_self_ensemble(tmp_path):
+    lq = torch.rand(1, 3, 19, 26)  # not a multiple of the window: the network pads, not the model
+    plain = build_model(options(tmp_path, is_train=False))
+    plain.feed_data({'lq': lq})
+    plain.test()
+    assert plain.output.shape == (1, 3, 19 * SCALE, 26 * SCALE)
+    with torch.no_grad():
+        torch.testing.assert_close(plain.output, plain.net_g(lq))
+
+    tiled = build_model(options(tmp_path, is_train=False, val=dict(tile_size=8, tile_pad=8)))
+    tiled.net_g.load_state_dict(plain.net_g.state_dict())
+    tiled.feed_data({'lq': lq})
+    tiled.test()
+    assert tiled.output.shape == plain.output.shape
+    assert (tiled.output - plain.output).abs().mean() < 0.02
+
+    ensemble = build_model(options(tmp_path, is_train=False, val=dict(self_ensemble=True)))
+    ensemble.net_g.load_state_dict(plain.net_g.state_dict())
+    ensemble.feed_data({'lq': lq})
+    ensemble.test()
+
+    def mirrored(x, mirror):
+        return x.flip(-1) if mirror else x
+
+    with torch.no_grad():  # the 8 symmetries of the square as 4 rotations, with and without a mirror, each undone
+        expected = sum(
+            mirrored(plain.net_g(mirrored(lq, mirror).rot90(k, (-2, -1))).rot90(-k, (-2, -1)), mirror)
+            for mirror in (False, True) for k in range(4)) / 8
+    torch.testing.assert_close(ensemble.output, expected)
+    assert not torch.allclose(ensemble.output, plain.output)
+
+
+def test_self_ensemble_undoes_every_transform():
+    def upsample(x):  # commutes with flips and transposes
+        return torch.nn.functional.interpolate(x, scale_factor=2, mode='nearest')
+
+    images = torch.rand(2, 3, 5, 7)
+    torch.testing.assert_close(self_ensemble(upsample, images), upsample(images))
+
+
+def test_training_mode_is_restored_after_test_without_ema(tmp_path):
+    model = build_model(options(tmp_path, ema_decay=0))
+    model.feed_data(batch())
+    model.test()
+    assert model.net_g.training
+
+
+@pytest.mark.parametrize('strict', [True, False])
+@pytest.mark.parametrize('scale', [3, 4])
+def test_x2_ema_weights_start_an_x3_x4_model(tmp_path, fixtures_dir, strict, scale):
+    """The paper's fine-tuning start: pretrain_network_g + param_key_g params_ema, to_img resampled."""
+    fixture = torch.load(fixtures_dir / 'official_scale_transfer_ESC_light_x2.pt')
+    x2 = fixture['source_state_dict']
+    noise = {name: value + 0.01 for name, value in x2.items()}  # 'params' differ from 'params_ema'
+    torch.save({'params': noise, 'params_ema': x2}, tmp_path / 'x2.pth')
+    config = {key: value for key, value in fixture['source_config'].items() if key != 'upscaling_factor'}
+    opt = options(tmp_path, scale=scale, pretrain=tmp_path / 'x2.pth', strict=strict,
+                  network=dict(type='ESC', upscaling_factor=scale, **config))
+    model = build_model(opt)
+    for net in (model.net_g, model.net_g_ema):
+        for name in ('weight', 'bias'):
+            torch.testing.assert_close(getattr(net.to_img, name).detach(), fixture['targets'][scale][f'to_img.{name}'])
+        torch.testing.assert_close(net.proj.weight.detach(), x2['proj.weight'])

@@ -1,0 +1,118 @@
+"""The options files: generated ones up to date, every YAML parsed by BasicSR and its network built."""
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import esc_arch  # noqa: F401  (registers ESC before BasicSR builds anything)
+from basicsr.archs import build_network  # noqa: E402
+from basicsr.models import build_model  # noqa: E402
+from basicsr.utils.options import ordered_yaml, parse_options  # noqa: E402
+
+OPTIONS_DIR = Path(__file__).resolve().parents[1] / 'options'
+ALL_YAMLS = sorted(OPTIONS_DIR.rglob('*.yml'))
+BENCHMARKS = ['Set5', 'Set14', 'B100', 'Urban100', 'Manga109']
+MILESTONES = [250000, 400000, 450000, 475000, 490000]
+
+
+def generator():
+    spec = importlib.util.spec_from_file_location('generate_options', OPTIONS_DIR / 'generate_options.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load(path):
+    with open(path) as stream:
+        return yaml.load(stream, Loader=ordered_yaml()[0])
+
+
+def parse(path, tmp_path, monkeypatch):
+    """The options as ``basicsr train/test -opt path`` sees them."""
+    monkeypatch.setattr(sys, 'argv', ['basicsr', '-opt', str(path)])
+    opt, _ = parse_options(str(tmp_path), is_train='train' in load(path))
+    return opt
+
+
+def relative(path):
+    return str(path.relative_to(OPTIONS_DIR))
+
+
+def test_generated_options_are_up_to_date():
+    expected = generator().all_options()
+    for name, text in expected.items():
+        assert (OPTIONS_DIR / name).read_text() == text, f'{name} is stale: run python options/generate_options.py'
+    generated_folders = {relative(path) for path in ALL_YAMLS if path.parent != OPTIONS_DIR}
+    assert generated_folders <= set(expected), 'options/train or options/test hold files the script does not make'
+
+
+def test_every_paper_variant_and_scale_has_options():
+    names = {relative(path) for path in ALL_YAMLS}
+    for variant in ('ESC', 'ESC_light', 'ESC_FP'):
+        for scale in (2, 3, 4):
+            assert {f'train/train_{variant}_x{scale}.yml', f'test/test_{variant}_x{scale}.yml'} <= names
+    assert {'test/test_ESC_XL_x4.yml', 'test/test_ESC_Real_x4.yml', 'train_ESC_x4.yml'} <= names
+
+
+@pytest.mark.parametrize('path', ALL_YAMLS, ids=relative)
+def test_yaml_parses_and_builds_its_network(path, tmp_path, monkeypatch):
+    opt = parse(path, tmp_path, monkeypatch)
+    with torch.device('meta'):  # shapes only: skips initialising ESC-XL's 12.5M weights
+        network = build_network(dict(opt['network_g']))
+    assert network.upscaling_factor == opt['scale']
+    for dataset in opt['datasets'].values():
+        for key in ('dataroot_gt', 'dataroot_lq'):
+            assert key not in dataset or not Path(dataset[key]).is_absolute()
+
+
+@pytest.mark.parametrize('path', sorted((OPTIONS_DIR / 'test').glob('*.yml')), ids=relative)
+def test_test_options_follow_the_paper_protocol(path):
+    opt = load(path)
+    scale = opt['scale']
+    datasets = list(opt['datasets'].values())
+    assert [dataset['name'] for dataset in datasets] == BENCHMARKS
+    for dataset in datasets:
+        assert dataset['dataroot_gt'] == f'datasets/{dataset["name"]}/HR'
+        assert dataset['dataroot_lq'] == f'datasets/{dataset["name"]}/LR_bicubic/X{scale}'
+        assert dataset['filename_tmpl'] == f'{{}}x{scale}'
+    assert set(opt['val']['metrics']) == {'psnr', 'ssim'}
+    for metric in opt['val']['metrics'].values():
+        assert metric['crop_border'] == scale and metric['test_y_channel'] is True
+    if opt['network_g']['type'] != 'Bicubic':
+        assert opt['path']['param_key_g'] == 'params_ema' and opt['path']['strict_load_g'] is True
+
+
+@pytest.mark.parametrize('path', sorted((OPTIONS_DIR / 'train').glob('*.yml')) + [OPTIONS_DIR / 'train_ESC_x4.yml'],
+                         ids=relative)
+def test_train_options_follow_the_paper_recipe(path):
+    opt = load(path)
+    scale, train = opt['scale'], opt['train']
+    assert opt['model_type'] == 'ESCModel'
+    assert dict(train['optim_g']) == {'type': 'AdamW', 'lr': 5e-4, 'weight_decay': 0, 'betas': [0.9, 0.9]}
+    assert dict(train['scheduler']) == {'type': 'MultiStepLR', 'milestones': MILESTONES, 'gamma': 0.5}
+    assert (train['total_iter'], train['warmup_iter'], train['ema_decay']) == (500000, 20000, 0.999)
+    assert train['pixel_opt']['type'] == 'L1Loss'
+    data = opt['datasets']['train']
+    assert data['gt_size'] == 64 * scale and data['use_hflip'] and data['use_rot']
+    assert data['batch_size_per_gpu'] * 4 == 64  # the paper's 4 GPUs
+    assert data['dataroot_lq'] == f'datasets/DIV2K/DIV2K_train_LR_bicubic_X{scale}_sub.lmdb'
+    assert opt['val']['metrics']['psnr']['crop_border'] == scale
+    pretrain = opt['path']['pretrain_network_g']
+    if scale == 2:
+        assert pretrain is None
+    else:  # x3 and x4 start from the x2 EMA weights of the same variant, loaded strictly
+        assert pretrain == f'experiments/{opt["name"].replace(f"_x{scale}", "_x2")}/models/net_g_latest.pth'
+        assert opt['path']['param_key_g'] == 'params_ema' and opt['path']['strict_load_g'] is True
+
+
+def test_authors_model_type_and_attention_spelling(tmp_path, monkeypatch):
+    """The authors' YAMLs say ``model_type: ESRModel`` and ``attn_type: Flex``."""
+    opt = parse(OPTIONS_DIR / 'test' / 'test_ESC_x4.yml', tmp_path, monkeypatch)
+    opt.update(model_type='ESRModel')
+    opt['network_g']['attn_type'] = 'Flex'
+    opt['path']['pretrain_network_g'] = None
+    model = build_model(opt)
+    assert type(model).__name__ == 'ESRModel' and model.net_g.attn_type == 'flex'

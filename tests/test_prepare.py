@@ -1,0 +1,123 @@
+"""Data preparation commands: ``basicsr make-lr``, ``extract-subimages`` and ``make-lmdb``."""
+import os
+
+import cv2
+import lmdb
+import numpy as np
+import pytest
+
+from esc_arch.cli import main
+from basicsr.utils import imfrombytes  # noqa: E402  (after esc_arch, which makes basicsr importable)
+
+
+def write_images(folder, sizes, suffix=''):
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    images = {}
+    for index, (height, width) in enumerate(sizes):
+        images[f'img{index}'] = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        cv2.imwrite(str(folder / f'img{index}{suffix}.png'), images[f'img{index}'])
+    return images
+
+
+def one_line_error(capsys, arguments, message):
+    """Exit code 2 and the error in the last line of stderr (after any progress bar), no traceback."""
+    assert main(arguments) == 2
+    error = capsys.readouterr().err
+    assert 'Traceback' not in error
+    last_line = error.strip().splitlines()[-1].split('\r')[-1]
+    assert last_line.startswith(f'basicsr {arguments[0]}: error: ') and message in last_line, error
+
+
+def test_make_lr_reproduces_the_set5_benchmark_files(datasets_dir, tmp_path):
+    assert main(['make-lr', '-i', str(datasets_dir / 'Set5' / 'HR'), '-o', str(tmp_path / 'LR_bicubic'),
+                 '--workers', '2']) == 0
+    for scale in (2, 3, 4):
+        stored_folder = datasets_dir / 'Set5' / 'LR_bicubic' / f'X{scale}'
+        assert sorted(os.listdir(tmp_path / 'LR_bicubic' / f'X{scale}')) == sorted(os.listdir(stored_folder))
+        for name in os.listdir(stored_folder):
+            made = cv2.imread(str(tmp_path / 'LR_bicubic' / f'X{scale}' / name), cv2.IMREAD_UNCHANGED)
+            np.testing.assert_array_equal(made, cv2.imread(str(stored_folder / name), cv2.IMREAD_UNCHANGED))
+
+
+def test_make_lr_keeps_gray_images_gray_and_modcrops(tmp_path):
+    (tmp_path / 'hr').mkdir()
+    cv2.imwrite(str(tmp_path / 'hr' / 'gray.png'), np.full((10, 7), 200, np.uint8))
+    assert main(['make-lr', '-i', str(tmp_path / 'hr'), '-o', str(tmp_path / 'lr'), '--scale', '3', '--workers',
+                 '1']) == 0
+    made = cv2.imread(str(tmp_path / 'lr' / 'X3' / 'grayx3.png'), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(made, np.full((3, 2), 200, np.uint8))
+
+
+def test_make_lr_refuses_to_overwrite_and_names_missing_folders(tmp_path, capsys):
+    write_images(tmp_path / 'hr', [(8, 8)])
+    (tmp_path / 'lr' / 'X2').mkdir(parents=True)
+    (tmp_path / 'lr' / 'X2' / 'mine.png').write_bytes(b'keep me')
+    one_line_error(capsys, ['make-lr', '-i', str(tmp_path / 'hr'), '-o', str(tmp_path / 'lr'), '--scale', '2'],
+                   f'--output: {tmp_path / "lr" / "X2"} already exists and is not empty')
+    assert os.listdir(tmp_path / 'lr' / 'X2') == ['mine.png']
+    one_line_error(capsys, ['make-lr', '-i', str(tmp_path / 'nothing'), '-o', str(tmp_path / 'new')],
+                   f'--input: folder not found: {tmp_path / "nothing"}')
+
+
+def test_extract_subimages_follows_basicsr_and_pairs_lr_names(tmp_path):
+    hr = write_images(tmp_path / 'hr', [(100, 70)])['img0']
+    lr = write_images(tmp_path / 'lr', [(50, 35)], suffix='x2')['img0']
+    sizes = ['--crop-size', '40', '--step', '20', '--thresh-size', '4']
+    assert main(['extract-subimages', '-i', str(tmp_path / 'hr'), '-o', str(tmp_path / 'hr_sub'), *sizes,
+                 '--workers', '1']) == 0
+    assert main(['extract-subimages', '-i', str(tmp_path / 'lr'), '-o', str(tmp_path / 'lr_sub'), *sizes,
+                 '--scale', '2', '--workers', '2']) == 0
+    # rows start at 0, 20, 40, 60 (60 + 40 = 100, none left); columns at 0, 20 and, as 70 - 60 = 10 > 4, 30
+    corners = [(top, left) for top in (0, 20, 40, 60) for left in (0, 20, 30)]
+    names = [f'img0_s{index:03d}.png' for index in range(1, len(corners) + 1)]
+    assert sorted(os.listdir(tmp_path / 'hr_sub')) == sorted(os.listdir(tmp_path / 'lr_sub')) == names
+    for name, (top, left) in zip(names, corners):
+        np.testing.assert_array_equal(cv2.imread(str(tmp_path / 'hr_sub' / name)), hr[top:top + 40, left:left + 40])
+        np.testing.assert_array_equal(cv2.imread(str(tmp_path / 'lr_sub' / name)),
+                                      lr[top // 2:top // 2 + 20, left // 2:left // 2 + 20])
+
+
+def test_extract_subimages_errors(tmp_path, capsys):
+    write_images(tmp_path / 'hr', [(30, 30)])
+    one_line_error(capsys, ['extract-subimages', '-i', str(tmp_path / 'hr'), '-o', str(tmp_path / 'sub'),
+                            '--crop-size', '40', '--workers', '1'],
+                   f'{tmp_path / "hr" / "img0.png"}: 30x30 image is smaller than the crop size 40')
+    one_line_error(capsys, ['extract-subimages', '-i', str(tmp_path / 'hr'), '-o', str(tmp_path / 'sub2'),
+                            '--crop-size', '30', '--step', '15', '--scale', '4'],
+                   '--crop-size 30 must be a non-negative multiple of --scale 4')
+
+
+def read_lmdb(path, key):
+    with lmdb.open(str(path), readonly=True, lock=False) as environment, environment.begin() as transaction:
+        return imfrombytes(transaction.get(key.encode()), flag='unchanged')
+
+
+def test_make_lmdb_writes_meta_info_and_replaces_only_when_asked(tmp_path, capsys):
+    first = write_images(tmp_path / 'a', [(12, 10), (8, 8)])
+    second = write_images(tmp_path / 'b', [(6, 6)])
+    target = tmp_path / 'out' / 'train.lmdb'
+    assert main(['make-lmdb', '-i', str(tmp_path / 'a'), '-o', str(target), '--workers', '2']) == 0
+    assert (target / 'meta_info.txt').read_text().splitlines() == ['img0.png (12,10,3) 1', 'img1.png (8,8,3) 1']
+    np.testing.assert_array_equal(read_lmdb(target, 'img0'), first['img0'])
+
+    one_line_error(capsys, ['make-lmdb', '-i', str(tmp_path / 'b'), '-o', str(target)],
+                   f'--output: {target} already exists; pass --overwrite to replace it')
+    assert (target / 'meta_info.txt').read_text().startswith('img0.png (12,10,3)')
+
+    assert main(['make-lmdb', '-i', str(tmp_path / 'b'), '-o', str(target), '--overwrite', '--workers', '1']) == 0
+    assert (target / 'meta_info.txt').read_text().splitlines() == ['img0.png (6,6,3) 1']
+    with lmdb.open(str(target), readonly=True, lock=False) as environment:
+        assert environment.stat()['entries'] == 1
+    np.testing.assert_array_equal(read_lmdb(target, 'img0'), second['img0'])
+    assert sorted(os.listdir(tmp_path / 'out')) == ['train.lmdb']  # no temporary folder left
+
+
+@pytest.mark.parametrize('output, message', [
+    ('train', '--output must end with .lmdb'),
+    ('x.lmdb', '--input: no images'),
+])
+def test_make_lmdb_errors(tmp_path, capsys, output, message):
+    (tmp_path / 'empty').mkdir()
+    one_line_error(capsys, ['make-lmdb', '-i', str(tmp_path / 'empty'), '-o', str(tmp_path / output)], message)
+    assert not (tmp_path / output).exists()

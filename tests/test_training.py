@@ -1,0 +1,95 @@
+"""End to end through ``basicsr test/train`` on the benchmark data in ../shared/datasets.
+
+* the evaluation protocol: the committed Bicubic test options reproduce the bicubic baselines of
+  SOURCES.md (MATLAB column) to 0.01 dB;
+* a short real training of a small ESC on B100 HR crops (HR-only dataset, LR made on the fly) beats
+  bicubic on Set5 x4, resumes from its saved state and saves the EMA weights as ``params_ema``.
+"""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import esc_arch  # noqa: F401
+from basicsr.utils.options import ordered_yaml  # noqa: E402  (after esc_arch, which makes basicsr importable)
+
+OPTIONS_DIR = Path(__file__).resolve().parents[1] / 'options'
+# SOURCES.md, "PSNR-Y, MATLAB bicubic" (BasicSR reads Set14's grayscale bridge.png as 3 channels).
+BICUBIC_PSNR = {2: {'Set5': 33.68}, 3: {'Set5': 30.40}, 4: {'Set5': 28.43, 'Set14': 26.09, 'B100': 25.96}}
+SMALL_ESC = dict(type='ESC', dim=32, pdim=8, kernel_size=7, n_blocks=2, conv_blocks=2, window_size=8, num_heads=2,
+                 upscaling_factor=4)
+
+
+def basicsr(cwd, *arguments):
+    result = subprocess.run([sys.executable, '-m', 'esc_arch.cli', *arguments], cwd=cwd, capture_output=True, text=True,
+                            timeout=900)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    return output
+
+
+def logged_metric(output, dataset, metric='psnr'):
+    """The last value of ``metric`` that BasicSR logged for ``dataset``."""
+    values = re.findall(rf'Validation {dataset}\n(?:\t # \w+: [\d.]+.*\n)*?\t # {metric}: ([\d.]+)', output)
+    assert values, f'no {metric} logged for {dataset}'
+    return float(values[-1])
+
+
+def write_yaml(path, options):
+    path.write_text(yaml.safe_dump(options, sort_keys=False))
+
+
+@pytest.mark.parametrize('scale', sorted(BICUBIC_PSNR))
+def test_bicubic_test_options_reproduce_the_bicubic_baselines(tmp_path, datasets_dir, scale):
+    with open(OPTIONS_DIR / 'test' / f'test_Bicubic_x{scale}.yml') as stream:
+        options = yaml.load(stream, Loader=ordered_yaml()[0])
+    expected = BICUBIC_PSNR[scale]
+    options['datasets'] = {key: dataset for key, dataset in options['datasets'].items() if dataset['name'] in expected}
+    for dataset in options['datasets'].values():  # the committed relative paths, rooted at ../shared/datasets
+        for key in ('dataroot_gt', 'dataroot_lq'):
+            dataset[key] = str(datasets_dir / Path(dataset[key]).relative_to('datasets'))
+    write_yaml(tmp_path / 'test.yml', options)
+
+    output = basicsr(tmp_path, 'test', '-opt', 'test.yml')
+    for name, psnr in expected.items():
+        assert logged_metric(output, name) == pytest.approx(psnr, abs=0.01), name
+        assert 0 < logged_metric(output, name, 'ssim') < 1
+
+
+def test_short_training_beats_bicubic_and_resumes(tmp_path, datasets_dir):
+    options = dict(
+        name='small_esc_x4', model_type='ESCModel', scale=4, num_gpu=0, manual_seed=0,
+        datasets=dict(
+            train=dict(name='B100', type='HROnlyBicubicDataset', dataroot_gt=str(datasets_dir / 'B100' / 'HR'),
+                       io_backend=dict(type='disk'), gt_size=128, use_hflip=True, use_rot=True, num_worker_per_gpu=0,
+                       batch_size_per_gpu=8),
+            val=dict(name='Set5', type='PairedImageDataset', dataroot_gt=str(datasets_dir / 'Set5' / 'HR'),
+                     dataroot_lq=str(datasets_dir / 'Set5' / 'LR_bicubic' / 'X4'), filename_tmpl='{}x4',
+                     io_backend=dict(type='disk'))),
+        network_g=SMALL_ESC,
+        path=dict(pretrain_network_g=None, strict_load_g=True, resume_state=None),
+        train=dict(ema_decay=0.9, optim_g=dict(type='AdamW', lr=2e-3, betas=[0.9, 0.9], weight_decay=0),
+                   scheduler=dict(type='MultiStepLR', milestones=[1000], gamma=0.5), total_iter=100, warmup_iter=-1,
+                   pixel_opt=dict(type='L1Loss', loss_weight=1.0, reduction='mean')),
+        val=dict(val_freq=1000, save_img=False,  # validated once, at the end of each run
+                 metrics=dict(psnr=dict(type='calculate_psnr', crop_border=4, test_y_channel=True))),
+        logger=dict(print_freq=50, save_checkpoint_freq=50, use_tb_logger=False))
+    write_yaml(tmp_path / 'train.yml', options)
+    experiment = tmp_path / 'experiments' / options['name']
+
+    first = basicsr(tmp_path, 'train', '-opt', 'train.yml')
+    assert sorted(path.name for path in (experiment / 'training_states').iterdir()) == ['100.state', '50.state']
+    resumed = basicsr(tmp_path, 'train', '-opt', 'train.yml', '--auto_resume', '--force_yml', 'train:total_iter=150')
+    assert 'Resuming training from epoch: ' in resumed and re.search(r'Start training from epoch: \d+, iter: 100\n',
+                                                                      resumed)
+    assert re.search(r'iter:\s+150,', resumed) and not re.search(r'iter:\s+50,', resumed)
+    assert logged_metric(resumed, 'Set5') > BICUBIC_PSNR[4]['Set5'] + 0.2  # measured: about 29.0 dB
+    assert logged_metric(resumed, 'Set5') > logged_metric(first, 'Set5') - 0.1
+
+    checkpoint = torch.load(experiment / 'models' / 'net_g_150.pth')
+    assert set(checkpoint) == {'params', 'params_ema'}
+    assert any(not torch.equal(checkpoint['params'][name], value) for name, value in checkpoint['params_ema'].items())
