@@ -41,14 +41,14 @@ def read_checkpoint(path):
     try:
         checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as err:
-        unsafe = re.search(r'Unsupported global: GLOBAL (\S+)', str(err))
+        unsafe = re.search(r'GLOBAL (\S+)', str(err))
         if not unsafe:
             raise CheckpointError(f'{path} is not a readable PyTorch checkpoint (invalid pickle data)') from None
         raise CheckpointError(
             f'{path} was refused: loading it would run arbitrary code (it contains {unsafe.group(1)}). Only '
             'checkpoints of plain tensors are loaded; if you trust the file, re-save just its state dict') from None
     except Exception as err:  # torch raises RuntimeError, EOFError, KeyError... for non-checkpoint files
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        reason = f'{type(err).__name__}: {str(err).splitlines()[0]}' if str(err) else type(err).__name__
         raise CheckpointError(f'{path} is not a readable PyTorch checkpoint ({reason})') from None
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f'{path} holds a {type(checkpoint).__name__}, not a state dict')

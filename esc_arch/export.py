@@ -13,7 +13,8 @@ import torch
 
 ONNX_OPSET = 17
 CHECK_SHAPES = ((1, 3, 29, 53), (2, 3, 24, 61))
-_DYNAMIC_AXES = {0: 'batch', 2: 'height', 3: 'width'}
+_DYNAMIC_AXES = {'input': {0: 'batch', 2: 'height', 3: 'width'},
+                 'output': {0: 'batch', 2: 'out_height', 3: 'out_width'}}
 
 
 class ExportError(RuntimeError):
@@ -48,7 +49,7 @@ def export_onnx(network, path, opset=ONNX_OPSET):
             warnings.simplefilter('ignore')  # tracer warnings on shape arithmetic; the exporter's deprecation notice
             torch.onnx.export(network, (sample,), str(temp_path), dynamo=False, opset_version=opset,
                               input_names=['input'], output_names=['output'],
-                              dynamic_axes={'input': _DYNAMIC_AXES, 'output': _DYNAMIC_AXES})
+                              dynamic_axes=_DYNAMIC_AXES)
         os.replace(temp_path, path)
     finally:
         temp_path.unlink(missing_ok=True)

@@ -22,12 +22,12 @@ def file_stem(variant):
 
 def network_section(variant, scale):
     config = preset_config(variant, scale)
-    lines = [f'network_g:  # {variant} (ESC_SPEC.md, "Published configurations")']
+    lines = [f'network_g:  # {variant}, as published']
     lines += [f'  {key}: {str(value).lower() if isinstance(value, bool) else value}' for key, value in config.items()]
     return '\n'.join(lines) + '\n'
 
 
-def paired_dataset(key, name, scale, extra=''):
+def paired_dataset(key, name, scale):
     return (f'  {key}:\n'
             f'    name: {name}\n'
             '    type: PairedImageDataset\n'
@@ -35,7 +35,7 @@ def paired_dataset(key, name, scale, extra=''):
             f'    dataroot_lq: datasets/{name}/LR_bicubic/X{scale}\n'
             f"    filename_tmpl: '{{}}x{scale}'\n"
             '    io_backend:\n'
-            '      type: disk\n' + extra)
+            '      type: disk\n')
 
 
 def metrics_section(scale):
@@ -60,11 +60,11 @@ def train_options(variant, scale):
                  f'  pretrain_network_g: experiments/train_{stem}_x2/models/net_g_latest.pth\n'
                  '  param_key_g: params_ema\n')
     return (
-        f'# {variant} x{scale}, trained on DIV2K with the paper\'s recipe (ESC_SPEC.md, "Training recipe");\n'
+        f'# {variant} x{scale}, trained on DIV2K with the paper\'s recipe (README, "Training and reproduction");\n'
         f'# paper Table 2, row "{variant.replace("ESC-light", "ESC-lt")} (Ours)" x{scale}.\n'
         + HEADER +
-        '# Data (README, "Preparing the data"): DIV2K sub-images in LMDBs made by `basicsr make-lr`,\n'
-        '# `basicsr extract-subimages` and `basicsr make-lmdb`; Set5 for validation.\n'
+        '# Data (README, "Preparing DIV2K and the benchmarks"): DIV2K sub-images in LMDBs made by\n'
+        '# `basicsr make-lr`, `basicsr extract-subimages` and `basicsr make-lmdb`; Set5 for validation.\n'
         '# Total batch 64 = 4 processes x batch_size_per_gpu 16:\n'
         f'#   torchrun --nproc_per_node 4 -m esc_arch.cli train -opt options/train/train_{stem}_x{scale}.yml '
         '--launcher pytorch\n'
@@ -159,7 +159,7 @@ def test_options(variant, scale):
         weights = f'  pretrain_network_g: experiments/pretrained_models/{stem}_x{scale}.pth\n'
     datasets = ''.join(paired_dataset(f'test_{index}', name, scale) for index, name in enumerate(BENCHMARKS, 1))
     return (description + HEADER +
-            '# Run: basicsr test -opt options/test/test_' + f'{stem}_x{scale}.yml\n'
+            f'# Run: basicsr test -opt options/test/test_{stem}_x{scale}.yml\n'
             f'name: test_{stem}_x{scale}\n'
             'model_type: ESCModel\n'
             f'scale: {scale}\n'
@@ -193,19 +193,20 @@ def all_options():
             files[f'test/test_{file_stem(variant)}_x{scale}.yml'] = test_options(variant, scale)
     for scale in SCALES:
         files[f'test/test_Bicubic_x{scale}.yml'] = test_options('Bicubic', scale)
-    files['train_ESC_x4.yml'] = files['train/train_ESC_x4.yml'].replace(
-        HEADER, HEADER + '# Same as options/train/train_ESC_x4.yml (this is the name the README uses). It starts from\n'
-        '# the x2 model: run options/train/train_ESC_x2.yml first, or set pretrain_network_g: ~ to start from scratch.\n',
-        1)
+    top_level_note = ('# Same as options/train/train_ESC_x4.yml (this is the name the README uses). It starts\n'
+                      '# from the x2 model: run options/train/train_ESC_x2.yml first, or set pretrain_network_g: ~\n'
+                      '# to start from scratch.\n')
+    files['train_ESC_x4.yml'] = files['train/train_ESC_x4.yml'].replace(HEADER, HEADER + top_level_note, 1)
     return files
 
 
 def main():
-    for relative, text in all_options().items():
+    files = all_options()
+    for relative, text in files.items():
         path = OPTIONS_DIR / relative
         path.parent.mkdir(exist_ok=True)
         path.write_text(text)
-    print(f'wrote {len(all_options())} options files under {OPTIONS_DIR}')
+    print(f'wrote {len(files)} options files under {OPTIONS_DIR}')
 
 
 if __name__ == '__main__':

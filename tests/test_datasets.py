@@ -10,6 +10,8 @@ from esc_arch.archs import Bicubic
 from esc_arch.cli import main
 from esc_arch.data import HROnlyBicubicDataset, bicubic_downsample, matlab_imresize
 from basicsr.data.transforms import mod_crop  # noqa: E402  (after esc_arch, which makes basicsr importable)
+from basicsr.metrics import calculate_psnr  # noqa: E402
+from basicsr.utils import img2tensor, tensor2img  # noqa: E402
 from basicsr.utils.matlab_functions import imresize  # noqa: E402
 
 
@@ -71,6 +73,17 @@ def test_bicubic_network_upsamples_batches_like_matlab():
     images = torch.rand(2, 3, 7, 9)
     assert list(network.parameters()) == [] and 'upscaling_factor=3' in repr(network)
     torch.testing.assert_close(network(images)[1], imresize(images[1], 3), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize('scale, psnr', [(2, 33.68), (3, 30.40)])  # SOURCES.md, MATLAB bicubic, Set5
+def test_bicubic_network_gives_the_set5_baselines(datasets_dir, scale, psnr):
+    network, values = Bicubic(upscaling_factor=scale), []
+    for lr_path in sorted((datasets_dir / 'Set5' / 'LR_bicubic' / f'X{scale}').glob('*.png')):
+        lr = cv2.imread(str(lr_path)).astype(np.float32) / 255.
+        hr = cv2.imread(str(datasets_dir / 'Set5' / 'HR' / lr_path.name.replace(f'x{scale}.png', '.png')))
+        sr = tensor2img(network(img2tensor(lr, bgr2rgb=True)[None]))
+        values.append(calculate_psnr(sr, hr[:sr.shape[0], :sr.shape[1]], crop_border=scale, test_y_channel=True))
+    assert np.mean(values) == pytest.approx(psnr, abs=0.01)
 
 
 def test_training_crop_lr_equals_the_crop_of_the_whole_image_lr(tmp_path):

@@ -88,9 +88,10 @@ def test_tiled_output_matches_whole_image(tiny_checkpoint):
     _, _, network = tiny_checkpoint
     image = np.random.default_rng(1).random((45, 53, 3), dtype=np.float32)
     whole = upscale_image(network, image, 2)
-    tiled = upscale_image(network, image, 2, tile=16, tile_pad=8)
-    # tiles differ only through the per-tile average pooling of the dynamic kernels
-    assert np.abs(tiled - whole).max() < 2e-3
+    tiled = upscale_image(network, image, 2, tile=16, tile_pad=16)  # what the command uses: two windows of context
+    # window-aligned tiles differ from one pass only through the dynamic kernels' average pooling
+    # and the decaying influence of what lies beyond the context
+    assert np.abs(tiled - whole).max() < 1e-3
 
 
 @pytest.mark.parametrize('precision, tolerance', [('fp16', 0.02), ('bf16', 0.08)])
@@ -148,7 +149,8 @@ def test_bad_inputs_give_one_line_errors(tiny_checkpoint, image_folder, tmp_path
 
     image = ['-i', str(image_folder / 'rgb.png'), '-o', out]
     torch.save({'params': build_preset('ESC-light', scale=4).state_dict()}, tmp_path / 'light.pth')
-    message = _run_expecting_error(capsys, [*image, '--model', str(yaml_path), '--weights', str(tmp_path / 'light.pth')])
+    message = _run_expecting_error(
+        capsys, [*image, '--model', str(yaml_path), '--weights', str(tmp_path / 'light.pth')])
     assert 'does not fit the network' in message and 'it is ESC-light x4' in message
     assert 'checkpoint not found' in _run_expecting_error(
         capsys, [*image, '--model', 'ESC', '--weights', str(tmp_path / 'none.pth')])

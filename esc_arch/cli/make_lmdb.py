@@ -13,7 +13,8 @@ from esc_arch.cli.image_folders import add_workers_argument, list_images
 
 
 def add_arguments(parser):
-    parser.add_argument('-i', '--input', required=True, help='folder of images (e.g. datasets/DIV2K/DIV2K_train_HR_sub)')
+    parser.add_argument('-i', '--input', required=True,
+                        help='folder of images (e.g. datasets/DIV2K/DIV2K_train_HR_sub)')
     parser.add_argument('-o', '--output', required=True, help='LMDB folder to create, ending in .lmdb')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing LMDB at --output')
     parser.add_argument('--compress-level', type=int, default=1, choices=range(10), metavar='0-9',

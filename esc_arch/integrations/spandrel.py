@@ -37,7 +37,7 @@ class ESCFamilyArch(Architecture):
             network,
             state_dict,
             architecture=self,
-            purpose='SR',
+            purpose='SR' if config['upscaling_factor'] > 1 else 'Restoration',
             tags=[preset, *tags] if preset else tags,
             # fp16 and bf16 outputs stay within 1e-2 of fp32 (tests/test_spandrel.py)
             supports_half=True,
