@@ -59,7 +59,8 @@ def test_two_process_training_saves_once_and_the_ranks_agree(tmp_path):
 
     result = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', 'driver.py', 'train',
-         '-opt', 'train.yml', '--launcher', 'pytorch'], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+         '-opt', 'train.yml', '--launcher', 'pytorch'], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={**os.environ, 'OMP_NUM_THREADS': '1'})  # one thread per process: two processes share the cores
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert 'World size (gpu number): 2' in output and 'Validation val' in output

@@ -5,6 +5,7 @@
 * a short real training of a small ESC on B100 HR crops (HR-only dataset, LR made on the fly) beats
   bicubic on Set5 x4, resumes from its saved state and saves the EMA weights as ``params_ema``.
 """
+import os
 import re
 import subprocess
 import sys
@@ -22,8 +23,9 @@ SMALL_ESC = dict(type='ESC', dim=32, pdim=8, kernel_size=7, n_blocks=2, conv_blo
 
 
 def basicsr(cwd, *arguments):
+    # One thread: on a shared or small machine more threads than free cores slow torch down many times.
     result = subprocess.run([sys.executable, '-m', 'esc_arch.cli', *arguments], cwd=cwd, capture_output=True, text=True,
-                            timeout=900)
+                            timeout=900, env={**os.environ, 'OMP_NUM_THREADS': '1'})
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     return output

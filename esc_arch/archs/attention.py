@@ -81,7 +81,7 @@ def mirror_pad(x, pad):
         return x
     left, right, top, bottom = pad
     h, w = x.shape[-2:]
-    if max(top, bottom) < h and max(left, right) < w:
+    if max(top, bottom) < h and max(left, right) < w and not torch.onnx.is_in_onnx_export():
         return F.pad(x, pad, mode='reflect')
     rows = _mirror_indices(h, top, bottom, x.device)
     cols = _mirror_indices(w, left, right, x.device)
@@ -90,9 +90,7 @@ def mirror_pad(x, pad):
 
 def _mirror_indices(size, before, after, device):
     index = torch.arange(-before, size + after, device=device)
-    if size == 1:
-        return torch.zeros_like(index)
-    period = 2 * (size - 1)
+    period = 2 * (size - 1) + (size == 1)  # max(2 (size - 1), 1) without a branch: a 1-pixel side repeats
     index = index % period
     return torch.where(index < size, index, period - index)
 
@@ -144,9 +142,12 @@ class WindowAttention(nn.Module):
         qkv = qkv.permute(1, 0, 4, 6, 2, 5, 7, 3).reshape(3, n * rows * cols, heads, ws * ws, c // heads)
         q, k, v = qkv.unbind(0)
         out = self._attend(q, k, v).view(n, rows, cols, heads, ws, ws, c // heads)
-        # Written back through a window view of an image laid out like the input (NCHW or channels-last).
-        image = torch.empty_like(x)
-        image.view(n, heads, c // heads, rows, ws, cols, ws).permute(0, 3, 5, 1, 4, 6, 2).copy_(out)
+        if torch.onnx.is_in_onnx_export():  # ONNX has no writes into views
+            image = out.permute(0, 3, 6, 1, 4, 2, 5).reshape(n, c, hp, wp)
+        else:
+            # Written back through a window view of an image laid out like the input (NCHW or channels-last).
+            image = torch.empty_like(x)
+            image.view(n, heads, c // heads, rows, ws, cols, ws).permute(0, 3, 5, 1, 4, 6, 2).copy_(out)
         return self.to_out(image[:, :, :h, :w])
 
     def _attend(self, q, k, v):

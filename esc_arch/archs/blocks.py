@@ -23,11 +23,13 @@ class LayerNorm2d(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
         self.bias = nn.Parameter(torch.zeros(dim))
         self.eps = eps
+        self.normalized_shape = (dim,)  # a constant, as ONNX export needs (x.shape would be traced)
 
     def forward(self, x):
         if x.is_contiguous(memory_format=torch.channels_last):
             # Channels are the innermost axis here: one fused kernel, no copy.
-            return F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight, self.bias, self.eps).permute(0, 3, 1, 2)
+            return F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias,
+                                self.eps).permute(0, 3, 1, 2)
         mean = x.mean(1, keepdim=True)
         centred = x - mean
         var = centred.pow(2).mean(1, keepdim=True)
@@ -78,10 +80,15 @@ def _per_sample_depthwise(x, kernels):
     """Depthwise convolution of each sample of ``x`` with its own kernels ``(N, C, k, k)``.
 
     The batch is folded into the channel axis so that a single grouped convolution serves
-    every batch size.
+    every batch size. ONNX fixes a convolution's group count in the graph, so an ONNX export
+    sums the k*k shifted, weighted copies of ``x`` instead, which keeps the batch dynamic.
     """
     n, c, h, w = x.shape
     k = kernels.shape[-1]
+    if torch.onnx.is_in_onnx_export():
+        padded = F.pad(x, (k // 2,) * 4)
+        taps = [padded[:, :, i:i + h, j:j + w] * kernels[:, :, i, j, None, None] for i in range(k) for j in range(k)]
+        return torch.stack(taps).sum(0)
     out = F.conv2d(x.reshape(1, n * c, h, w), kernels.reshape(n * c, 1, k, k), padding=k // 2, groups=n * c)
     return out.view(n, c, h, w)
 
@@ -106,7 +113,7 @@ class ConvAttn(nn.Module):
         x1, x2 = torch.split(x, [self.pdim, x.shape[1] - self.pdim], dim=1)
         dynamic = self.dwc_proj(x1).view(x.shape[0], self.pdim, 3, 3)
         k = large_kernel.shape[-1]
-        if x.shape[0] == 1:
+        if x.shape[0] == 1 and not torch.onnx.is_in_onnx_export():  # an export must keep the batch dynamic
             # Both convolutions are linear in the kernel: with one sample, its depthwise kernel
             # folds into the centre of the large one and a single convolution does the work.
             x1 = F.conv2d(x1, large_kernel + _centred_diagonal(dynamic[0], k), padding=k // 2)
@@ -137,9 +144,14 @@ class DecomposedConvAttn(nn.Module):
         lk_channel, lk_spatial = large_kernel
         x1, x2 = torch.split(x, [self.pdim, x.shape[1] - self.pdim], dim=1)
         k = lk_spatial.shape[-1]
-        border = (k - 3) // 2
-        dynamic = F.pad(self.proj(x1).view(x.shape[0], self.pdim, 3, 3), (border,) * 4)
-        x1 = _per_sample_depthwise(F.conv2d(x1, lk_channel), lk_spatial.view(1, self.pdim, k, k) + dynamic)
+        dynamic = self.proj(x1).view(x.shape[0], self.pdim, 3, 3)
+        mixed = F.conv2d(x1, lk_channel)
+        if torch.onnx.is_in_onnx_export():
+            # Same sum split by linearity, so that only a 3x3 convolution is per-sample.
+            x1 = F.conv2d(mixed, lk_spatial, padding=k // 2, groups=self.pdim) + _per_sample_depthwise(mixed, dynamic)
+        else:
+            border = (k - 3) // 2
+            x1 = _per_sample_depthwise(mixed, lk_spatial.view(1, self.pdim, k, k) + F.pad(dynamic, (border,) * 4))
         return torch.cat([x1, x2], dim=1)
 
     def extra_repr(self):

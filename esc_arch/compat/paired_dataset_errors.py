@@ -76,7 +76,7 @@ def check_pair_sizes(dataset, pair, item):
     lq_height, lq_width = item['lq'].shape[-2:]
     try:
         gt_width, gt_height = Image.open(io.BytesIO(dataset.file_client.get(pair['gt_path'], 'gt'))).size
-    except (UnidentifiedImageError, OSError):  # a format PIL does not know: only the cropped size is left
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError):  # only the cropped size is left
         gt_height, gt_width = item['gt'].shape[-2:]
     if gt_height // scale != lq_height or gt_width // scale != lq_width:
         lq, gt = (_location(dataset, pair[f'{key}_path'], key) for key in ('lq', 'gt'))
