@@ -91,7 +91,7 @@ def test_shortened_demo_trains_tests_and_reports_psnr(demo_data, tmp_path):
         hr = _read_rgb(str(demo_data / 'test' / 'HR' / f'{name}.png'))
         lr = _read_rgb(str(demo_data / 'test' / 'LR_bicubic' / f'X{SCALE}' / f'{name}x{SCALE}.png'))
         assert bicubic == pytest.approx(calculate_psnr(bicubic_upsample(lr), hr, SCALE, test_y_channel=True), abs=0.01)
-        assert 20 < esc < 45
+        assert 5 < esc < 60  # one iteration from random weights: far from useful, but a real PSNR
     # the demo's ESC numbers are those that `basicsr test` logged
     log = next((tmp_path / 'results' / 'demo_ESC_light_x4').glob('test_demo_ESC_light_x4_*.log')).read_text()
     logged_psnr = float(re.search(r'# psnr: ([\d.]+)', log).group(1))

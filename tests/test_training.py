@@ -15,6 +15,10 @@ import pytest
 import torch
 import yaml
 
+import esc_arch  # noqa: F401
+from basicsr.data import build_dataloader, build_dataset  # noqa: E402  (after esc_arch: makes basicsr importable)
+from basicsr.models import build_model  # noqa: E402
+
 OPTIONS_DIR = Path(__file__).resolve().parents[1] / 'options'
 # SOURCES.md, "PSNR-Y, MATLAB bicubic" x4 (BasicSR reads Set14's grayscale bridge.png as 3 channels).
 BICUBIC_PSNR_X4 = {'Set5': 28.43, 'Set14': 26.09, 'B100': 25.96}
@@ -36,6 +40,21 @@ def logged_metric(output, dataset, metric='psnr'):
     values = re.findall(rf'Validation {dataset}\n(?:\t # \w+: [\d.]+.*\n)*?\t # {metric}: ([\d.]+)', output)
     assert values, f'no {metric} logged for {dataset}'
     return float(values[-1])
+
+
+def set5_x4_psnr(datasets_dir, checkpoint, **val):
+    """Set5 x4 PSNR-Y of the EMA weights in ``checkpoint``, computed by ESCModel's validation."""
+    model = build_model(dict(name='set5', model_type='ESCModel', scale=4, num_gpu=0, is_train=False, dist=False,
+                             network_g=SMALL_ESC, path=dict(pretrain_network_g=str(checkpoint), param_key_g='params_ema',
+                                                            strict_load_g=True),
+                             val=dict(val, metrics=dict(psnr=dict(type='calculate_psnr', crop_border=4,
+                                                                  test_y_channel=True)))))
+    dataset_opt = dict(name='Set5', type='PairedImageDataset', dataroot_gt=str(datasets_dir / 'Set5' / 'HR'),
+                       dataroot_lq=str(datasets_dir / 'Set5' / 'LR_bicubic' / 'X4'), filename_tmpl='{}x4',
+                       io_backend=dict(type='disk'), phase='val', scale=4)
+    loader = build_dataloader(build_dataset(dataset_opt), dataset_opt, num_gpu=0, dist=False)
+    model.nondist_validation(loader, current_iter=0, tb_logger=None, save_img=False)
+    return model.metric_results['psnr']
 
 
 def write_yaml(path, options):
@@ -90,3 +109,9 @@ def test_short_training_beats_bicubic_and_resumes(tmp_path, datasets_dir):
     checkpoint = torch.load(experiment / 'models' / 'net_g_150.pth')
     assert set(checkpoint) == {'params', 'params_ema'}
     assert any(not torch.equal(checkpoint['params'][name], value) for name, value in checkpoint['params_ema'].items())
+
+    # tiled evaluation (tiles of 24 LR pixels, several per image) scores as the whole-image one
+    whole = set5_x4_psnr(datasets_dir, experiment / 'models' / 'net_g_150.pth')
+    assert whole == pytest.approx(logged_metric(resumed, 'Set5'), abs=1e-4)
+    tiled = set5_x4_psnr(datasets_dir, experiment / 'models' / 'net_g_150.pth', tile_size=24, tile_pad=16)
+    assert tiled == pytest.approx(whole, abs=0.05)

@@ -10,8 +10,8 @@ class Bicubic(nn.Module):
     """MATLAB ``imresize(LR, s, 'bicubic')`` upsampling, with no learned weights.
 
     Evaluated through ``basicsr test`` it gives the literature's bicubic baselines (e.g. Set5 x4
-    28.43 dB PSNR-Y, the value SOURCES.md reports for MATLAB), so that a test YAML can check a data
-    layout and the evaluation protocol before any model is trained.
+    28.43 dB PSNR-Y, as MATLAB computes it), so that a test YAML can check a data layout and the
+    evaluation protocol before any model is trained.
 
     Args:
         upscaling_factor (int): Upscaling factor. Default: 4.

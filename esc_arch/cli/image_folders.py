@@ -63,5 +63,6 @@ def run_parallel(function, items, workers, unit='image'):
 
 
 def add_workers_argument(parser):
+    """The ``--workers`` option of the commands that use :func:`run_parallel`."""
     parser.add_argument('--workers', type=int, default=os.cpu_count() or 1,
                         help='processes working in parallel (default: one per CPU core)')

@@ -218,12 +218,14 @@ class ESCModel(SaveOnStopMixin, SRModel):
         bare = self.get_bare_model(crt_net)
         if not isinstance(bare, PixelShuffleHeadMixin):
             return super()._print_different_keys_loading(crt_net, load_net, strict)
-        # The network resamples a to_img of another scale itself; BasicSR's non-strict shape check
-        # would instead rename it to '*.ignore' and leave to_img untrained.
-        head = {key: load_net.pop(key) for key in PIXEL_SHUFFLE_HEAD if key in load_net}
+        # The network resamples a to_img of another scale itself while loading. BasicSR's check would
+        # instead drop it as '*.ignore' (non-strict loading): show it the network's own to_img.
+        head = {key: load_net[key] for key in PIXEL_SHUFFLE_HEAD if key in load_net}
+        current = bare.state_dict()
+        load_net.update({key: current[key] for key in head})
         super()._print_different_keys_loading(crt_net, load_net, strict)
         load_net.update(head)
-        if 'to_img.weight' in head and head['to_img.weight'].shape[0] != bare.to_img.weight.shape[0]:
+        if 'to_img.weight' in head and head['to_img.weight'].shape[0] != current['to_img.weight'].shape[0]:
             source_scale = math.isqrt(head['to_img.weight'].shape[0] // 3)
             get_root_logger().info(f'to_img resampled from x{source_scale} to x{bare.upscaling_factor}.')
 
