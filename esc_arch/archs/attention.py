@@ -42,13 +42,18 @@ def flex_attention_available(device):
     return torch.device(device).type == 'cpu'
 
 
-def resolve_attn_type(attn_type, device):
-    """The backend that ``attn_type`` runs as for a call on ``device`` (``auto`` resolved)."""
+def resolve_attn_type(attn_type, device, bias_grad=False):
+    """The backend that ``attn_type`` runs as for a call on ``device`` (``auto`` resolved).
+
+    ``bias_grad`` says whether the call must also give the gradient of the position bias (training).
+    """
     if attn_type != 'auto':
         return attn_type
     if torch.device(device).type == 'cuda' and flex_attention_available(device):
         return 'flex'
-    return 'sdpa'
+    # torch's fused CPU kernel gives no gradient for the mask, so a mask that needs one sends
+    # sdpa to its math path: naive's work plus extra passes that guard fully masked rows.
+    return 'naive' if bias_grad else 'sdpa'
 
 
 def _flex_attention():
@@ -151,8 +156,8 @@ class WindowAttention(nn.Module):
         return self.to_out(image[:, :, :h, :w])
 
     def _attend(self, q, k, v):
-        backend = resolve_attn_type(self.attn_type, q.device)
         bias = self.position_bias().to(q.dtype)
+        backend = resolve_attn_type(self.attn_type, q.device, bias.requires_grad)
         if backend == 'naive':
             scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1) + bias
             return scores.softmax(-1) @ v

@@ -1,0 +1,121 @@
+"""How the benchmarks measure: interleaved latencies and peak memory.
+
+Latency: every workload is warmed up, then the workloads take turns, one call each per round,
+so that a change in the machine's load (other processes on a shared CPU) hits them all alike.
+On CUDA a call is timed with CUDA events, on CPU with ``time.perf_counter``.
+
+Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` during one call minus what was
+allocated before it (weights and input excluded). On CPU, a fresh child process builds the
+workload and makes one call; the figure is its peak resident set size (``ru_maxrss``) after the
+call minus the peak before it, i.e. over an otherwise idle process that has imported torch and
+built the network and its input. Each CPU measurement starts a new process because the peak
+RSS of a process never goes down.
+"""
+import multiprocessing
+import resource
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+
+import torch
+
+from . import workloads
+
+# ru_maxrss is in kilobytes on Linux and in bytes on macOS.
+_RU_MAXRSS_BYTES = 1 if sys.platform == 'darwin' else 1024
+
+
+def build(kind, params):
+    """The callable of workload ``kind`` (a key of :data:`workloads.BUILDERS`) built from ``params``."""
+    return workloads.BUILDERS[kind](**params)
+
+
+def _elapsed(fn, device):
+    """Seconds taken by ``fn()`` on ``device``."""
+    if torch.device(device).type == 'cuda':
+        torch.cuda.synchronize(device)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1000
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _error(exception):
+    return f'{type(exception).__name__}: {str(exception).splitlines()[0] if str(exception) else ""}'.rstrip(': ')
+
+
+def time_interleaved(calls, device, repeats, warmup):
+    """Time several callables in turn.
+
+    Args:
+        calls (dict): Name -> zero-argument callable.
+        device (str): Where they run (selects the clock).
+        repeats (int): Timed calls of each, made in rounds of one call per callable.
+        warmup (int): Untimed calls of each first (at least one: its time is reported as ``first``,
+            which includes one-off costs such as FlexAttention's compilation).
+
+    Returns:
+        dict: Name -> ``{'first': s, 'times': [s, ...]}``, or ``{'error': message}`` for a
+        callable that raised (it is dropped from later rounds).
+    """
+    results = {}
+    for name, fn in calls.items():
+        try:
+            results[name] = {'first': _elapsed(fn, device), 'times': []}
+            for _ in range(warmup - 1):
+                fn()
+        except Exception as exception:  # reported in the tables (e.g. out of memory), not fatal
+            results[name] = {'error': _error(exception)}
+    for _ in range(repeats):
+        for name, fn in calls.items():
+            if 'error' in results[name]:
+                continue
+            try:
+                results[name]['times'].append(_elapsed(fn, device))
+            except Exception as exception:
+                results[name] = {'error': _error(exception)}
+    return results
+
+
+def _peak_rss_of_one_call(kind, params):
+    """Child-process side of :func:`peak_memory` on CPU."""
+    try:
+        fn = build(kind, params)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _RU_MAXRSS_BYTES
+        seconds = _elapsed(fn, 'cpu')
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _RU_MAXRSS_BYTES
+    except Exception as exception:
+        traceback.print_exc()
+        return {'error': _error(exception)}
+    return {'peak_bytes': after - before, 'process_peak_bytes': after, 'seconds': seconds}
+
+
+def peak_memory(kind, params):
+    """Peak memory of one call of a workload, on the device named in ``params['device']``.
+
+    Returns:
+        dict: ``peak_bytes`` (over the state before the call, see the module docstring),
+        ``process_peak_bytes`` (whole process on CPU, all of CUDA's allocations on a GPU) and
+        ``seconds`` (that single call, cold); or ``{'error': message}``.
+    """
+    if torch.device(params['device']).type == 'cpu':
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context('spawn')) as pool:
+            return pool.submit(_peak_rss_of_one_call, kind, params).result()
+    device = torch.device(params['device'])
+    try:
+        fn = build(kind, params)
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        seconds = _elapsed(fn, device)
+        peak = torch.cuda.max_memory_allocated(device)
+    except Exception as exception:
+        return {'error': _error(exception)}
+    return {'peak_bytes': peak - before, 'process_peak_bytes': peak, 'seconds': seconds}
