@@ -42,18 +42,13 @@ def flex_attention_available(device):
     return torch.device(device).type == 'cpu'
 
 
-def resolve_attn_type(attn_type, device, bias_grad=False):
-    """The backend that ``attn_type`` runs as for a call on ``device`` (``auto`` resolved).
-
-    ``bias_grad`` says whether the call must also give the gradient of the position bias (training).
-    """
+def resolve_attn_type(attn_type, device):
+    """The backend that ``attn_type`` runs as for a call on ``device`` (``auto`` resolved)."""
     if attn_type != 'auto':
         return attn_type
     if torch.device(device).type == 'cuda' and flex_attention_available(device):
         return 'flex'
-    # torch's fused CPU kernel gives no gradient for the mask, so a mask that needs one sends
-    # sdpa to its math path: naive's work plus extra passes that guard fully masked rows.
-    return 'naive' if bias_grad else 'sdpa'
+    return 'sdpa'
 
 
 def _flex_attention():
@@ -98,6 +93,43 @@ def _mirror_indices(size, before, after, device):
     period = 2 * (size - 1) + (size == 1)  # max(2 (size - 1), 1) without a branch: a 1-pixel side repeats
     index = index % period
     return torch.where(index < size, index, period - index)
+
+
+class _SDPAWithMaskGradient(torch.autograd.Function):
+    """``scaled_dot_product_attention(q, k, v, attn_mask=bias[None])`` with a gradient for ``bias``, on CPU.
+
+    torch's fused CPU kernel gives no gradient for a mask, and a mask that needs one sends sdpa
+    to its math path, which keeps every window's attention matrix for the backward pass. Here
+    the forward pass is the fused kernel, and the backward pass recomputes the attention matrix
+    of one (window, head) at a time, small enough to stay in the caches, and takes all the
+    gradients from it.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias):
+        # Detached: a mask that requires grad would send sdpa to its math path even here.
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.detach().unsqueeze(0))
+        ctx.save_for_backward(q, k, v, bias, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, k, v, bias, out = ctx.saved_tensors
+        shape, heads, scale = q.shape, bias.shape[0], q.shape[-1] ** -0.5
+        q, k, v, out, grad_out = (t.flatten(0, 1) for t in (q, k, v, out, grad_out))
+        # Softmax backward: dS = P * (dP - rowsum(dO * O)), with dP = dO v^T.
+        row_term = (grad_out * out).sum(-1, keepdim=True)
+        grad_q, grad_k, grad_v = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        grad_bias = torch.zeros_like(bias)
+        for i in range(q.shape[0]):  # windows x heads
+            head = i % heads
+            probs = torch.addmm(bias[head], q[i], k[i].T, alpha=scale).softmax(-1)
+            grad_v[i] = probs.T @ grad_out[i]
+            grad_scores = torch.addmm(row_term[i], grad_out[i], v[i].T, beta=-1).mul_(probs)
+            grad_bias[head] += grad_scores
+            grad_q[i] = grad_scores @ k[i] * scale
+            grad_k[i] = grad_scores.T @ q[i] * scale
+        return grad_q.view(shape), grad_k.view(shape), grad_v.view(shape), grad_bias
 
 
 class WindowAttention(nn.Module):
@@ -156,12 +188,14 @@ class WindowAttention(nn.Module):
         return self.to_out(image[:, :, :h, :w])
 
     def _attend(self, q, k, v):
+        backend = resolve_attn_type(self.attn_type, q.device)
         bias = self.position_bias().to(q.dtype)
-        backend = resolve_attn_type(self.attn_type, q.device, bias.requires_grad)
         if backend == 'naive':
             scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1) + bias
             return scores.softmax(-1) @ v
         if backend == 'sdpa':
+            if q.device.type == 'cpu' and bias.requires_grad and torch.is_grad_enabled():
+                return _SDPAWithMaskGradient.apply(q, k, v, bias)
             # A 4-D mask lets CPU torch pick its fused flash kernel; with the 3-D one it falls
             # back to the math path, which materialises every window's scores.
             return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(0))
