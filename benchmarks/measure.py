@@ -2,7 +2,10 @@
 
 Latency: every workload is warmed up, then the workloads take turns, one call each per round,
 so that a change in the machine's load (other processes on a shared CPU) hits them all alike.
-On CUDA a call is timed with CUDA events, on CPU with ``time.perf_counter``.
+On CUDA a call is timed with CUDA events. On CPU it is timed with ``time.perf_counter`` (wall
+clock) and ``time.process_time`` (CPU time of all the process's threads): with one thread the
+CPU time leaves out the time the process waited for a core, so it is the steadier figure on a
+shared machine.
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` during one call minus what was
 allocated before it (weights and input excluded). On CPU, a fresh child process builds the
@@ -32,7 +35,7 @@ def build(kind, params):
 
 
 def _elapsed(fn, device):
-    """Seconds taken by ``fn()`` on ``device``."""
+    """Seconds taken by ``fn()`` on ``device``: ``(wall clock, CPU time)``, CPU time None on CUDA."""
     if torch.device(device).type == 'cuda':
         torch.cuda.synchronize(device)
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -40,10 +43,10 @@ def _elapsed(fn, device):
         fn()
         end.record()
         end.synchronize()
-        return start.elapsed_time(end) / 1000
-    start = time.perf_counter()
+        return start.elapsed_time(end) / 1000, None
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def _error(exception):
@@ -61,13 +64,14 @@ def time_interleaved(calls, device, repeats, warmup):
             which includes one-off costs such as FlexAttention's compilation).
 
     Returns:
-        dict: Name -> ``{'first': s, 'times': [s, ...]}``, or ``{'error': message}`` for a
-        callable that raised (it is dropped from later rounds).
+        dict: Name -> ``{'first': s, 'times': [s, ...], 'cpu_times': [s, ...]}`` (wall clock of the
+        first call and of the timed calls, CPU time of the timed calls on CPU), or
+        ``{'error': message}`` for a callable that raised (it is dropped from later rounds).
     """
     results = {}
     for name, fn in calls.items():
         try:
-            results[name] = {'first': _elapsed(fn, device), 'times': []}
+            results[name] = {'first': _elapsed(fn, device)[0], 'times': [], 'cpu_times': []}
             for _ in range(warmup - 1):
                 fn()
         except Exception as exception:  # reported in the tables (e.g. out of memory), not fatal
@@ -77,18 +81,23 @@ def time_interleaved(calls, device, repeats, warmup):
             if 'error' in results[name]:
                 continue
             try:
-                results[name]['times'].append(_elapsed(fn, device))
+                wall, cpu = _elapsed(fn, device)
             except Exception as exception:
                 results[name] = {'error': _error(exception)}
+                continue
+            results[name]['times'].append(wall)
+            if cpu is not None:
+                results[name]['cpu_times'].append(cpu)
     return results
 
 
-def _peak_rss_of_one_call(kind, params):
+def _peak_rss_of_one_call(kind, params, threads):
     """Child-process side of :func:`peak_memory` on CPU."""
     try:
+        torch.set_num_threads(threads)
         fn = build(kind, params)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _RU_MAXRSS_BYTES
-        seconds = _elapsed(fn, 'cpu')
+        seconds = _elapsed(fn, 'cpu')[0]
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _RU_MAXRSS_BYTES
     except Exception as exception:
         traceback.print_exc()
@@ -99,6 +108,8 @@ def _peak_rss_of_one_call(kind, params):
 def peak_memory(kind, params):
     """Peak memory of one call of a workload, on the device named in ``params['device']``.
 
+    A CPU child process uses as many torch threads as this process.
+
     Returns:
         dict: ``peak_bytes`` (over the state before the call, see the module docstring),
         ``process_peak_bytes`` (whole process on CPU, all of CUDA's allocations on a GPU) and
@@ -106,7 +117,7 @@ def peak_memory(kind, params):
     """
     if torch.device(params['device']).type == 'cpu':
         with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context('spawn')) as pool:
-            return pool.submit(_peak_rss_of_one_call, kind, params).result()
+            return pool.submit(_peak_rss_of_one_call, kind, params, torch.get_num_threads()).result()
     device = torch.device(params['device'])
     try:
         fn = build(kind, params)
@@ -114,7 +125,7 @@ def peak_memory(kind, params):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
-        seconds = _elapsed(fn, device)
+        seconds = _elapsed(fn, device)[0]
         peak = torch.cuda.max_memory_allocated(device)
     except Exception as exception:
         return {'error': _error(exception)}

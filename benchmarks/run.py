@@ -54,6 +54,8 @@ def parse_args(argv):
     parser.add_argument('--backends', nargs='+', choices=BACKENDS, default=list(BACKENDS),
                         help='attention backends (flex is skipped where it cannot run)')
     parser.add_argument('--dtypes', nargs='+', choices=['fp32', 'bf16'], default=['fp32', 'bf16'])
+    parser.add_argument('--threads', type=int,
+                        help='torch threads (default: torch\'s choice); 1 gives steadier CPU figures on a shared machine')
     parser.add_argument('--repeats', type=int, help='timed calls per measurement (default: 3 on CPU, 20 on GPU)')
     parser.add_argument('--warmup', type=int, help='untimed calls first, at least 1 (default: 1 on CPU, 3 on GPU)')
     parser.add_argument('--train-batch', type=int, default=4)
@@ -66,9 +68,12 @@ def parse_args(argv):
                         dest='overrides', help='change a hyperparameter of every variant, e.g. --set n_blocks=1')
     parser.add_argument('--skip', nargs='+', default=[], choices=['forward', 'train', 'layers', 'tiled'],
                         help='parts not to run')
+    parser.add_argument('--name', help='name of this run\'s section in the markdown file, which a later run of the '
+                        'same name replaces, and of its default JSON and chart files (default: the device type, '
+                        'e.g. cpu)')
     parser.add_argument('--output', default='BENCHMARKS.md', help='markdown file to write the results section into')
-    parser.add_argument('--json', help='raw results (default: benchmarks/results_<device>.json)')
-    parser.add_argument('--chart', help='PNG chart (default: benchmarks/chart_<device>.png)')
+    parser.add_argument('--json', help='raw results (default: benchmarks/results_<name>.json)')
+    parser.add_argument('--chart', help='PNG chart (default: benchmarks/chart_<name>.png)')
     args = parser.parse_args(argv)
     if args.size[0] % args.scale or args.size[1] % args.scale:
         parser.error(f'--size {args.size[0]}x{args.size[1]} is not a multiple of --scale {args.scale}')
@@ -79,8 +84,11 @@ def parse_args(argv):
         parser.error(f'--device {args.device}: CUDA is not available in this torch build or machine')
     args.repeats = args.repeats or (20 if device_type == 'cuda' else 3)
     args.warmup = max(1, args.warmup or (3 if device_type == 'cuda' else 1))
-    args.json = args.json or f'benchmarks/results_{device_type}.json'
-    args.chart = args.chart or f'benchmarks/chart_{device_type}.png'
+    if args.threads is not None and args.threads < 1:
+        parser.error(f'--threads must be at least 1, got {args.threads}')
+    args.name = args.name or device_type
+    args.json = args.json or f'benchmarks/results_{args.name}.json'
+    args.chart = args.chart or f'benchmarks/chart_{args.name}.png'
     return args
 
 
@@ -166,7 +174,9 @@ def run_layers(args, backends, backward_backends):
         timings = measure.time_interleaved(calls, args.device, args.repeats, args.warmup)
         del calls
         for name in layers:
-            memory = measure.peak_memory('layer', params[name]) if 'error' not in timings[name] else {}
+            # Memory of the forward pass only: each measurement costs a child process.
+            measured = not backward and 'error' not in timings[name]
+            memory = measure.peak_memory('layer', params[name]) if measured else {}
             rows.append({'layer': name, 'pass': 'forward + backward' if backward else 'forward', 'shape': shape,
                          **timings[name], **{k: v for k, v in memory.items() if k != 'seconds'}})
     return rows
@@ -185,13 +195,15 @@ def run_tiled(args):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device_type = torch.device(args.device).type
     backends = [b for b in args.backends if b != 'flex' or flex_attention_available(args.device)]
     # FlexAttention has no backward pass on CPU.
     backward_backends = [b for b in backends if b != 'flex' or device_type == 'cuda']
     results = {
         'environment': environment(args.device),
-        'settings': {'scale': args.scale, 'output_size': args.size, 'overrides': dict(args.overrides),
+        'settings': {'name': args.name, 'scale': args.scale, 'output_size': args.size, 'overrides': dict(args.overrides),
                      'repeats': args.repeats, 'warmup': args.warmup, 'train_batch': args.train_batch,
                      'train_patch': args.train_patch},
         'forward': run_forward(args, backends) if 'forward' not in args.skip else [],
@@ -209,7 +221,7 @@ def main(argv=None):
         report.write_chart(results, args.chart)
         chart_link = os.path.relpath(args.chart, os.path.dirname(os.path.abspath(args.output)))
     section = report.markdown_section(results, chart_link)
-    report.write_section(args.output, section, device_type)
+    report.write_section(args.output, section, args.name)
     print(section)
     print('\nTargets:')
     for target, measured, verdict in report.check_targets(results):

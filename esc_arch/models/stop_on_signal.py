@@ -6,7 +6,9 @@ the current iteration (and a validation in progress) finish, saves the networks 
 state as a regular checkpoint of that iteration would (epoch included), and stops with
 :class:`TrainingInterrupted`, so that ``--auto_resume`` continues from that iteration. A second
 signal, or a signal before the first iteration, stops at once (``KeyboardInterrupt``); the
-checkpoints already written stay usable, as they are written atomically.
+checkpoints already written stay usable, as they are written atomically. BasicSR's DataLoader
+workers ignore these signals, which clusters send to every process of a job: the training process
+stops them.
 """
 import contextlib
 import os
@@ -14,6 +16,7 @@ import signal
 
 import torch
 import torch.distributed as dist
+from basicsr.data import worker_init_fn as basicsr_worker_init_fn
 from basicsr.utils import get_root_logger
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -35,9 +38,22 @@ def _handle_stop_signal(signum, frame):
     _stop['signal'] = signum
 
 
+def worker_init_ignoring_stop_signals(worker_id, num_workers, rank, seed):
+    """BasicSR's DataLoader ``worker_init_fn``, and the worker ignores stop signals.
+
+    Clusters signal every process of a job, and torch's own SIGTERM handler ends a DataLoader worker
+    at once unless the parent sent it, which fails the training process before it can save.
+    Workers still end when the training process stops them or exits.
+    """
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    basicsr_worker_init_fn(worker_id, num_workers, rank, seed)
+
+
 @contextlib.contextmanager
 def save_on_stop_signals():
     """Within this context, SIGINT and SIGTERM make a model with :class:`SaveOnStopMixin` save and stop."""
+    import basicsr.data
     import basicsr.train
 
     create_loaders = basicsr.train.create_train_val_dataloader
@@ -49,11 +65,13 @@ def save_on_stop_signals():
 
     previous = {signum: signal.signal(signum, _handle_stop_signal) for signum in STOP_SIGNALS}
     basicsr.train.create_train_val_dataloader = create_loaders_keeping_sampler
+    basicsr.data.worker_init_fn = worker_init_ignoring_stop_signals  # build_dataloader's (seeded) workers
     _stop.update(signal=None, training=False, pid=os.getpid(), sampler=None)
     try:
         yield
     finally:
         basicsr.train.create_train_val_dataloader = create_loaders
+        basicsr.data.worker_init_fn = basicsr_worker_init_fn
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         _stop.update(signal=None, training=False, pid=None, sampler=None)

@@ -1,0 +1,114 @@
+"""The benchmark script (benchmarks/): it runs end to end on CPU, writes its tables, JSON and chart.
+
+No timing is asserted: the numbers depend on the machine.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # benchmarks/ runs from the checkout; it is not part of the installed package
+    sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks import report, run  # noqa: E402
+
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+TINY = ['--set', 'dim=16', '--set', 'pdim=8', '--set', 'kernel_size=5', '--set', 'n_blocks=1', '--set',
+        'conv_blocks=1', '--set', 'window_size=8', '--set', 'num_heads=2']
+
+
+def run_benchmark(*args, cwd=REPO_ROOT):
+    return subprocess.run([sys.executable, '-m', 'benchmarks.run', *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_tiny_cpu_run_writes_tables_json_and_chart(tmp_path):
+    markdown, results_file, chart = tmp_path / 'BENCHMARKS.md', tmp_path / 'results.json', tmp_path / 'chart.png'
+    markdown.write_text('# Benchmarks\n\nProse written by hand.\n')
+    done = run_benchmark('--device', 'cpu', '--threads', '1', '--variants', 'ESC', '--size', '48x32',
+                         '--backends', 'naive', 'sdpa', '--dtypes', 'fp32', '--repeats', '2', '--train-batch', '2',
+                         '--train-patch', '16', '--tiled-size', '96x64', '--tile', '8', '--tile-pad', '4', *TINY,
+                         '--output', str(markdown), '--json', str(results_file), '--chart', str(chart))
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    results = json.loads(results_file.read_text())
+    assert [(row['backend'], row['dtype']) for row in results['forward']] == [('naive', 'fp32'), ('sdpa', 'fp32')]
+    for row in results['forward'] + results['train'] + results['layers']:
+        assert 'error' not in row, row
+        assert len(row['times']) == 2 and all(t > 0 for t in row['times'])
+    for row in results['forward']:
+        assert row['peak_bytes'] >= 0 and row['process_peak_bytes'] > row['peak_bytes']
+    assert {row['layer'] for row in results['layers']} == {'ConvAttn', 'window attention, naive',
+                                                          'window attention, sdpa'}
+    assert results['tiled']['process_peak_bytes'] > 0 and results['tiled']['seconds'] > 0
+
+    text = markdown.read_text()
+    assert text.startswith('# Benchmarks\n\nProse written by hand.\n')
+    assert '| variant | dtype | backend | median ms |' in text and '| ESC | fp32 | sdpa |' in text
+    assert '### Training step: batch 2, LR 16x16' in text and '### Tiled inference: 96x64 output' in text
+    assert 'python -m benchmarks.run --device cpu --threads 1' in text
+    assert text.count('| not measured |') == 4  # a tiny configuration decides none of the targets
+    assert '](chart.png)' in text
+
+    image = chart.read_bytes()
+    assert image.startswith(PNG_SIGNATURE) and len(image) > 1000
+    from matplotlib.image import imread
+    height, width, _ = imread(chart).shape
+    assert height > 100 and width > 100
+
+
+def test_invalid_arguments_are_refused_in_one_line(capsys):
+    for args, message in ((['--size', '1281x720'], '--size 1281x720 is not a multiple of --scale 4'),
+                          (['--size', '1280'], 'expected WIDTHxHEIGHT'),
+                          (['--set', 'n_blocks'], 'expected KEY=VALUE')):
+        with pytest.raises(SystemExit) as exit_info:
+            run.parse_args(args)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def _results(device='cpu', **settings):
+    """Results as the script records them, with made-up numbers, for checking the report logic."""
+    return {
+        'environment': {'device_type': device},
+        'settings': {'name': device, 'scale': 4, 'output_size': [1280, 720], 'overrides': {}, 'train_batch': 4,
+                     'train_patch': 64, **settings},
+        'forward': [
+            {'variant': 'ESC', 'dtype': 'fp32', 'backend': 'naive', 'times': [10.0] * 3, 'cpu_times': [10.0] * 3,
+             'peak_bytes': 2e9, 'process_peak_bytes': 3e9},
+            {'variant': 'ESC', 'dtype': 'fp32', 'backend': 'auto', 'times': [2.0, 9.0, 2.5], 'cpu_times': [2.5] * 3,
+             'peak_bytes': 1e8, 'process_peak_bytes': 2e8},
+        ],
+        'train': [{'variant': 'ESC', 'backend': 'naive', 'times': [1.0], 'cpu_times': [1.0]},
+                  {'variant': 'ESC', 'backend': 'auto', 'times': [0.9], 'cpu_times': [0.7]}],
+        'layers': [],
+        'tiled': {'variant': 'ESC', 'output_size': [3840, 2160], 'process_peak_bytes': 1.5e9},
+    }
+
+
+def test_target_verdicts_follow_the_measurements():
+    verdicts = [verdict for _, _, verdict in report.check_targets(_results())]
+    # auto: median 2.5 of 10 (0.25x) and 0.05x memory; training 1.11x (wall) and 1.43x (CPU time): not met.
+    assert verdicts == ['met', 'not met', 'met', 'not measured']
+    assert [v for _, _, v in report.check_targets(_results(overrides={'n_blocks': 1}))] == ['not measured'] * 4
+    gpu = _results('cuda')
+    gpu['forward'][1].update(times=[0.02], process_peak_bytes=2e8)
+    assert [v for _, _, v in report.check_targets(gpu)] == ['not measured'] * 3 + ['met']
+
+
+def test_write_section_replaces_only_its_own_section(tmp_path):
+    path = tmp_path / 'BENCHMARKS.md'
+    cpu = lambda body: '\n'.join([report.SECTION_START.format(name='cpu'), body,  # noqa: E731
+                                  report.SECTION_END.format(name='cpu')])
+    gpu = '\n'.join([report.SECTION_START.format(name='cuda'), 'GPU table', report.SECTION_END.format(name='cuda')])
+    report.write_section(path, cpu('first CPU table'), 'cpu')
+    report.write_section(path, gpu, 'cuda')
+    path.write_text(path.read_text() + '\nNotes written by hand.\n')
+    report.write_section(path, cpu('second CPU table'), 'cpu')
+    text = path.read_text()
+    assert text.startswith('# Benchmarks\n')
+    assert 'second CPU table' in text and 'first CPU table' not in text
+    assert 'GPU table' in text and text.endswith('Notes written by hand.\n')
