@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 # Optional extras the test suite exercises, comma-separated.
-TEST_EXTRAS := test,onnx,spandrel
+TEST_EXTRAS := test,onnx,spandrel,bench
 # Reaches pip's build environments too (see constraints.txt).
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 

@@ -30,6 +30,7 @@ setup(
         'test': ['pytest'],
         'onnx': ['onnx', 'onnxruntime'],
         'spandrel': ['spandrel'],
+        'bench': ['matplotlib'],
     },
     entry_points={
         'console_scripts': ['basicsr = esc_arch.cli:main'],

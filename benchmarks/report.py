@@ -167,6 +167,17 @@ def markdown_section(results, chart_link):
         lines += [_table(['variant', 'dtype', 'backend', 'median ms', 'min - max ms', *cpu_header, 'first call ms',
                           'peak MiB', 'time vs naive', *(['CPU time vs naive'] if on_cpu else []),
                           'memory vs naive'], rows), '']
+    breakdown = results.get('breakdown')
+    if breakdown:
+        clock = 'CPU time' if on_cpu else 'wall clock, synchronised around each module'
+        lines += [f'### Where the time of one inference goes: {breakdown["variant"]}, fp32 ({clock})', '',
+                  'Measured with hooks around the modules of each part; "other" is the rest (the convolutions '
+                  'outside these parts, residual additions, upsampling).', '']
+        seconds = breakdown['seconds']
+        rows = [[part, *[cell for backend in ('naive', 'auto') for cell in (
+                    _ms(seconds[backend][part] * 1000), f'{100 * seconds[backend][part] / seconds[backend]["total"]:.0f}%')]]
+                for part in seconds['naive']]
+        lines += [_table(['part', 'naive ms', 'naive share', 'auto ms', 'auto share'], rows), '']
     if results['train']:
         lines += [f'### Training step: batch {settings["train_batch"]}, LR {settings["train_patch"]}x'
                   f'{settings["train_patch"]}, fp32, L1 loss, backward, Adam', '']

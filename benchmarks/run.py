@@ -21,7 +21,7 @@ import yaml
 from esc_arch.archs import preset_config
 from esc_arch.archs.attention import flex_attention_available
 
-from . import measure, report
+from . import measure, report, workloads
 
 BACKENDS = ('naive', 'sdpa', 'flex', 'auto')
 
@@ -66,7 +66,7 @@ def parse_args(argv):
     parser.add_argument('--tile-pad', type=int, default=32, help='context around tiles in LR pixels (default: 32)')
     parser.add_argument('--set', type=_override, action='append', default=[], metavar='KEY=VALUE',
                         dest='overrides', help='change a hyperparameter of every variant, e.g. --set n_blocks=1')
-    parser.add_argument('--skip', nargs='+', default=[], choices=['forward', 'train', 'layers', 'tiled'],
+    parser.add_argument('--skip', nargs='+', default=[], choices=['forward', 'breakdown', 'train', 'layers', 'tiled'],
                         help='parts not to run')
     parser.add_argument('--name', help='name of this run\'s section in the markdown file, which a later run of the '
                         'same name replaces, and of its default JSON and chart files (default: the device type, '
@@ -157,6 +157,18 @@ def run_train(args, backends):
     return [{'variant': variant, 'backend': backend, **timings[backend]} for backend in backends]
 
 
+def run_breakdown(args):
+    variant = args.variants[0]
+    lr_size = (args.size[1] // args.scale, args.size[0] // args.scale)
+    times = {}
+    for backend in ('naive', 'auto'):
+        _progress(f'time breakdown: {variant} fp32, {backend}')
+        network = workloads.build_network(variant, args.scale, args.overrides, backend, 'fp32', args.device)
+        lr = torch.rand(1, 3, *lr_size, device=args.device)
+        times[backend] = measure.time_by_module(network, lr, workloads.MODULE_GROUPS, args.device)
+    return {'variant': variant, 'seconds': times}
+
+
 def run_layers(args, backends, backward_backends):
     config = preset_config(args.variants[0], args.scale, **dict(args.overrides))
     size = (args.size[1] // args.scale, args.size[0] // args.scale)
@@ -207,6 +219,7 @@ def main(argv=None):
                      'repeats': args.repeats, 'warmup': args.warmup, 'train_batch': args.train_batch,
                      'train_patch': args.train_patch},
         'forward': run_forward(args, backends) if 'forward' not in args.skip else [],
+        'breakdown': run_breakdown(args) if 'breakdown' not in args.skip else None,
         'train': run_train(args, backward_backends) if 'train' not in args.skip else [],
         'layers': run_layers(args, backends, backward_backends) if 'layers' not in args.skip else [],
         'tiled': run_tiled(args) if 'tiled' not in args.skip else None,

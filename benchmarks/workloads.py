@@ -10,10 +10,17 @@ import torch.nn.functional as F
 from esc_arch.archs import build_preset
 from esc_arch.archs.attention import WindowAttention
 from esc_arch.archs.base import working_layout
-from esc_arch.archs.blocks import ConvAttnBranch
+from esc_arch.archs.blocks import ConvAttn, ConvAttnBranch, ConvFFN, DecomposedConvAttn, LayerNorm2d
 from esc_arch.tiling import tiled_forward
 
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16}
+# The parts of a network that the time breakdown reports (see benchmarks.measure.time_by_module).
+MODULE_GROUPS = {
+    'window attention (qkv and output projections included)': WindowAttention,
+    'ConvAttn (dynamic kernels and the shared large kernel)': (ConvAttn, DecomposedConvAttn),
+    'ConvFFN': ConvFFN,
+    'LayerNorm': LayerNorm2d,
+}
 
 
 def build_network(variant, scale, overrides, attn_type, dtype, device):

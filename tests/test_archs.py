@@ -185,6 +185,21 @@ def test_attention_backends_agree():
         assert (y - outputs['naive']).abs().max() < 1e-4, attn_type
 
 
+def test_sdpa_gradients_match_naive():
+    # On CPU, sdpa's backward pass is ours (the fused kernel gives no gradient for the position bias).
+    network = perturbed(TINY_NETWORKS['ESC']()).train()
+    x = torch.rand(2, 3, 13, 19)
+    weights = torch.rand(2, 3, 52, 76)
+    gradients = {}
+    for attn_type in ['naive', 'sdpa']:
+        network.attn_type = attn_type
+        network.zero_grad()
+        (network(x) * weights).sum().backward()
+        gradients[attn_type] = {name: p.grad.clone() for name, p in network.named_parameters()}
+    for name, expected in gradients['naive'].items():
+        assert (gradients['sdpa'][name] - expected).abs().max() <= 1e-4 * max(1, expected.abs().max()), name
+
+
 def test_flex_refuses_backward_on_cpu():
     network = TINY_NETWORKS['ESC'](attn_type='flex').train()
     with pytest.raises(RuntimeError, match='no backward pass on CPU'):

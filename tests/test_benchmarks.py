@@ -44,10 +44,13 @@ def test_tiny_cpu_run_writes_tables_json_and_chart(tmp_path):
     assert {row['layer'] for row in results['layers']} == {'ConvAttn', 'window attention, naive',
                                                           'window attention, sdpa'}
     assert results['tiled']['process_peak_bytes'] > 0 and results['tiled']['seconds'] > 0
+    for seconds in results['breakdown']['seconds'].values():
+        assert seconds['total'] > 0 and seconds['window attention (qkv and output projections included)'] > 0
 
     text = markdown.read_text()
     assert text.startswith('# Benchmarks\n\nProse written by hand.\n')
     assert '| variant | dtype | backend | median ms |' in text and '| ESC | fp32 | sdpa |' in text
+    assert '### Where the time of one inference goes: ESC, fp32 (CPU time)' in text
     assert '### Training step: batch 2, LR 16x16' in text and '### Tiled inference: 96x64 output' in text
     assert 'python -m benchmarks.run --device cpu --threads 1' in text
     assert text.count('| not measured |') == 4  # a tiny configuration decides none of the targets

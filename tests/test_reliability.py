@@ -429,8 +429,11 @@ def test_sigterm_saves_the_current_iteration_and_stops(tmp_path):
 
 
 def test_stop_signal_handler_waits_for_the_training_loop_then_a_second_signal_stops_at_once():
+    import basicsr.data
+
     handlers = {signum: signal.getsignal(signum) for signum in stop_on_signal.STOP_SIGNALS}
     with stop_on_signal.save_on_stop_signals():
+        assert basicsr.data.worker_init_fn is stop_on_signal.worker_init_ignoring_stop_signals
         with pytest.raises(KeyboardInterrupt):  # before training starts: stop at once
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(1)
@@ -441,6 +444,7 @@ def test_stop_signal_handler_waits_for_the_training_loop_then_a_second_signal_st
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(1)
     assert {signum: signal.getsignal(signum) for signum in stop_on_signal.STOP_SIGNALS} == handlers
+    assert basicsr.data.worker_init_fn is stop_on_signal.basicsr_worker_init_fn
     assert stop_on_signal._stop == {'signal': None, 'training': False, 'pid': None, 'sampler': None}
 
 

@@ -3,11 +3,17 @@
 Backends (``attn_type``), all computing the same function:
 
 * ``naive``: explicit ``softmax(q k^T / sqrt(d) + bias) v`` (what the authors' CPU path computes);
+  it holds the scores of every window at once;
 * ``sdpa``: :func:`torch.nn.functional.scaled_dot_product_attention` with the bias as a float mask,
-  letting torch pick the kernel (fused on CPU and GPU);
+  letting torch pick the kernel (flash attention on CPU, fused kernels on GPU). torch's CPU kernel
+  gives no gradient for a mask, so when the bias needs one on CPU the backward pass is ours: it
+  recomputes the attention matrix of one window and head at a time;
 * ``flex``: FlexAttention with the bias added by a ``score_mod``, compiled on first use.
   It has no backward pass on CPU;
-* ``auto``: the fastest backend that works for the input's device and the grad mode.
+* ``auto``: ``flex`` on CUDA (where Triton is installed), ``sdpa`` otherwise. On CPU, sdpa won
+  the measurements (BENCHMARKS.md) for inference as well as training: FlexAttention's compiled
+  CPU kernel took about three times as long per 32x32-window layer as sdpa's flash kernel, and
+  its compilation adds seconds to the first call of every new input size.
 
 The authors' spellings ``Naive``, ``SDPA`` and ``Flex`` are accepted too.
 """
@@ -95,6 +101,20 @@ def _mirror_indices(size, before, after, device):
     return torch.where(index < size, index, period - index)
 
 
+def _fused_attention(q, k, v, bias):
+    """``softmax(q k^T / sqrt(d) + bias) v`` by :func:`F.scaled_dot_product_attention`.
+
+    ``q, k, v``: ``(windows, heads, tokens, head_dim)``; ``bias``: ``(heads, tokens, tokens)``.
+    """
+    # Heads as the batch axis and windows as the head axis (views, no copy): torch's CPU flash
+    # kernel then applies one head's bias to every window in turn while it is in the cache
+    # (about 15% faster). The mask must be 4-D: with a 3-D one CPU torch takes its math path,
+    # which materialises every window's scores.
+    out = F.scaled_dot_product_attention(q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1),
+                                         attn_mask=bias.unsqueeze(1))
+    return out.transpose(0, 1)
+
+
 class _SDPAWithMaskGradient(torch.autograd.Function):
     """``scaled_dot_product_attention(q, k, v, attn_mask=bias[None])`` with a gradient for ``bias``, on CPU.
 
@@ -108,7 +128,7 @@ class _SDPAWithMaskGradient(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, bias):
         # Detached: a mask that requires grad would send sdpa to its math path even here.
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.detach().unsqueeze(0))
+        out = _fused_attention(q, k, v, bias.detach())
         ctx.save_for_backward(q, k, v, bias, out)
         return out
 
@@ -196,9 +216,7 @@ class WindowAttention(nn.Module):
         if backend == 'sdpa':
             if q.device.type == 'cpu' and bias.requires_grad and torch.is_grad_enabled():
                 return _SDPAWithMaskGradient.apply(q, k, v, bias)
-            # A 4-D mask lets CPU torch pick its fused flash kernel; with the 3-D one it falls
-            # back to the math path, which materialises every window's scores.
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(0))
+            return _fused_attention(q, k, v, bias)
         if q.device.type == 'cpu' and torch.is_grad_enabled() and q.requires_grad:
             raise RuntimeError("attn_type='flex' has no backward pass on CPU; use 'sdpa' or 'auto' to train on CPU")
 

@@ -13,6 +13,7 @@ stops them.
 import contextlib
 import os
 import signal
+import threading
 
 import torch
 import torch.distributed as dist
@@ -39,15 +40,23 @@ def _handle_stop_signal(signum, frame):
 
 
 def worker_init_ignoring_stop_signals(worker_id, num_workers, rank, seed):
-    """BasicSR's DataLoader ``worker_init_fn``, and the worker ignores stop signals.
+    """BasicSR's DataLoader ``worker_init_fn``; the worker also leaves stop signals to the training process.
 
-    Clusters signal every process of a job, and torch's own SIGTERM handler ends a DataLoader worker
-    at once unless the parent sent it, which fails the training process before it can save.
-    Workers still end when the training process stops them or exits.
+    Clusters signal every process of a job. Torch's SIGTERM handler ends a DataLoader worker at once
+    unless its parent sent the signal, which fails the training process before it can save. Here a
+    thread takes the worker's SIGTERMs instead: one from the parent (which is how it stops its
+    workers when it exits) still ends the worker, others are ignored; SIGINT is ignored.
     """
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    threading.Thread(target=_end_on_sigterm_from_parent, name='sigterm', daemon=True).start()
     basicsr_worker_init_fn(worker_id, num_workers, rank, seed)
+
+
+def _end_on_sigterm_from_parent():
+    while True:
+        if signal.sigwaitinfo({signal.SIGTERM}).si_pid == os.getppid():
+            os._exit(0)
 
 
 @contextlib.contextmanager
@@ -65,7 +74,8 @@ def save_on_stop_signals():
 
     previous = {signum: signal.signal(signum, _handle_stop_signal) for signum in STOP_SIGNALS}
     basicsr.train.create_train_val_dataloader = create_loaders_keeping_sampler
-    basicsr.data.worker_init_fn = worker_init_ignoring_stop_signals  # build_dataloader's (seeded) workers
+    if hasattr(signal, 'sigwaitinfo'):  # Linux and most Unixes (not macOS, not Windows)
+        basicsr.data.worker_init_fn = worker_init_ignoring_stop_signals  # build_dataloader's (seeded) workers
     _stop.update(signal=None, training=False, pid=os.getpid(), sampler=None)
     try:
         yield
