@@ -164,9 +164,18 @@ def test_train_and_val_datasets_read_one_lmdb(paired_lmdbs):
 
 
 def test_forked_dataloader_worker_reads_an_lmdb_its_parent_opened(paired_lmdbs):
-    val = paired_dataset(paired_lmdbs, 'val')
-    val[0]  # the parent process now has both LMDBs open
-    train = paired_dataset(paired_lmdbs, 'train', gt_size=8, use_hflip=False, use_rot=False)
-    loader = torch.utils.data.DataLoader(train, batch_size=3, num_workers=1, multiprocessing_context='fork')
-    batch = next(iter(loader))
-    assert batch['gt'].shape == (3, 3, 8, 8)
+    # In a fresh interpreter with a time limit: a fork from the long-lived test process could
+    # inherit thread-pool state from earlier tests and hang the whole suite.
+    code = f"""
+import esc_arch, torch
+from pathlib import Path
+from tests.test_compat import paired_dataset
+root = Path({str(paired_lmdbs)!r})
+paired_dataset(root, 'val')[0]  # the parent process now has both LMDBs open
+train = paired_dataset(root, 'train', gt_size=8, use_hflip=False, use_rot=False)
+loader = torch.utils.data.DataLoader(train, batch_size=3, num_workers=1, multiprocessing_context='fork')
+print(tuple(next(iter(loader))['gt'].shape))
+"""
+    result = subprocess.run([sys.executable, '-c', code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == '(3, 3, 8, 8)'
