@@ -116,7 +116,7 @@ def _fused_attention(q, k, v, bias):
 
 
 class _SDPAWithMaskGradient(torch.autograd.Function):
-    """``scaled_dot_product_attention(q, k, v, attn_mask=bias[None])`` with a gradient for ``bias``, on CPU.
+    """:func:`_fused_attention` with a gradient for ``bias`` too, for CPU.
 
     torch's fused CPU kernel gives no gradient for a mask, and a mask that needs one sends sdpa
     to its math path, which keeps every window's attention matrix for the backward pass. Here
@@ -184,7 +184,10 @@ class WindowAttention(nn.Module):
 
     def position_bias(self):
         """The ``[heads, N, N]`` bias added to the attention scores of every window."""
-        return self.relative_position_bias[:, self.relative_index]
+        # index_select, and index_add in the backward pass, are several times faster on CPU than
+        # advanced indexing with the 2-D index.
+        tokens = self.relative_index.shape[0]
+        return self.relative_position_bias.index_select(1, self.relative_index.flatten()).view(-1, tokens, tokens)
 
     def forward(self, x):
         n, c, h, w = x.shape

@@ -89,6 +89,10 @@ def _per_sample_depthwise(x, kernels):
         padded = F.pad(x, (k // 2,) * 4)
         taps = [padded[:, :, i:i + h, j:j + w] * kernels[:, :, i, j, None, None] for i in range(k) for j in range(k)]
         return torch.stack(taps).sum(0)
+    if n == 1:
+        # Nothing to fold; folding would also turn channels-last strides into ones for which
+        # oneDNN's depthwise convolution is about 20x slower on CPU.
+        return F.conv2d(x, kernels.reshape(c, 1, k, k), padding=k // 2, groups=c)
     out = F.conv2d(x.reshape(1, n * c, h, w), kernels.reshape(n * c, 1, k, k), padding=k // 2, groups=n * c)
     return out.view(n, c, h, w)
 

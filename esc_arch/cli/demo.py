@@ -119,17 +119,18 @@ def _basicsr(*arguments):
         raise CommandError(f'"basicsr {" ".join(arguments)}" failed (see its messages above)')
 
 
-def _read_rgb(path):
+def read_image(path):
+    """A uint8 image in BGR order, as basicsr's metrics expect (their Y channel assumes BGR)."""
     import cv2
 
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
         raise CommandError(f'cannot read image {path}')
-    return image[:, :, ::-1]
+    return image
 
 
 def bicubic_upsample(lr):
-    """MATLAB ``imresize(lr, SCALE, 'bicubic')`` of a uint8 RGB image, rounded to uint8."""
+    """MATLAB ``imresize(lr, SCALE, 'bicubic')`` of a uint8 HWC image, rounded to uint8."""
     import torch
 
     from esc_arch.data import matlab_imresize
@@ -148,9 +149,9 @@ def psnr_table(data_dir, sr_dir, sr_suffix):
 
     rows = []
     for name in TEST_IMAGES:
-        hr = _read_rgb(os.path.join(data_dir, 'test', 'HR', f'{name}.png'))
-        lr = _read_rgb(os.path.join(data_dir, 'test', 'LR_bicubic', f'X{SCALE}', f'{name}x{SCALE}.png'))
-        sr = _read_rgb(os.path.join(sr_dir, f'{name}x{SCALE}_{sr_suffix}.png'))
+        hr = read_image(os.path.join(data_dir, 'test', 'HR', f'{name}.png'))
+        lr = read_image(os.path.join(data_dir, 'test', 'LR_bicubic', f'X{SCALE}', f'{name}x{SCALE}.png'))
+        sr = read_image(os.path.join(sr_dir, f'{name}x{SCALE}_{sr_suffix}.png'))
         rows.append((name, *(calculate_psnr(result, hr, crop_border=SCALE, test_y_channel=True)
                              for result in (bicubic_upsample(lr), sr))))
     return rows

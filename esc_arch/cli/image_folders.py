@@ -1,6 +1,6 @@
 """What the data preparation commands share: listing image folders, safe outputs, parallel work."""
 import os
-from multiprocessing import Pool
+import multiprocessing
 
 import cv2
 from tqdm import tqdm
@@ -57,7 +57,8 @@ def run_parallel(function, items, workers, unit='image'):
                 function(item)
                 progress.update()
         else:
-            with Pool(workers) as pool:
+            # Spawned, not forked: a fork of a process whose torch thread pool has run can deadlock.
+            with multiprocessing.get_context('spawn').Pool(workers) as pool:
                 for _ in pool.imap_unordered(function, items):
                     progress.update()
 
