@@ -140,6 +140,30 @@ def time_by_module(network, inputs, groups, device):
     return {**spent, 'other': total - sum(spent.values()), 'total': total}
 
 
+def top_operators(network, inputs, device, count=10):
+    """The ``count`` torch operators with the most self time in one inference call, after a warm-up call.
+
+    Returns:
+        list: ``{'operator', 'shapes', 'calls', 'seconds', 'share'}`` dicts, most expensive first;
+        ``shapes`` are the input shapes of those calls (operators are grouped by them), ``share`` the
+        fraction of the self time of all operators in the profiled call.
+    """
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if torch.device(device).type == 'cuda':
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.inference_mode():
+        network(inputs)
+        with torch.profiler.profile(activities=activities, record_shapes=True) as profile:
+            network(inputs)
+            if torch.device(device).type == 'cuda':
+                torch.cuda.synchronize(device)
+    key = 'self_device_time_total' if torch.device(device).type == 'cuda' else 'self_cpu_time_total'
+    events = sorted(profile.key_averages(group_by_input_shape=True), key=lambda e: getattr(e, key), reverse=True)
+    total = sum(getattr(event, key) for event in events) or 1
+    return [{'operator': event.key, 'shapes': str(event.input_shapes), 'calls': event.count,
+             'seconds': getattr(event, key) / 1e6, 'share': getattr(event, key) / total} for event in events[:count]]
+
+
 def _peak_rss_of_one_call(kind, params, threads):
     """Child-process side of :func:`peak_memory` on CPU."""
     try:

@@ -178,6 +178,12 @@ def markdown_section(results, chart_link):
                     _ms(seconds[backend][part] * 1000), f'{100 * seconds[backend][part] / seconds[backend]["total"]:.0f}%')]]
                 for part in seconds['naive']]
         lines += [_table(['part', 'naive ms', 'naive share', 'auto ms', 'auto share'], rows), '']
+        for backend, operators in breakdown.get('operators', {}).items():
+            lines += [f'Operators with the most self time in one inference, {backend} (torch.profiler, '
+                      'which slows every call a little; grouped by input shapes):', '',
+                      _table(['operator', 'input shapes', 'calls', 'self ms', 'share of all operators'],
+                             [[op['operator'], f'`{op["shapes"]}`', op['calls'], _ms(op['seconds'] * 1000),
+                               f'{100 * op["share"]:.0f}%'] for op in operators]), '']
     if results['train']:
         lines += [f'### Training step: batch {settings["train_batch"]}, LR {settings["train_patch"]}x'
                   f'{settings["train_patch"]}, fp32, L1 loss, backward, Adam', '']

@@ -160,13 +160,14 @@ def run_train(args, backends):
 def run_breakdown(args):
     variant = args.variants[0]
     lr_size = (args.size[1] // args.scale, args.size[0] // args.scale)
-    times = {}
+    times, operators = {}, {}
     for backend in ('naive', 'auto'):
-        _progress(f'time breakdown: {variant} fp32, {backend}')
+        _progress(f'time breakdown and profile: {variant} fp32, {backend}')
         network = workloads.build_network(variant, args.scale, args.overrides, backend, 'fp32', args.device)
         lr = torch.rand(1, 3, *lr_size, device=args.device)
         times[backend] = measure.time_by_module(network, lr, workloads.MODULE_GROUPS, args.device)
-    return {'variant': variant, 'seconds': times}
+        operators[backend] = measure.top_operators(network, lr, args.device)
+    return {'variant': variant, 'seconds': times, 'operators': operators}
 
 
 def run_layers(args, backends, backward_backends):

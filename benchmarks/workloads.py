@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from esc_arch.archs import build_preset
 from esc_arch.archs.attention import WindowAttention
-from esc_arch.archs.base import working_layout
 from esc_arch.archs.blocks import ConvAttn, ConvAttnBranch, ConvFFN, DecomposedConvAttn, LayerNorm2d
+from esc_arch.archs.layers import working_layout
 from esc_arch.tiling import tiled_forward
 
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16}

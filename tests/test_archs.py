@@ -11,7 +11,7 @@ from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
 from esc_arch import (ESC, ESCFP, PRESETS, ConvAttn, ESCReal, LayerNorm2d, WindowAttention, build_preset,
                       preset_config)
-from esc_arch.archs.attention import mirror_pad
+from esc_arch.archs.layers import mirror_pad
 
 # Small configurations of every network type, used wherever the full size is not needed.
 TINY = dict(dim=16, pdim=8, kernel_size=5, n_blocks=1, conv_blocks=2, window_size=8, num_heads=2)

@@ -46,11 +46,14 @@ def test_tiny_cpu_run_writes_tables_json_and_chart(tmp_path):
     assert results['tiled']['process_peak_bytes'] > 0 and results['tiled']['seconds'] > 0
     for seconds in results['breakdown']['seconds'].values():
         assert seconds['total'] > 0 and seconds['window attention (qkv and output projections included)'] > 0
+    for operators in results['breakdown']['operators'].values():
+        assert operators and operators[0]['operator'].startswith('aten::') and 0 < operators[0]['share'] <= 1
 
     text = markdown.read_text()
     assert text.startswith('# Benchmarks\n\nProse written by hand.\n')
     assert '| variant | dtype | backend | median ms |' in text and '| ESC | fp32 | sdpa |' in text
     assert '### Where the time of one inference goes: ESC, fp32 (CPU time)' in text
+    assert 'Operators with the most self time in one inference, auto' in text
     assert '### Training step: batch 2, LR 16x16' in text and '### Tiled inference: 96x64 output' in text
     assert 'python -m benchmarks.run --device cpu --threads 1' in text
     assert text.count('| not measured |') == 4  # a tiny configuration decides none of the targets

@@ -21,6 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .layers import PointwiseConv2d, mirror_pad
+
 ATTN_TYPES = ('auto', 'naive', 'sdpa', 'flex')
 _compiled_flex_attention = None
 
@@ -76,43 +78,15 @@ def relative_position_index(window_size):
     return delta[0] * (2 * window_size - 1) + delta[1]
 
 
-def mirror_pad(x, pad):
-    """Reflect-pad the last two axes of ``x`` by ``pad = (left, right, top, bottom)``, for any amount.
-
-    Where every pad is smaller than its side this is ``F.pad(mode='reflect')``; beyond that the
-    reflection keeps bouncing off both edges (a side of one pixel is repeated), so inputs
-    smaller than the padding work too.
-    """
-    if not any(pad):
-        return x
-    left, right, top, bottom = pad
-    h, w = x.shape[-2:]
-    if max(top, bottom) < h and max(left, right) < w and not torch.onnx.is_in_onnx_export():
-        return F.pad(x, pad, mode='reflect')
-    rows = _mirror_indices(h, top, bottom, x.device)
-    cols = _mirror_indices(w, left, right, x.device)
-    return x[..., rows, :][..., cols]
-
-
-def _mirror_indices(size, before, after, device):
-    index = torch.arange(-before, size + after, device=device)
-    period = 2 * (size - 1) + (size == 1)  # max(2 (size - 1), 1) without a branch: a 1-pixel side repeats
-    index = index % period
-    return torch.where(index < size, index, period - index)
-
-
 def _fused_attention(q, k, v, bias):
     """``softmax(q k^T / sqrt(d) + bias) v`` by :func:`F.scaled_dot_product_attention`.
 
-    ``q, k, v``: ``(windows, heads, tokens, head_dim)``; ``bias``: ``(heads, tokens, tokens)``.
+    ``q, k, v``: ``(heads, windows, tokens, head_dim)``; ``bias``: ``(heads, tokens, tokens)``.
     """
-    # Heads as the batch axis and windows as the head axis (views, no copy): torch's CPU flash
-    # kernel then applies one head's bias to every window in turn while it is in the cache
-    # (about 15% faster). The mask must be 4-D: with a 3-D one CPU torch takes its math path,
-    # which materialises every window's scores.
-    out = F.scaled_dot_product_attention(q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1),
-                                         attn_mask=bias.unsqueeze(1))
-    return out.transpose(0, 1)
+    # Heads lead so that torch's CPU flash kernel applies one head's bias to every window in
+    # turn while it is in the cache. The mask must be 4-D: with a 3-D one CPU torch takes its
+    # math path, which materialises every window's scores.
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(1))
 
 
 class _SDPAWithMaskGradient(torch.autograd.Function):
@@ -121,7 +95,7 @@ class _SDPAWithMaskGradient(torch.autograd.Function):
     torch's fused CPU kernel gives no gradient for a mask, and a mask that needs one sends sdpa
     to its math path, which keeps every window's attention matrix for the backward pass. Here
     the forward pass is the fused kernel, and the backward pass recomputes the attention matrix
-    of one (window, head) at a time, small enough to stay in the caches, and takes all the
+    of one (head, window) at a time, small enough to stay in the caches, and takes all the
     gradients from it.
     """
 
@@ -135,14 +109,14 @@ class _SDPAWithMaskGradient(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         q, k, v, bias, out = ctx.saved_tensors
-        shape, heads, scale = q.shape, bias.shape[0], q.shape[-1] ** -0.5
+        shape, windows, scale = q.shape, q.shape[1], q.shape[-1] ** -0.5
         q, k, v, out, grad_out = (t.flatten(0, 1) for t in (q, k, v, out, grad_out))
         # Softmax backward: dS = P * (dP - rowsum(dO * O)), with dP = dO v^T.
         row_term = (grad_out * out).sum(-1, keepdim=True)
         grad_q, grad_k, grad_v = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
         grad_bias = torch.zeros_like(bias)
-        for i in range(q.shape[0]):  # windows x heads
-            head = i % heads
+        for i in range(q.shape[0]):  # heads x windows
+            head = i // windows
             probs = torch.addmm(bias[head], q[i], k[i].T, alpha=scale).softmax(-1)
             grad_v[i] = probs.T @ grad_out[i]
             grad_scores = torch.addmm(row_term[i], grad_out[i], v[i].T, beta=-1).mul_(probs)
@@ -174,8 +148,8 @@ class WindowAttention(nn.Module):
         self.window_size = window_size
         self.num_heads = num_heads
         self.attn_type = normalize_attn_type(attn_type)
-        self.to_qkv = nn.Conv2d(dim, dim * 3, 1)
-        self.to_out = nn.Conv2d(dim, dim, 1)
+        self.to_qkv = PointwiseConv2d(dim, dim * 3)
+        self.to_out = PointwiseConv2d(dim, dim)
         self.relative_position_bias = nn.Parameter(torch.randn(num_heads, (2 * window_size - 1) ** 2) * 0.001)
         self.register_buffer('relative_index', relative_position_index(window_size), persistent=False)
 
@@ -191,30 +165,30 @@ class WindowAttention(nn.Module):
 
     def forward(self, x):
         n, c, h, w = x.shape
-        ws, heads = self.window_size, self.num_heads
+        ws, heads, head_dim = self.window_size, self.num_heads, c // self.num_heads
         # Padding commutes with the 1x1 projection; before it, it moves a third of the channels.
         x = mirror_pad(x, (0, -w % ws, 0, -h % ws))
         qkv = self.to_qkv(x)
         hp, wp = qkv.shape[-2:]
         rows, cols = hp // ws, wp // ws
-        # (3, heads, head_dim) channels and (rows, ws, cols, ws) pixels -> (3, windows, heads, tokens, head_dim)
-        qkv = qkv.view(n, 3, heads, c // heads, rows, ws, cols, ws)
-        qkv = qkv.permute(1, 0, 4, 6, 2, 5, 7, 3).reshape(3, n * rows * cols, heads, ws * ws, c // heads)
-        q, k, v = qkv.unbind(0)
-        out = self._attend(q, k, v).view(n, rows, cols, heads, ws, ws, c // heads)
+        # (3, heads, head_dim) channels and (rows, ws, cols, ws) pixels -> (3, heads, windows, tokens, head_dim)
+        qkv = qkv.view(n, 3, heads, head_dim, rows, ws, cols, ws)
+        qkv = qkv.permute(1, 2, 0, 4, 6, 5, 7, 3).reshape(3, heads, n * rows * cols, ws * ws, head_dim)
+        out = self._attend(*qkv.unbind(0)).view(heads, n, rows, cols, ws, ws, head_dim)
         if torch.onnx.is_in_onnx_export():  # ONNX has no writes into views
-            image = out.permute(0, 3, 6, 1, 4, 2, 5).reshape(n, c, hp, wp)
+            image = out.permute(1, 0, 6, 2, 4, 3, 5).reshape(n, c, hp, wp)
         else:
             # Written back through a window view of an image laid out like the input (NCHW or channels-last).
             image = torch.empty_like(x)
-            image.view(n, heads, c // heads, rows, ws, cols, ws).permute(0, 3, 5, 1, 4, 6, 2).copy_(out)
-        return self.to_out(image[:, :, :h, :w])
+            image.view(n, heads, head_dim, rows, ws, cols, ws).permute(1, 0, 3, 5, 4, 6, 2).copy_(out)
+        # Projected before the crop: the padded image is contiguous, the cropped one is not.
+        return self.to_out(image)[:, :, :h, :w]
 
     def _attend(self, q, k, v):
         backend = resolve_attn_type(self.attn_type, q.device)
         bias = self.position_bias().to(q.dtype)
         if backend == 'naive':
-            scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1) + bias
+            scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1) + bias.unsqueeze(1)
             return scores.softmax(-1) @ v
         if backend == 'sdpa':
             if q.device.type == 'cpu' and bias.requires_grad and torch.is_grad_enabled():
@@ -223,7 +197,8 @@ class WindowAttention(nn.Module):
         if q.device.type == 'cpu' and torch.is_grad_enabled() and q.requires_grad:
             raise RuntimeError("attn_type='flex' has no backward pass on CPU; use 'sdpa' or 'auto' to train on CPU")
 
-        def add_bias(score, batch, head, query, key):
+        def add_bias(score, head, window, query, key):
             return score + bias[head, query, key]
 
-        return _flex_attention()(q.contiguous(), k.contiguous(), v.contiguous(), score_mod=add_bias)
+        # Heads as flex's batch axis and windows as its head axis, like the other backends.
+        return _flex_attention()(q, k, v, score_mod=add_bias)

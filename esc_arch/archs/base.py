@@ -9,16 +9,6 @@ from .attention import WindowAttention, normalize_attn_type, resolve_attn_type
 from .blocks import dihedral_mean
 
 
-def working_layout(x):
-    """``x`` in the memory layout the networks compute in: channels-last on CPU, NCHW elsewhere.
-
-    On CPU, oneDNN runs the 1x1, depthwise and large-kernel convolutions several times faster
-    on channels-last tensors, and the layer norms then normalise a contiguous axis. The layout
-    carries through every layer from the input. Other devices keep the default layout.
-    """
-    return x.contiguous(memory_format=torch.channels_last) if x.device.type == 'cpu' else x
-
-
 def _require(condition, name, message):
     if not condition:
         raise ValueError(f'{name} {message}')

@@ -8,6 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .attention import WindowAttention
+from .layers import PointwiseConv2d, pointwise_conv
 
 
 class LayerNorm2d(nn.Module):
@@ -52,14 +53,14 @@ class ConvFFN(nn.Module):
     def __init__(self, dim, kernel_size=3, exp_ratio=2.0):
         super().__init__()
         hidden = int(dim * exp_ratio)
-        self.proj = nn.Conv2d(dim, hidden, 1)
+        self.proj = PointwiseConv2d(dim, hidden)
         self.dwc = nn.Conv2d(hidden, hidden, kernel_size, padding=kernel_size // 2, groups=hidden)
-        self.aggr = nn.Conv2d(hidden, dim, 1)
+        self.aggr = PointwiseConv2d(hidden, dim)
 
     def forward(self, x):
         x = F.gelu(self.proj(x))
-        x = F.gelu(self.dwc(x)) + x
-        return self.aggr(x)
+        # In place on a fresh tensor (GELU's backward needs its input, not its output): no new allocation.
+        return self.aggr(F.gelu(self.dwc(x)).add_(x))
 
 
 def _dynamic_kernel_mlp(pdim, hidden):
@@ -149,7 +150,7 @@ class DecomposedConvAttn(nn.Module):
         x1, x2 = torch.split(x, [self.pdim, x.shape[1] - self.pdim], dim=1)
         k = lk_spatial.shape[-1]
         dynamic = self.proj(x1).view(x.shape[0], self.pdim, 3, 3)
-        mixed = F.conv2d(x1, lk_channel)
+        mixed = pointwise_conv(x1, lk_channel)
         if torch.onnx.is_in_onnx_export():
             # Same sum split by linearity, so that only a 3x3 convolution is per-sample.
             x1 = F.conv2d(mixed, lk_spatial, padding=k // 2, groups=self.pdim) + _per_sample_depthwise(mixed, dynamic)
@@ -174,7 +175,7 @@ class ConvAttnBranch(nn.Module):
     def __init__(self, dim, pdim, decomposed=False):
         super().__init__()
         self.plk = DecomposedConvAttn(pdim) if decomposed else ConvAttn(pdim)
-        self.aggr = nn.Conv2d(dim, dim, 1)
+        self.aggr = PointwiseConv2d(dim, dim)
 
     def forward(self, x, large_kernel):
         return self.aggr(self.plk(x, large_kernel))
@@ -214,8 +215,9 @@ class Block(nn.Module):
         x = self.proj(self.ln_proj(x))
         x = x + self.attn(self.ln_attn(x))
         for ln, convffn, pconv in zip(self.lns, self.convffns, self.pconvs):
-            x = x + pconv(convffn(ln(x)), large_kernel)
-        return self.conv_out(self.ln_out(x)) + skip
+            # The branch's output is fresh and its last layer's backward does not need it: add in place.
+            x = pconv(convffn(ln(x)), large_kernel).add_(x)
+        return self.conv_out(self.ln_out(x)).add_(skip)
 
 
 def dihedral_mean(kernel):

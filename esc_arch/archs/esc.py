@@ -4,8 +4,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 
-from .base import ESCBase, PixelShuffleHeadMixin, SharedKernelMixin, working_layout
+from .base import ESCBase, PixelShuffleHeadMixin, SharedKernelMixin
 from .blocks import Block
+from .layers import working_layout
 
 
 @ARCH_REGISTRY.register()

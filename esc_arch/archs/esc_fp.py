@@ -4,8 +4,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 
-from .base import ESCBase, PixelShuffleHeadMixin, working_layout
+from .base import ESCBase, PixelShuffleHeadMixin
 from .blocks import Block, LayerNorm2d
+from .layers import working_layout
 
 
 @ARCH_REGISTRY.register()

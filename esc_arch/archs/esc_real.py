@@ -1,20 +1,10 @@
 """ESC-Real: the x4 network for real-world degradations, with a learned input skip and a conv upsampler."""
 import torch.nn as nn
-import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 
-from .attention import mirror_pad
-from .base import ESCBase, SharedKernelMixin, working_layout
+from .base import ESCBase, SharedKernelMixin
 from .blocks import Block
-
-
-class MirrorPaddedConv2d(nn.Conv2d):
-    """Conv2d with reflect padding that also works when the padding exceeds the image (mirrored again)."""
-
-    def forward(self, x):
-        pad_h, pad_w = self.padding
-        return F.conv2d(mirror_pad(x, (pad_w, pad_w, pad_h, pad_h)), self.weight, self.bias, self.stride, 0,
-                        self.dilation, self.groups)
+from .layers import MirrorPaddedConv2d, PointwiseConv2d, working_layout
 
 
 @ARCH_REGISTRY.register()
@@ -46,10 +36,10 @@ class ESCReal(SharedKernelMixin, ESCBase):
         self._init_shared_kernel()
         self.proj = nn.Conv2d(3, dim, 3, padding=1)
         self.skip = nn.Sequential(
-            nn.Conv2d(3, dim * 2, 1),
+            PointwiseConv2d(3, dim * 2),
             MirrorPaddedConv2d(dim * 2, dim * 2, 7, padding=3, groups=dim * 2),
             nn.LeakyReLU(0.2),
-            nn.Conv2d(dim * 2, dim, 1),
+            PointwiseConv2d(dim * 2, dim),
         )
         self.blocks = nn.ModuleList([
             Block(dim, pdim, conv_blocks, window_size, num_heads, exp_ratio, self.attn_type, use_ln=True)

@@ -1,0 +1,70 @@
+"""Layout and convolution helpers shared by the blocks and the networks."""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def working_layout(x):
+    """``x`` in the memory layout the networks compute in: channels-last on CPU, NCHW elsewhere.
+
+    On CPU, oneDNN runs the 1x1, depthwise and large-kernel convolutions several times faster
+    on channels-last tensors, and the layer norms then normalise a contiguous axis. The layout
+    carries through every layer from the input. Other devices keep the default layout.
+    """
+    return x.contiguous(memory_format=torch.channels_last) if x.device.type == 'cpu' else x
+
+
+def mirror_pad(x, pad):
+    """Reflect-pad the last two axes of ``x`` by ``pad = (left, right, top, bottom)``, for any amount.
+
+    Where every pad is smaller than its side this is ``F.pad(mode='reflect')``; beyond that the
+    reflection keeps bouncing off both edges (a side of one pixel is repeated), so inputs
+    smaller than the padding work too.
+    """
+    if not any(pad):
+        return x
+    left, right, top, bottom = pad
+    h, w = x.shape[-2:]
+    if max(top, bottom) < h and max(left, right) < w and not torch.onnx.is_in_onnx_export():
+        return F.pad(x, pad, mode='reflect')
+    rows = _mirror_indices(h, top, bottom, x.device)
+    cols = _mirror_indices(w, left, right, x.device)
+    return x[..., rows, :][..., cols]
+
+
+def _mirror_indices(size, before, after, device):
+    index = torch.arange(-before, size + after, device=device)
+    period = 2 * (size - 1) + (size == 1)  # max(2 (size - 1), 1) without a branch: a 1-pixel side repeats
+    index = index % period
+    return torch.where(index < size, index, period - index)
+
+
+class MirrorPaddedConv2d(nn.Conv2d):
+    """Conv2d with reflect padding that also works when the padding exceeds the image (mirrored again)."""
+
+    def forward(self, x):
+        pad_h, pad_w = self.padding
+        return F.conv2d(mirror_pad(x, (pad_w, pad_w, pad_h, pad_h)), self.weight, self.bias, self.stride, 0,
+                        self.dilation, self.groups)
+
+
+class PointwiseConv2d(nn.Conv2d):
+    """1x1 convolution (parameters and state dict of ``nn.Conv2d(in, out, 1)``).
+
+    On a CPU tensor whose channels are its innermost axis (channels-last, or a channel slice of
+    one) it runs as a single matrix product over the pixels: with one thread and a batch below
+    16, torch sends 1x1 convolutions to its im2col fallback instead of oneDNN, about twice as slow.
+    """
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__(in_channels, out_channels, 1)
+
+    def forward(self, x):
+        return pointwise_conv(x, self.weight, self.bias)
+
+
+def pointwise_conv(x, weight, bias=None):
+    """``F.conv2d(x, weight, bias)`` for a ``[out, in, 1, 1]`` weight; see :class:`PointwiseConv2d`."""
+    if x.device.type == 'cpu' and x.stride(1) == 1:
+        return F.linear(x.permute(0, 2, 3, 1), weight.flatten(1), bias).permute(0, 3, 1, 2)
+    return F.conv2d(x, weight, bias)
