@@ -9,10 +9,10 @@ shared machine.
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` during one call minus what was
 allocated before it (weights and input excluded). On CPU, a fresh child process builds the
-workload and makes one call; the figure is its peak resident set size (``ru_maxrss``) after the
-call minus the peak before it, i.e. over an otherwise idle process that has imported torch and
-built the network and its input. Each CPU measurement starts a new process because the peak
-RSS of a process never goes down.
+workload and makes one call; the figure is its peak resident set size (:func:`peak_rss_bytes`)
+after the call minus the peak before it, i.e. over an otherwise idle process that has imported
+torch and built the network and its input. Each CPU measurement starts a new process because
+the peak RSS of a process never goes down.
 """
 import multiprocessing
 import resource
@@ -27,6 +27,22 @@ from . import workloads
 
 # ru_maxrss is in kilobytes on Linux and in bytes on macOS.
 _RU_MAXRSS_BYTES = 1 if sys.platform == 'darwin' else 1024
+
+
+def peak_rss_bytes():
+    """Peak resident set size of this process so far.
+
+    On Linux from ``VmHWM`` in ``/proc/self/status``: ``ru_maxrss`` survives ``exec``, so a child
+    started by the ``spawn`` method would report its parent's peak whenever that is higher.
+    """
+    try:
+        with open('/proc/self/status', encoding='ascii') as status:
+            for line in status:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _RU_MAXRSS_BYTES
 
 
 def build(kind, params):
@@ -169,9 +185,9 @@ def _peak_rss_of_one_call(kind, params, threads):
     try:
         torch.set_num_threads(threads)
         fn = build(kind, params)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _RU_MAXRSS_BYTES
+        before = peak_rss_bytes()
         seconds = _elapsed(fn, 'cpu')[0]
-        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _RU_MAXRSS_BYTES
+        after = peak_rss_bytes()
     except Exception as exception:
         traceback.print_exc()
         return {'error': _error(exception)}

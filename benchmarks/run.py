@@ -109,7 +109,7 @@ def environment(device):
                          '(weights and input excluded); the GPU target counts all allocations')
     else:
         name = f'{cpu}, {os.cpu_count()} cores'
-        memory_method = ('peak resident set size (`ru_maxrss`) of a fresh child process per measurement, over '
+        memory_method = ('peak resident set size (`VmHWM` on Linux) of a fresh child process per measurement, over '
                          'its peak before the call (an idle process that imported torch and built the network '
                          'and its input); one cold call')
     return {

@@ -76,6 +76,19 @@ def test_invalid_arguments_are_refused_in_one_line(capsys):
         assert message in capsys.readouterr().err.strip().splitlines()[-1]
 
 
+def test_cpu_peak_memory_is_the_childs_own():
+    """A child's figure neither inherits this process's higher peak nor misses what the call allocates."""
+    from benchmarks import measure
+    ballast = bytearray(1536 * 2 ** 20)  # pages touched: this process's peak is now above 1.5 GiB
+    del ballast
+    assert measure.peak_rss_bytes() > 1536 * 2 ** 20
+    # Naive attention in four 32x32 windows holds 4 heads x 4 windows x 1024 x 1024 fp32 scores (64 MiB) at least.
+    memory = measure.peak_memory('layer', dict(kind='window', attn_type='naive', dtype='fp32', device='cpu',
+                                               size=(64, 64)))
+    assert memory['peak_bytes'] >= 64 * 2 ** 20
+    assert memory['process_peak_bytes'] < 1536 * 2 ** 20
+
+
 def _results(device='cpu', **settings):
     """Results as the script records them, with made-up numbers, for checking the report logic."""
     return {
