@@ -125,7 +125,7 @@ def markdown_section(results, chart_link):
     scale = settings['scale']
     lines = [
         SECTION_START.format(name=settings['name']),
-        f'## {env["device_type"].upper()}: {env["device_name"]}, {env["threads"]} torch thread(s)',
+        f'## Run `{settings["name"]}`: {env["device_type"].upper()}, {env["device_name"]}, {env["threads"]} torch thread(s)',
         '',
         f'Measured {env["date"]} with:',
         '',

@@ -74,7 +74,17 @@ def parse_args(argv):
     parser.add_argument('--output', default='BENCHMARKS.md', help='markdown file to write the results section into')
     parser.add_argument('--json', help='raw results (default: benchmarks/results_<name>.json)')
     parser.add_argument('--chart', help='PNG chart (default: benchmarks/chart_<name>.png)')
+    parser.add_argument('--from-json', metavar='PATH', help='measure nothing: write the markdown section and the '
+                        'chart again from the raw results of an earlier run (its JSON file)')
     args = parser.parse_args(argv)
+    args.results = None
+    if args.from_json:
+        try:
+            with open(args.from_json, encoding='utf-8') as file:
+                args.results = json.load(file)
+            args.name = args.name or args.results['settings']['name']
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            parser.error(f'--from-json {args.from_json}: cannot read the results of a run from it ({error})')
     if args.size[0] % args.scale or args.size[1] % args.scale:
         parser.error(f'--size {args.size[0]}x{args.size[1]} is not a multiple of --scale {args.scale}')
     if args.tiled_size[0] % args.scale or args.tiled_size[1] % args.scale:
@@ -206,8 +216,8 @@ def run_tiled(args):
             'tile_pad': args.tile_pad, **measure.peak_memory('tiled', params)}
 
 
-def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+def measure_all(args):
+    """Run every part not skipped; the results as written to the JSON file."""
     if args.threads:
         torch.set_num_threads(args.threads)
     device_type = torch.device(args.device).type
@@ -226,10 +236,20 @@ def main(argv=None):
         'tiled': run_tiled(args) if 'tiled' not in args.skip else None,
     }
     results['environment']['load_end'] = _load_average()
+    return results
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     for path in (args.json, args.chart, args.output):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(args.json, 'w', encoding='utf-8') as file:
-        json.dump(results, file, indent=1)
+    if args.results is not None:
+        results = args.results
+        results['settings']['name'] = args.name
+    else:
+        results = measure_all(args)
+        with open(args.json, 'w', encoding='utf-8') as file:
+            json.dump(results, file, indent=1)
     chart_link = None
     if results['forward']:
         report.write_chart(results, args.chart)

@@ -61,6 +61,13 @@ def test_tiny_cpu_run_writes_tables_json_and_chart(tmp_path):
 
     image = chart.read_bytes()
     assert image.startswith(PNG_SIGNATURE) and len(image) > 1000
+
+    # The raw results alone give the same section again, without measuring.
+    again = tmp_path / 'again.md'
+    done = run_benchmark('--from-json', str(results_file), '--output', str(again), '--chart', str(chart))
+    assert done.returncode == 0, done.stderr[-3000:]
+    section = lambda text: text[text.index(report.SECTION_START.format(name='cpu')):].rstrip('\n')  # noqa: E731
+    assert section(again.read_text()) == section(text)
     from matplotlib.image import imread
     height, width, _ = imread(chart).shape
     assert height > 100 and width > 100
@@ -69,7 +76,8 @@ def test_tiny_cpu_run_writes_tables_json_and_chart(tmp_path):
 def test_invalid_arguments_are_refused_in_one_line(capsys):
     for args, message in ((['--size', '1281x720'], '--size 1281x720 is not a multiple of --scale 4'),
                           (['--size', '1280'], 'expected WIDTHxHEIGHT'),
-                          (['--set', 'n_blocks'], 'expected KEY=VALUE')):
+                          (['--set', 'n_blocks'], 'expected KEY=VALUE'),
+                          (['--from-json', 'no/such/results.json'], '--from-json no/such/results.json: cannot read')):
         with pytest.raises(SystemExit) as exit_info:
             run.parse_args(args)
         assert exit_info.value.code == 2
