@@ -46,7 +46,8 @@ def add_arguments(parser):
                         'keeps tiled results within about 1e-3 of a whole-image pass)')
     parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto', help='default: auto')
     parser.add_argument('--precision', choices=tuple(PRECISIONS), default='fp32',
-                        help='fp16 and bf16 halve memory; default: fp32')
+                        help='fp16 and bf16 halve memory; on a CPU without bf16 arithmetic (no AVX512-BF16 or '
+                        'AMX) bf16 is several times slower than fp32 (BENCHMARKS.md); default: fp32')
     return parser
 
 
