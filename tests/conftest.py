@@ -42,9 +42,9 @@ def tiny_checkpoint(tmp_path):
     dynamic kernels too) acts. Returns ``(checkpoint_path, yaml_path, network)``.
     """
     from esc_arch.archs import ESC
+    from helpers import TINY
 
-    options = dict(type='ESC', dim=16, pdim=8, kernel_size=5, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2,
-                   upscaling_factor=2)
+    options = dict(type='ESC', **TINY, upscaling_factor=2)
     network = ESC(**{key: value for key, value in options.items() if key != 'type'}).eval()
     with torch.no_grad():
         for parameter in network.parameters():

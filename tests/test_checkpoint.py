@@ -7,19 +7,7 @@ import torch
 from esc_arch.archs import ESC, ESCFP, ESCReal, build_preset
 from esc_arch.checkpoint import (CheckpointError, infer_network_config, load_into_network, load_state_dict,
                                  matching_preset)
-
-TINY = dict(dim=16, pdim=8, kernel_size=5, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2)
-
-
-class _RunsCode:
-    """Unpickling this calls ``open(path, 'w')``: a checkpoint that executes code when loaded."""
-
-    def __init__(self, path):
-        self.path = str(path)
-
-    def __reduce__(self):
-        return open, (self.path, 'w')
-
+from helpers import TINY, RunsCode
 
 def _tiny_state_dict(scale=2):
     return ESC(upscaling_factor=scale, **TINY).state_dict()
@@ -51,7 +39,7 @@ def test_param_key_is_preferred(tmp_path):
 
 def test_checkpoint_that_runs_code_is_refused(tmp_path):
     marker = tmp_path / 'code_ran'
-    torch.save({'params': _tiny_state_dict(), 'payload': _RunsCode(marker)}, tmp_path / 'evil.pth')
+    torch.save({'params': _tiny_state_dict(), 'payload': RunsCode(marker)}, tmp_path / 'evil.pth')
     with pytest.raises(CheckpointError, match=r'refused: loading it would run arbitrary code \(it contains io.open\)'):
         load_state_dict(tmp_path / 'evil.pth')
     assert not marker.exists()

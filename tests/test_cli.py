@@ -3,72 +3,20 @@ import glob
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from esc_arch import ESC
 from esc_arch.cli import COMMANDS, main
-from esc_arch.data import bicubic_downsample
-
-SCALE = 4
-TINY_ESC = dict(type='ESC', dim=16, pdim=8, kernel_size=5, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2,
-                upscaling_factor=SCALE)
-
-
-def console_script():
-    """The installed ``basicsr`` script of the running environment."""
-    script = Path(sys.executable).with_name('basicsr')
-    if not script.is_file():
-        pytest.fail(f'{script} is missing: install the package (pip install -e .) before running the tests')
-    return str(script)
-
+from helpers import SCALE, TINY_ESC, console_script, make_pairs, paired_dataset, train_options, write_yaml
 
 def run_basicsr(cwd, *arguments):
     result = subprocess.run([console_script(), *arguments], cwd=cwd, capture_output=True, text=True, timeout=600)
     return result
-
-
-def make_pairs(root, count=3, size=24, seed=0):
-    """``root/HR/img{i}.png`` and their MATLAB-bicubic ``root/LR/img{i}x4.png``."""
-    rng = np.random.default_rng(seed)
-    (root / 'HR').mkdir(parents=True)
-    (root / 'LR').mkdir()
-    for index in range(count):
-        # smooth random images, so that SR has something to learn and PSNR is finite
-        hr = cv2.resize(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8), (size, size), interpolation=cv2.INTER_CUBIC)
-        lr = np.clip(np.floor(bicubic_downsample(hr, SCALE) * 255 + 0.5), 0, 255).astype(np.uint8)
-        cv2.imwrite(str(root / 'HR' / f'img{index}.png'), hr)
-        cv2.imwrite(str(root / 'LR' / f'img{index}x{SCALE}.png'), lr)
-    return root
-
-
-def paired_dataset(root, phase_options):
-    return dict(name=root.name, type='PairedImageDataset', dataroot_gt=str(root / 'HR'), dataroot_lq=str(root / 'LR'),
-                filename_tmpl='{}x4', io_backend=dict(type='disk'), **phase_options)
-
-
-def train_options(data_root, total_iter):
-    train_set = paired_dataset(data_root, dict(gt_size=16, use_hflip=True, use_rot=True, num_worker_per_gpu=0,
-                                               batch_size_per_gpu=2, dataset_enlarge_ratio=2))
-    return dict(
-        name='tiny_esc', model_type='SRModel', scale=SCALE, num_gpu=0, manual_seed=0,
-        datasets=dict(train=train_set), network_g=dict(TINY_ESC),
-        path=dict(pretrain_network_g=None, strict_load_g=True, resume_state=None),
-        train=dict(ema_decay=0.5, optim_g=dict(type='Adam', lr=1e-3), total_iter=total_iter, warmup_iter=-1,
-                   scheduler=dict(type='MultiStepLR', milestones=[100], gamma=0.5),
-                   pixel_opt=dict(type='L1Loss', loss_weight=1.0)),
-        logger=dict(print_freq=1, save_checkpoint_freq=2, use_tb_logger=False))
-
-
-def write_yaml(path, options):
-    path.write_text(yaml.safe_dump(options, sort_keys=False))
-    return str(path)
 
 
 def test_every_command_module_has_the_interface():

@@ -8,32 +8,12 @@ import torch
 
 from esc_arch.archs import Bicubic
 from esc_arch.cli import main
-from esc_arch.data import HROnlyBicubicDataset, bicubic_downsample, matlab_imresize
+from esc_arch.data import bicubic_downsample, matlab_imresize
 from basicsr.data.transforms import mod_crop  # noqa: E402  (after esc_arch, which makes basicsr importable)
 from basicsr.metrics import calculate_psnr  # noqa: E402
 from basicsr.utils import img2tensor, tensor2img  # noqa: E402
 from basicsr.utils.matlab_functions import imresize  # noqa: E402
-
-
-def smooth_image(height, width, seed=0, channels=3):
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, (max(height // 8, 2), max(width // 8, 2), channels), dtype=np.uint8)
-    return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC).reshape(height, width, channels)
-
-
-def image_folder(folder, sizes, seed=0):
-    folder.mkdir(parents=True)
-    for index, (height, width) in enumerate(sizes):
-        cv2.imwrite(str(folder / f'img{index}.png'), smooth_image(height, width, seed + index))
-    return folder
-
-
-def dataset(root, phase='train', scale=4, **extra):
-    opt = dict(name='hr', type='HROnlyBicubicDataset', dataroot_gt=str(root), io_backend=dict(type='disk'),
-               scale=scale, phase=phase)
-    if phase == 'train':
-        opt.update(gt_size=8 * scale, use_hflip=False, use_rot=False)
-    return HROnlyBicubicDataset({**opt, **extra})
+from helpers import hr_only_dataset, image_folder
 
 
 def to_uint8(image):
@@ -90,7 +70,7 @@ def test_training_crop_lr_equals_the_crop_of_the_whole_image_lr(tmp_path):
     root = image_folder(tmp_path / 'hr', [(50, 70)])  # 50 is not a multiple of 4: modcrop applies
     hr = mod_crop(cv2.imread(str(root / 'img0.png')), 4)[..., ::-1]  # BGR -> RGB, as the dataset returns
     full = bicubic_downsample(hr, 4)
-    data = dataset(root)
+    data = hr_only_dataset(root)
     corners = set()
     for seed in range(30):
         random.seed(seed)
@@ -108,7 +88,7 @@ def test_training_crop_lr_equals_the_crop_of_the_whole_image_lr(tmp_path):
 
 
 def test_augmented_pair_stays_aligned(tmp_path):
-    data = dataset(image_folder(tmp_path / 'hr', [(64, 64)]), use_hflip=True, use_rot=True)
+    data = hr_only_dataset(image_folder(tmp_path / 'hr', [(64, 64)]), use_hflip=True, use_rot=True)
     for seed in range(8):
         random.seed(seed)
         item = data[0]
@@ -120,7 +100,7 @@ def test_augmented_pair_stays_aligned(tmp_path):
 
 
 def test_validation_phase_uses_the_whole_modcropped_image(datasets_dir):
-    data = dataset(datasets_dir / 'Set5' / 'HR', phase='val', scale=3)
+    data = hr_only_dataset(datasets_dir / 'Set5' / 'HR', phase='val', scale=3)
     assert len(data) == 5 and data.paths == sorted(data.paths)
     item = data[data.paths.index(str(datasets_dir / 'Set5' / 'HR' / 'woman.png'))]
     stored = cv2.imread(str(datasets_dir / 'Set5' / 'LR_bicubic' / 'X3' / 'womanx3.png'))[..., ::-1]
@@ -131,8 +111,8 @@ def test_validation_phase_uses_the_whole_modcropped_image(datasets_dir):
 def test_lmdb_backend_reads_what_the_folder_holds(tmp_path):
     root = image_folder(tmp_path / 'hr', [(40, 40), (48, 44)])
     assert main(['make-lmdb', '-i', str(root), '-o', str(tmp_path / 'hr.lmdb'), '--workers', '1']) == 0
-    from_disk = dataset(root, phase='val')
-    from_lmdb = dataset(tmp_path / 'hr.lmdb', phase='val', io_backend=dict(type='lmdb'))
+    from_disk = hr_only_dataset(root, phase='val')
+    from_lmdb = hr_only_dataset(tmp_path / 'hr.lmdb', phase='val', io_backend=dict(type='lmdb'))
     assert from_lmdb.paths == ['img0', 'img1']
     for index in range(2):
         torch.testing.assert_close(from_lmdb[index]['lq'], from_disk[index]['lq'])
@@ -141,18 +121,18 @@ def test_lmdb_backend_reads_what_the_folder_holds(tmp_path):
 
 def test_bad_data_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"dataroot_gt of dataset 'hr': folder {tmp_path / 'none'} does not"):
-        dataset(tmp_path / 'none')
+        hr_only_dataset(tmp_path / 'none')
     (tmp_path / 'empty').mkdir()
     with pytest.raises(ValueError, match='no images in'):
-        dataset(tmp_path / 'empty')
+        hr_only_dataset(tmp_path / 'empty')
     with pytest.raises(FileNotFoundError, match='not an LMDB made by BasicSR'):
-        dataset(tmp_path / 'empty', io_backend=dict(type='lmdb'))
+        hr_only_dataset(tmp_path / 'empty', io_backend=dict(type='lmdb'))
     with pytest.raises(ValueError, match='gt_size 30 .* is not a multiple of scale 4'):
-        dataset(image_folder(tmp_path / 'hr', [(40, 40)]), gt_size=30)
+        hr_only_dataset(image_folder(tmp_path / 'hr', [(40, 40)]), gt_size=30)
 
     root = image_folder(tmp_path / 'mixed', [(40, 40), (20, 40)])
     (root / 'img2.png').write_bytes(b'not a png')
-    data = dataset(root)
+    data = hr_only_dataset(root)
     with pytest.raises(ValueError, match=f'{root / "img1.png"}: image of 40x20 pixels is smaller than the 32x32'):
         data[1]
     with pytest.raises(ValueError, match=f'cannot decode image {root / "img2.png"}'):

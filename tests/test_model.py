@@ -11,47 +11,12 @@ from esc_arch.models.esc_model import self_ensemble
 from basicsr.models import build_model  # noqa: E402  (after esc_arch, which makes basicsr importable)
 from basicsr.utils import get_root_logger  # noqa: E402
 from basicsr.utils.registry import MODEL_REGISTRY  # noqa: E402
-
-SCALE = 4
-TINY = dict(dim=16, pdim=8, kernel_size=5, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2)
-
-
-def options(tmp_path, scale=SCALE, is_train=True, network=None, pretrain=None, strict=True, val=None, **train):
-    """Options of a tiny ESCModel as BasicSR's parser leaves them."""
-    models, states = tmp_path / 'models', tmp_path / 'training_states'
-    models.mkdir(exist_ok=True)
-    states.mkdir(exist_ok=True)
-    opt = dict(name='unit', model_type='ESCModel', scale=scale, num_gpu=0, is_train=is_train, dist=False, rank=0,
-               world_size=1, network_g=network or dict(type='ESC', upscaling_factor=scale, **TINY),
-               path=dict(pretrain_network_g=pretrain and str(pretrain), param_key_g='params_ema',
-                         strict_load_g=strict, models=str(models), training_states=str(states)),
-               val=val or {})
-    if is_train:
-        opt['train'] = {**dict(ema_decay=0.9, optim_g=dict(type='AdamW', lr=1e-3, betas=[0.9, 0.9], weight_decay=0),
-                               scheduler=dict(type='MultiStepLR', milestones=[100], gamma=0.5),
-                               pixel_opt=dict(type='L1Loss', loss_weight=1.0, reduction='mean')), **train}
-    return opt
-
-
-def batch(scale=SCALE, size=8):
-    lq = torch.rand(2, 3, size, size)
-    return {'lq': lq, 'gt': torch.nn.functional.interpolate(lq, scale_factor=scale, mode='bicubic').clamp(0, 1)}
-
-
-def weights(net):
-    return {name: value.detach().clone() for name, value in net.state_dict().items()}
-
-
-def train_step(model, current_iter=1, data=None):
-    model.feed_data(data or batch())
-    model.optimize_parameters(current_iter)
-    return model.get_current_log()
-
+from helpers import SCALE, TINY, batch, model_options, train_step, weights
 
 def test_both_names_are_registered_and_adamw_is_used(tmp_path):
     assert MODEL_REGISTRY.get('ESCModel') is ESCModel
     assert issubclass(MODEL_REGISTRY.get('ESRModel'), ESCModel)
-    model = build_model(dict(options(tmp_path), model_type='ESRModel'))
+    model = build_model(dict(model_options(tmp_path), model_type='ESRModel'))
     assert isinstance(model, ESRModel)
     assert type(model.optimizer_g) is torch.optim.AdamW
     assert model.optimizer_g.param_groups[0]['betas'] == (0.9, 0.9)
@@ -59,13 +24,13 @@ def test_both_names_are_registered_and_adamw_is_used(tmp_path):
 
 def test_unknown_optimizer_and_precision_are_named(tmp_path):
     with pytest.raises(ValueError, match="'Adamw' is not a torch.optim optimizer"):
-        build_model(options(tmp_path, optim_g=dict(type='Adamw', lr=1e-3)))
+        build_model(model_options(tmp_path, optim_g=dict(type='Adamw', lr=1e-3)))
     with pytest.raises(ValueError, match="train.mixed_precision must be one of bf16, fp16 or null; got 'fp8'"):
-        build_model(options(tmp_path, mixed_precision='fp8'))
+        build_model(model_options(tmp_path, mixed_precision='fp8'))
 
 
 def test_bf16_autocast_training_step_on_cpu(tmp_path):
-    model = build_model(options(tmp_path, mixed_precision='bf16', clip_grad_norm=0.5))
+    model = build_model(model_options(tmp_path, mixed_precision='bf16', clip_grad_norm=0.5))
     before, ema_before = weights(model.net_g), weights(model.net_g_ema)
     dtypes = []
     model.net_g.to_img.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
@@ -79,9 +44,9 @@ def test_bf16_autocast_training_step_on_cpu(tmp_path):
 def test_fp16_gradients_are_unscaled_before_clipping(tmp_path):
     data = batch()
     torch.manual_seed(0)
-    reference = build_model(options(tmp_path, clip_grad_norm=1e9))
+    reference = build_model(model_options(tmp_path, clip_grad_norm=1e9))
     torch.manual_seed(0)
-    model = build_model(options(tmp_path, mixed_precision='fp16', clip_grad_norm=1e9))
+    model = build_model(model_options(tmp_path, mixed_precision='fp16', clip_grad_norm=1e9))
     assert model.grad_scaler is not None and model.grad_scaler.get_scale() > 1000
     # the norm of the true (unscaled) gradient, not of the gradient times the loss scale
     assert train_step(model, data=data)['grad_norm'] == pytest.approx(
@@ -92,7 +57,7 @@ def test_fp16_gradients_are_unscaled_before_clipping(tmp_path):
 
 
 def test_non_finite_gradient_norm_skips_the_step(tmp_path):
-    model = build_model(options(tmp_path, clip_grad_norm=1.0, pixel_opt=dict(type='L1Loss', loss_weight=1e38)))
+    model = build_model(model_options(tmp_path, clip_grad_norm=1.0, pixel_opt=dict(type='L1Loss', loss_weight=1e38)))
     before, ema_before = weights(model.net_g), weights(model.net_g_ema)
     log = train_step(model)
     assert torch.isfinite(torch.tensor(log['l_pix'])) and not torch.isfinite(torch.tensor(log['grad_norm']))
@@ -103,7 +68,7 @@ def test_non_finite_gradient_norm_skips_the_step(tmp_path):
 
 
 def test_compile_option_keeps_checkpoint_keys(tmp_path):
-    model = build_model(options(tmp_path, compile=dict(backend='eager')))
+    model = build_model(model_options(tmp_path, compile=dict(backend='eager')))
     keys = set(ESC(upscaling_factor=SCALE, **TINY).state_dict())
     train_step(model)
     model.save(epoch=0, current_iter=1)
@@ -115,21 +80,21 @@ def test_compile_option_keeps_checkpoint_keys(tmp_path):
 
 def test_any_test_size_tiling_and_self_ensemble(tmp_path):
     lq = torch.rand(1, 3, 19, 26)  # not a multiple of the window: the network pads, not the model
-    plain = build_model(options(tmp_path, is_train=False))
+    plain = build_model(model_options(tmp_path, is_train=False))
     plain.feed_data({'lq': lq})
     plain.test()
     assert plain.output.shape == (1, 3, 19 * SCALE, 26 * SCALE)
     with torch.no_grad():
         torch.testing.assert_close(plain.output, plain.net_g(lq))
 
-    tiled = build_model(options(tmp_path, is_train=False, val=dict(tile_size=8, tile_pad=8)))
+    tiled = build_model(model_options(tmp_path, is_train=False, val=dict(tile_size=8, tile_pad=8)))
     tiled.net_g.load_state_dict(plain.net_g.state_dict())
     tiled.feed_data({'lq': lq})
     tiled.test()
     assert tiled.output.shape == plain.output.shape
     assert (tiled.output - plain.output).abs().mean() < 0.02
 
-    ensemble = build_model(options(tmp_path, is_train=False, val=dict(self_ensemble=True)))
+    ensemble = build_model(model_options(tmp_path, is_train=False, val=dict(self_ensemble=True)))
     ensemble.net_g.load_state_dict(plain.net_g.state_dict())
     ensemble.feed_data({'lq': lq})
     ensemble.test()
@@ -154,7 +119,7 @@ def test_self_ensemble_undoes_every_transform():
 
 
 def test_training_mode_is_restored_after_test_without_ema(tmp_path):
-    model = build_model(options(tmp_path, ema_decay=0))
+    model = build_model(model_options(tmp_path, ema_decay=0))
     model.feed_data(batch())
     model.test()
     assert model.net_g.training
@@ -183,7 +148,7 @@ def test_x2_ema_weights_start_an_x3_x4_model(tmp_path, fixtures_dir, basicsr_log
     noise = {name: value + 0.01 for name, value in x2.items()}  # 'params' differ from 'params_ema'
     torch.save({'params': noise, 'params_ema': x2}, tmp_path / 'x2.pth')
     config = {key: value for key, value in fixture['source_config'].items() if key != 'upscaling_factor'}
-    opt = options(tmp_path, scale=scale, pretrain=tmp_path / 'x2.pth', strict=strict,
+    opt = model_options(tmp_path, scale=scale, pretrain=tmp_path / 'x2.pth', strict=strict,
                   network=dict(type='ESC', upscaling_factor=scale, **config))
     model = build_model(opt)
     for net in (model.net_g, model.net_g_ema):
@@ -198,6 +163,6 @@ def test_x2_ema_weights_start_an_x3_x4_model(tmp_path, fixtures_dir, basicsr_log
 def test_same_scale_checkpoint_loads_without_warnings(tmp_path, basicsr_log):
     torch.save({'params_ema': ESC(upscaling_factor=SCALE, **TINY).state_dict()}, tmp_path / 'x4.pth')
     for strict in (True, False):
-        build_model(options(tmp_path, pretrain=tmp_path / 'x4.pth', strict=strict, is_train=False))
+        build_model(model_options(tmp_path, pretrain=tmp_path / 'x4.pth', strict=strict, is_train=False))
     assert not [record.getMessage() for record in basicsr_log if record.levelno >= logging.WARNING]
     assert not [record for record in basicsr_log if 'resampled' in record.getMessage()]

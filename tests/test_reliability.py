@@ -26,12 +26,9 @@ from esc_arch.options_check import check_options
 from basicsr.data import build_dataset  # noqa: E402  (after esc_arch, which makes basicsr importable)
 from basicsr.models import build_model  # noqa: E402
 
-from test_checkpoint import _RunsCode
-from test_cli import SCALE, TINY_ESC, console_script, make_pairs, paired_dataset, train_options, write_yaml
-from test_datasets import dataset as hr_only_dataset
-from test_datasets import image_folder
-from test_model import TINY, batch, train_step, weights
-from test_model import options as model_options
+from helpers import (SCALE, TINY, TINY_ESC, RunsCode, batch, console_script, hr_only_dataset,  # noqa: E402
+                     image_folder, make_pairs, model_options, paired_dataset, train_options, train_step, weights,
+                     write_yaml)
 
 WAIT_SECONDS = 300
 
@@ -278,7 +275,7 @@ def test_upscale_keeps_gray_alpha_and_16bit_and_names_an_unreadable_file(tmp_pat
 @pytest.mark.parametrize('is_train', [False, True])
 def test_checkpoint_that_runs_code_is_refused_by_the_model(tmp_path, is_train):
     marker = tmp_path / 'code_ran'
-    torch.save({'params': ESC(**TINY).state_dict(), 'extra': _RunsCode(marker)}, tmp_path / 'evil.pth')
+    torch.save({'params': ESC(**TINY).state_dict(), 'extra': RunsCode(marker)}, tmp_path / 'evil.pth')
     with pytest.raises(CheckpointError, match='refused: loading it would run arbitrary code'):
         build_model(model_options(tmp_path, is_train=is_train, pretrain=tmp_path / 'evil.pth'))
     assert not marker.exists()
@@ -304,7 +301,7 @@ def test_checkpoint_of_another_scale_is_adapted_not_refused(tmp_path):
 
 def test_refused_checkpoint_in_basicsr_test_is_one_line(tmp_path):
     marker = tmp_path / 'code_ran'
-    torch.save({'params': ESC(**TINY).state_dict(), 'extra': _RunsCode(marker)}, tmp_path / 'evil.pth')
+    torch.save({'params': ESC(**TINY).state_dict(), 'extra': RunsCode(marker)}, tmp_path / 'evil.pth')
     write_yaml(tmp_path / 'test.yml', dict(
         name='evil', model_type='ESCModel', scale=SCALE, num_gpu=0, network_g=dict(TINY_ESC), val={},
         datasets=dict(test_1=paired_dataset(make_pairs(tmp_path / 'pairs', count=1), {})),

@@ -1,0 +1,124 @@
+"""Helpers shared by several test modules: tiny networks, options, images, datasets and training steps."""
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from esc_arch.data import HROnlyBicubicDataset, bicubic_downsample
+
+SCALE = 4
+# A network small enough for CPU tests that still has every kind of layer.
+TINY = dict(dim=16, pdim=8, kernel_size=5, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2)
+TINY_ESC = dict(type='ESC', **TINY, upscaling_factor=SCALE)
+
+
+class RunsCode:
+    """Unpickling this calls ``open(path, 'w')``: a checkpoint that executes code when loaded."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, 'w')
+
+
+def console_script():
+    """The installed ``basicsr`` script of the running environment."""
+    script = Path(sys.executable).with_name('basicsr')
+    if not script.is_file():
+        pytest.fail(f'{script} is missing: install the package (pip install -e .) before running the tests')
+    return str(script)
+
+
+def make_pairs(root, count=3, size=24, seed=0):
+    """``root/HR/img{i}.png`` and their MATLAB-bicubic ``root/LR/img{i}x4.png``."""
+    rng = np.random.default_rng(seed)
+    (root / 'HR').mkdir(parents=True)
+    (root / 'LR').mkdir()
+    for index in range(count):
+        # smooth random images, so that SR has something to learn and PSNR is finite
+        hr = cv2.resize(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8), (size, size), interpolation=cv2.INTER_CUBIC)
+        lr = np.clip(np.floor(bicubic_downsample(hr, SCALE) * 255 + 0.5), 0, 255).astype(np.uint8)
+        cv2.imwrite(str(root / 'HR' / f'img{index}.png'), hr)
+        cv2.imwrite(str(root / 'LR' / f'img{index}x{SCALE}.png'), lr)
+    return root
+
+
+def paired_dataset(root, phase_options):
+    return dict(name=root.name, type='PairedImageDataset', dataroot_gt=str(root / 'HR'), dataroot_lq=str(root / 'LR'),
+                filename_tmpl='{}x4', io_backend=dict(type='disk'), **phase_options)
+
+
+def train_options(data_root, total_iter):
+    train_set = paired_dataset(data_root, dict(gt_size=16, use_hflip=True, use_rot=True, num_worker_per_gpu=0,
+                                               batch_size_per_gpu=2, dataset_enlarge_ratio=2))
+    return dict(
+        name='tiny_esc', model_type='SRModel', scale=SCALE, num_gpu=0, manual_seed=0,
+        datasets=dict(train=train_set), network_g=dict(TINY_ESC),
+        path=dict(pretrain_network_g=None, strict_load_g=True, resume_state=None),
+        train=dict(ema_decay=0.5, optim_g=dict(type='Adam', lr=1e-3), total_iter=total_iter, warmup_iter=-1,
+                   scheduler=dict(type='MultiStepLR', milestones=[100], gamma=0.5),
+                   pixel_opt=dict(type='L1Loss', loss_weight=1.0)),
+        logger=dict(print_freq=1, save_checkpoint_freq=2, use_tb_logger=False))
+
+
+def write_yaml(path, options):
+    path.write_text(yaml.safe_dump(options, sort_keys=False))
+    return str(path)
+
+
+def smooth_image(height, width, seed=0, channels=3):
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (max(height // 8, 2), max(width // 8, 2), channels), dtype=np.uint8)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC).reshape(height, width, channels)
+
+
+def image_folder(folder, sizes, seed=0):
+    folder.mkdir(parents=True)
+    for index, (height, width) in enumerate(sizes):
+        cv2.imwrite(str(folder / f'img{index}.png'), smooth_image(height, width, seed + index))
+    return folder
+
+
+def hr_only_dataset(root, phase='train', scale=4, **extra):
+    opt = dict(name='hr', type='HROnlyBicubicDataset', dataroot_gt=str(root), io_backend=dict(type='disk'),
+               scale=scale, phase=phase)
+    if phase == 'train':
+        opt.update(gt_size=8 * scale, use_hflip=False, use_rot=False)
+    return HROnlyBicubicDataset({**opt, **extra})
+
+
+def model_options(tmp_path, scale=SCALE, is_train=True, network=None, pretrain=None, strict=True, val=None, **train):
+    """Options of a tiny ESCModel as BasicSR's parser leaves them."""
+    models, states = tmp_path / 'models', tmp_path / 'training_states'
+    models.mkdir(exist_ok=True)
+    states.mkdir(exist_ok=True)
+    opt = dict(name='unit', model_type='ESCModel', scale=scale, num_gpu=0, is_train=is_train, dist=False, rank=0,
+               world_size=1, network_g=network or dict(type='ESC', upscaling_factor=scale, **TINY),
+               path=dict(pretrain_network_g=pretrain and str(pretrain), param_key_g='params_ema',
+                         strict_load_g=strict, models=str(models), training_states=str(states)),
+               val=val or {})
+    if is_train:
+        opt['train'] = {**dict(ema_decay=0.9, optim_g=dict(type='AdamW', lr=1e-3, betas=[0.9, 0.9], weight_decay=0),
+                               scheduler=dict(type='MultiStepLR', milestones=[100], gamma=0.5),
+                               pixel_opt=dict(type='L1Loss', loss_weight=1.0, reduction='mean')), **train}
+    return opt
+
+
+def batch(scale=SCALE, size=8):
+    lq = torch.rand(2, 3, size, size)
+    return {'lq': lq, 'gt': torch.nn.functional.interpolate(lq, scale_factor=scale, mode='bicubic').clamp(0, 1)}
+
+
+def weights(net):
+    return {name: value.detach().clone() for name, value in net.state_dict().items()}
+
+
+def train_step(model, current_iter=1, data=None):
+    model.feed_data(data or batch())
+    model.optimize_parameters(current_iter)
+    return model.get_current_log()
