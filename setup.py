@@ -16,7 +16,7 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     packages=find_packages(include=['esc_arch', 'esc_arch.*']),
-    python_requires='>=3.9',
+    python_requires='>=3.11',
     install_requires=[
         'basicsr>=1.4.2',
         'torch>=2.0',
@@ -25,6 +25,9 @@ setup(
         'numpy',
         'lmdb',
         'pyyaml',
+        'Pillow',
+        'tqdm',
+        'scikit-image',
     ],
     extras_require={
         'test': ['pytest'],

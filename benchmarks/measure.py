@@ -157,7 +157,10 @@ def time_by_module(network, inputs, groups, device):
 
 
 def top_operators(network, inputs, device, count=10):
-    """The ``count`` torch operators with the most self time in one inference call, after a warm-up call.
+    """The ``count`` torch operators with the most self time in one inference call.
+
+    Call it on a warmed-up network (e.g. after :func:`time_by_module`): the first call of a
+    network includes one-off costs.
 
     Returns:
         list: ``{'operator', 'shapes', 'calls', 'seconds', 'share'}`` dicts, most expensive first;
@@ -167,12 +170,10 @@ def top_operators(network, inputs, device, count=10):
     activities = [torch.profiler.ProfilerActivity.CPU]
     if torch.device(device).type == 'cuda':
         activities.append(torch.profiler.ProfilerActivity.CUDA)
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.profiler.profile(activities=activities, record_shapes=True) as profile:
         network(inputs)
-        with torch.profiler.profile(activities=activities, record_shapes=True) as profile:
-            network(inputs)
-            if torch.device(device).type == 'cuda':
-                torch.cuda.synchronize(device)
+        if torch.device(device).type == 'cuda':
+            torch.cuda.synchronize(device)
     key = 'self_device_time_total' if torch.device(device).type == 'cuda' else 'self_cpu_time_total'
     events = sorted(profile.key_averages(group_by_input_shape=True), key=lambda e: getattr(e, key), reverse=True)
     total = sum(getattr(event, key) for event in events) or 1

@@ -36,20 +36,43 @@ def check_options(opt, is_train=True, resuming=False):
         opt (dict): The options.
         is_train (bool): Options for ``basicsr train`` (datasets ``train`` and ``val*`` only) rather
             than ``basicsr test``. Default: True.
-        resuming (bool): The run resumes a training state (``--auto_resume``), so BasicSR replaces
-            ``path:pretrain_network_*`` by the experiment's own checkpoints. Default: False.
+        resuming (bool): The training resumes a saved state (see :func:`resumes_training`), so BasicSR
+            replaces ``path:pretrain_network_*`` by the experiment's own checkpoints. A training with
+            ``path:resume_state`` set resumes anyway; ``basicsr test`` never does. Default: False.
 
     Raises:
         OptionsError: The first problem found.
     """
     if 'model_type' in opt:
         registered(MODEL_REGISTRY, opt['model_type'], 'model_type')
+    network_parameters = {}
     for section, network_opt in opt.items():
         if section.startswith('network_'):
-            check_network(network_opt, section)
-    check_scale(opt)
+            network_parameters[section] = check_network(network_opt, section)
+    if 'network_g' in network_parameters:
+        check_scale(opt, network_parameters['network_g'])
     check_datasets(opt.get('datasets') or {}, is_train)
-    check_checkpoint_paths(opt.get('path') or {}, resuming or bool((opt.get('path') or {}).get('resume_state')))
+    path_opt = opt.get('path') or {}
+    check_checkpoint_paths(path_opt, is_train and (resuming or bool(path_opt.get('resume_state'))), is_train)
+
+
+def resumes_training(opt, auto_resume):
+    """Whether ``basicsr train`` will resume a saved training state rather than start afresh.
+
+    As BasicSR's ``load_resume_state`` (with :mod:`esc_arch.compat.resume`): ``path:resume_state``
+    is set, or ``--auto_resume`` finds a state in ``experiments/<name>/training_states`` under the
+    current directory. Without one, ``--auto_resume`` starts from ``path:pretrain_network_*``.
+
+    Args:
+        opt (dict): The options (with the name BasicSR will use: ``--debug`` prefixes ``debug_``).
+        auto_resume (bool): ``--auto_resume`` was given.
+    """
+    from esc_arch.compat.resume import latest_training_state
+
+    if (opt.get('path') or {}).get('resume_state'):
+        return True
+    state_dir = osp.join('experiments', str(opt.get('name')), 'training_states')
+    return bool(auto_resume) and latest_training_state(state_dir) is not None
 
 
 def registered(registry, name, option):
@@ -76,7 +99,7 @@ def constructor_parameters(cls):
 
 def check_network(network_opt, section):
     """Check a ``network_*`` section: its type, its keys (against the constructor) and, for the ESC
-    networks, their values.
+    networks, their values. Returns the constructor's named parameters (:func:`constructor_parameters`).
 
     The ESC networks check their arguments when built; they are built here on the ``meta`` device (no
     memory, no weights) so that those checks report before the datasets are built. Other networks
@@ -104,14 +127,17 @@ def check_network(network_opt, section):
                 cls(**arguments)
         except (TypeError, ValueError) as error:
             raise OptionsError(f'{section} ({type_name}): {error}') from None
+    return parameters
 
 
-def check_scale(opt):
-    """``scale`` must exist and equal ``network_g``'s upscaling factor (given or default), when it has one."""
-    network_opt = opt.get('network_g')
-    if not isinstance(network_opt, dict):
-        return
-    parameters, _ = constructor_parameters(registered(ARCH_REGISTRY, network_opt.get('type'), 'network_g:type'))
+def check_scale(opt, parameters):
+    """``scale`` must exist and equal ``network_g``'s upscaling factor (given or default), when it has one.
+
+    Args:
+        opt (dict): The options, with a checked ``network_g``.
+        parameters (dict): The named parameters of ``network_g``'s class, as :func:`check_network` returns.
+    """
+    network_opt = opt['network_g']
     for name in SCALE_ARGUMENTS:
         if name not in parameters:
             continue
@@ -168,12 +194,13 @@ def check_dataset_folder(folder, backend, option):
                 raise OptionsError(f'{option}: folder {folder} is empty')
 
 
-def check_checkpoint_paths(path_opt, resuming):
-    """``path:resume_state`` and (unless resuming) ``path:pretrain_network_*`` must be existing files."""
+def check_checkpoint_paths(path_opt, resuming, is_train=True):
+    """``path:resume_state`` (read by training only) and, unless resuming, ``path:pretrain_network_*``
+    must be existing files."""
     for key, value in path_opt.items():
         if not value or not isinstance(value, str):
             continue
-        if key == 'resume_state' or (key.startswith('pretrain_network') and not resuming):
+        if (key == 'resume_state' and is_train) or (key.startswith('pretrain_network') and not resuming):
             if not osp.isfile(osp.expanduser(value)):
                 raise OptionsError(_not_found(f'path:{key}', value))
 

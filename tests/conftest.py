@@ -42,15 +42,11 @@ def tiny_checkpoint(tmp_path):
     dynamic kernels too) acts. Returns ``(checkpoint_path, yaml_path, network)``.
     """
     from esc_arch.archs import ESC
-    from helpers import TINY
+    from helpers import TINY, TINY_ESC, perturbed
 
-    options = dict(type='ESC', **TINY, upscaling_factor=2)
-    network = ESC(**{key: value for key, value in options.items() if key != 'type'}).eval()
-    with torch.no_grad():
-        for parameter in network.parameters():
-            parameter.add_(torch.randn_like(parameter) * 0.05)
+    network = perturbed(ESC(**TINY, upscaling_factor=2)).eval()
     checkpoint = tmp_path / 'tiny_ESC_x2.pth'
     torch.save({'params_ema': network.state_dict()}, checkpoint)
     yaml_path = tmp_path / 'tiny_ESC.yml'
-    yaml_path.write_text(yaml.safe_dump({'network_g': options}))
+    yaml_path.write_text(yaml.safe_dump({'network_g': dict(TINY_ESC, upscaling_factor=2)}))
     return checkpoint, yaml_path, network

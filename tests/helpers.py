@@ -26,6 +26,17 @@ class RunsCode:
         return open, (self.path, 'w')
 
 
+def perturbed(network, std=0.05):
+    """``network`` with every parameter moved off its initial value, so that every path acts.
+
+    ESC zero-initialises its dynamic kernels: untouched, they would hide errors in that path.
+    """
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.add_(torch.randn_like(parameter) * std)
+    return network
+
+
 def console_script():
     """The installed ``basicsr`` script of the running environment."""
     script = Path(sys.executable).with_name('basicsr')
@@ -51,6 +62,15 @@ def make_pairs(root, count=3, size=24, seed=0):
 def paired_dataset(root, phase_options):
     return dict(name=root.name, type='PairedImageDataset', dataroot_gt=str(root / 'HR'), dataroot_lq=str(root / 'LR'),
                 filename_tmpl='{}x4', io_backend=dict(type='disk'), **phase_options)
+
+
+def lmdb_paired_dataset(root, phase, **extra):
+    """A x4 ``PairedImageDataset`` reading ``root/gt.lmdb`` and ``root/lq.lmdb``."""
+    from basicsr.data.paired_image_dataset import PairedImageDataset
+
+    return PairedImageDataset(dict(
+        name=phase, phase=phase, scale=4, dataroot_gt=str(root / 'gt.lmdb'), dataroot_lq=str(root / 'lq.lmdb'),
+        io_backend=dict(type='lmdb'), filename_tmpl='{}', **extra))
 
 
 def train_options(data_root, total_iter):

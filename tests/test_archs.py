@@ -13,6 +13,8 @@ from esc_arch import (ESC, ESCFP, PRESETS, ConvAttn, ESCReal, LayerNorm2d, Windo
                       preset_config)
 from esc_arch.archs.layers import mirror_pad
 
+from helpers import perturbed
+
 # Small configurations of every network type, used wherever the full size is not needed.
 TINY = dict(dim=16, pdim=8, kernel_size=5, n_blocks=1, conv_blocks=2, window_size=8, num_heads=2)
 TINY_NETWORKS = {
@@ -34,14 +36,6 @@ PUBLISHED_PARAMS = {
 
 def n_params(network):
     return sum(p.numel() for p in network.parameters())
-
-
-def perturbed(network, std=0.05):
-    """The network with every parameter moved off its initial value, so that every path matters."""
-    with torch.no_grad():
-        for p in network.parameters():
-            p.add_(torch.randn_like(p) * std)
-    return network
 
 
 @pytest.mark.parametrize('attn_type', ['naive', 'sdpa'])

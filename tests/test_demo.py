@@ -93,6 +93,8 @@ def test_shortened_demo_trains_tests_and_reports_psnr(demo_data, tmp_path):
         lr = read_image(str(demo_data / 'test' / 'LR_bicubic' / f'X{SCALE}' / f'{name}x{SCALE}.png'))
         assert bicubic == pytest.approx(calculate_psnr(bicubic_upsample(lr), hr, SCALE, test_y_channel=True), abs=0.01)
         assert 5 < esc < 60  # one iteration from random weights: far from useful, but a real PSNR
+    # The demo's data are deterministic, and so is its bicubic baseline: the README quotes it.
+    assert np.mean([bicubic for bicubic, _ in rows.values()]) == pytest.approx(29.38, abs=0.006)
     # the demo's ESC numbers are those that `basicsr test` logged
     log = next((tmp_path / 'results' / 'demo_ESC_light_x4').glob('test_demo_ESC_light_x4_*.log')).read_text()
     logged_psnr = float(re.search(r'# psnr: ([\d.]+)', log).group(1))

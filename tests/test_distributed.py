@@ -3,12 +3,11 @@ import os
 import subprocess
 import sys
 
-import cv2
-import numpy as np
 import torch
-import yaml
 
 import esc_arch  # noqa: F401  (its compat fixes must precede any basicsr import)
+
+from helpers import TINY_ESC, image_folder, write_yaml
 
 # Runs `basicsr` in every process and records each rank's weights whenever the model saves.
 DRIVER = '''
@@ -30,31 +29,23 @@ sys.exit(main())
 '''
 
 
-def images(folder, count, seed):
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    for index in range(count):
-        small = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
-        cv2.imwrite(str(folder / f'{index}.png'), cv2.resize(small, (48, 48), interpolation=cv2.INTER_CUBIC))
-    return str(folder)
-
-
 def test_two_process_training_saves_once_and_the_ranks_agree(tmp_path):
+    train_images = image_folder(tmp_path / 'train', [(48, 48)] * 4)
+    val_images = image_folder(tmp_path / 'val', [(48, 48)], seed=4)
     options = dict(
         name='two_ranks', model_type='ESCModel', scale=2, num_gpu='auto', manual_seed=0,
         datasets=dict(
-            train=dict(name='train', type='HROnlyBicubicDataset', dataroot_gt=images(tmp_path / 'train', 4, 0),
+            train=dict(name='train', type='HROnlyBicubicDataset', dataroot_gt=str(train_images),
                        io_backend=dict(type='disk'), gt_size=32, num_worker_per_gpu=0, batch_size_per_gpu=2),
-            val=dict(name='val', type='HROnlyBicubicDataset', dataroot_gt=images(tmp_path / 'val', 1, 1),
+            val=dict(name='val', type='HROnlyBicubicDataset', dataroot_gt=str(val_images),
                      io_backend=dict(type='disk'))),
-        network_g=dict(type='ESC', dim=16, pdim=8, kernel_size=5, n_blocks=1, conv_blocks=1, window_size=8,
-                       num_heads=2, upscaling_factor=2),
+        network_g=dict(TINY_ESC, upscaling_factor=2),
         path=dict(pretrain_network_g=None, strict_load_g=True, resume_state=None),
         train=dict(ema_decay=0.9, optim_g=dict(type='AdamW', lr=1e-3), total_iter=6, warmup_iter=-1,
                    scheduler=dict(type='MultiStepLR', milestones=[100], gamma=0.5), pixel_opt=dict(type='L1Loss')),
         val=dict(val_freq=6, save_img=False, metrics=dict(psnr=dict(type='calculate_psnr', crop_border=2))),
         logger=dict(print_freq=2, save_checkpoint_freq=3, use_tb_logger=False))
-    (tmp_path / 'train.yml').write_text(yaml.safe_dump(options, sort_keys=False))
+    write_yaml(tmp_path / 'train.yml', options)
     (tmp_path / 'driver.py').write_text(DRIVER)
 
     result = subprocess.run(

@@ -1,15 +1,14 @@
 """ONNX export: dynamic batch/height/width, parity with PyTorch in onnxruntime, the ``export-onnx`` command."""
 import pytest
-import torch
 
 from esc_arch.archs import ESC, ESCFP, ESCReal
 from esc_arch.cli import main
 from esc_arch.export import CHECK_SHAPES, check_onnx, export_onnx
 
+from helpers import TINY, perturbed
+
 onnx = pytest.importorskip('onnx', reason='the onnx extra is not installed (pip install onnx onnxruntime)')
 pytest.importorskip('onnxruntime', reason='the onnx extra is not installed (pip install onnx onnxruntime)')
-
-TINY = dict(dim=16, pdim=8, kernel_size=5, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2)
 
 
 @pytest.mark.parametrize('network_class, options', [
@@ -19,10 +18,7 @@ TINY = dict(dim=16, pdim=8, kernel_size=5, n_blocks=1, conv_blocks=1, window_siz
     (ESCReal, {}),
 ])
 def test_export_matches_pytorch_on_several_shapes(tmp_path, network_class, options):
-    network = network_class(**TINY, **options)
-    with torch.no_grad():
-        for parameter in network.parameters():  # make the zero-initialised dynamic kernels act
-            parameter.add_(torch.randn_like(parameter) * 0.05)
+    network = perturbed(network_class(**TINY, **options))
     export_onnx(network, tmp_path / 'net.onnx')
     # two sizes that differ from the traced one, a batch of 3, and inputs smaller than the padding
     shapes = (*CHECK_SHAPES, (3, 3, 9, 16), (1, 3, 1, 1), (1, 3, 2, 70))

@@ -116,3 +116,58 @@ def test_authors_model_type_and_attention_spelling(tmp_path, monkeypatch):
     opt['path']['pretrain_network_g'] = None
     model = build_model(opt)
     assert type(model).__name__ == 'ESRModel' and model.net_g.attn_type == 'flex'
+
+
+# ---------------------------------------------------------------- esc_arch.options_check
+
+def test_options_check_looks_up_each_network_class_once(tmp_path, monkeypatch):
+    from esc_arch import options_check
+    from helpers import make_pairs, train_options
+
+    looked_up = []
+    original = options_check.constructor_parameters
+    monkeypatch.setattr(options_check, 'constructor_parameters', lambda cls: looked_up.append(cls) or original(cls))
+    options = train_options(make_pairs(tmp_path / 'pairs'), total_iter=2)
+    options_check.check_options(options)
+    assert len(looked_up) == 1
+    with pytest.raises(options_check.OptionsError, match='scale is 2 but network_g:upscaling_factor is 4'):
+        options_check.check_options(dict(options, scale=2))
+
+
+def test_test_options_ignore_resume_state_but_check_pretrained_weights(tmp_path):
+    from esc_arch.options_check import OptionsError, check_options
+    from helpers import TINY_ESC, make_pairs, paired_dataset
+
+    options = dict(name='check', model_type='SRModel', scale=4, num_gpu=0, network_g=dict(TINY_ESC),
+                   datasets=dict(test_1=paired_dataset(make_pairs(tmp_path / 'pairs'), {})),
+                   path=dict(resume_state=str(tmp_path / 'gone.state'), pretrain_network_g=str(tmp_path / 'gone.pth')),
+                   val={})
+    with pytest.raises(OptionsError, match='path:pretrain_network_g not found'):
+        check_options(options, is_train=False)  # basicsr test never reads resume_state
+    options['path']['pretrain_network_g'] = None
+    check_options(options, is_train=False)
+
+
+def test_auto_resume_checks_pretrained_weights_until_a_state_exists(tmp_path, monkeypatch, capsys):
+    from esc_arch.cli import main
+    from esc_arch.options_check import check_options, resumes_training
+    from helpers import make_pairs, train_options, write_yaml
+
+    monkeypatch.chdir(tmp_path)
+    options = train_options(make_pairs(tmp_path / 'pairs'), total_iter=2)
+    options['path']['pretrain_network_g'] = 'gone.pth'
+    write_yaml(tmp_path / 'train.yml', options)
+    # A first run: BasicSR starts from pretrain_network_g, which must exist.
+    assert not resumes_training(options, auto_resume=True)
+    assert main(['train', '-opt', 'train.yml', '--auto_resume']) == 2
+    assert 'basicsr train: error: path:pretrain_network_g not found: gone.pth' in capsys.readouterr().err
+    assert not (tmp_path / 'experiments').exists()
+
+    states = tmp_path / 'experiments' / 'tiny_esc' / 'training_states'
+    states.mkdir(parents=True)
+    (states / 'notes.txt').touch()
+    assert not resumes_training(options, auto_resume=True)
+    (states / '4.state').touch()
+    assert resumes_training(options, auto_resume=True) and not resumes_training(options, auto_resume=False)
+    check_options(options, resuming=True)  # BasicSR loads the experiment's own networks instead
+    assert resumes_training(dict(options, path=dict(options['path'], resume_state='x.state')), auto_resume=False)

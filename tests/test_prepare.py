@@ -121,3 +121,54 @@ def test_make_lmdb_errors(tmp_path, capsys, output, message):
     (tmp_path / 'empty').mkdir()
     one_line_error(capsys, ['make-lmdb', '-i', str(tmp_path / 'empty'), '-o', str(tmp_path / output)], message)
     assert not (tmp_path / output).exists()
+
+
+@pytest.mark.parametrize('scale', ['0', '-2'])
+def test_extract_subimages_refuses_a_scale_below_1(tmp_path, capsys, scale):
+    write_images(tmp_path / 'hr', [(40, 40)])
+    one_line_error(capsys, ['extract-subimages', '-i', str(tmp_path / 'hr'), '-o', str(tmp_path / 'sub'),
+                            '--crop-size', '20', '--step', '20', '--scale', scale, '--workers', '1'],
+                   f'--scale must be at least 1; got {scale}')
+    assert not (tmp_path / 'sub').exists()
+
+
+def test_make_lmdb_refuses_a_file_as_output_even_with_overwrite(tmp_path, capsys):
+    write_images(tmp_path / 'a', [(8, 8)])
+    target = tmp_path / 'train.lmdb'
+    target.write_bytes(b'not an lmdb')
+    one_line_error(capsys, ['make-lmdb', '-i', str(tmp_path / 'a'), '-o', str(target), '--overwrite',
+                            '--workers', '1'], f'--output: {target} exists and is not a folder')
+    assert target.read_bytes() == b'not an lmdb'
+    assert sorted(os.listdir(tmp_path)) == ['a', 'train.lmdb']  # nothing built beside it
+
+
+def test_image_folders_list_and_read(tmp_path):
+    """One extension list and one reader for every command: bmp included, folders and hidden files skipped,
+    unreadable files and unsupported pixel types refused in one line."""
+    from esc_arch.cli import CommandError
+    from esc_arch.cli.image_folders import list_images, read_image
+    from esc_arch.cli.upscale import list_images as upscale_inputs
+
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    deep = np.arange(5 * 6 * 3, dtype=np.uint16).reshape(5, 6, 3) * 1000
+    cv2.imwrite(str(folder / 'deep.png'), deep)
+    cv2.imwrite(str(folder / 'gray.bmp'), np.full((5, 6), 7, np.uint8))
+    cv2.imwrite(str(folder / '.hidden.png'), np.zeros((2, 2), np.uint8))
+    (folder / 'folder.png').mkdir()
+    (folder / 'notes.txt').write_text('not an image')
+    assert list_images(folder, '--input') == ['deep.png', 'gray.bmp']
+    assert upscale_inputs(folder) == [folder / 'deep.png', folder / 'gray.bmp']
+
+    np.testing.assert_array_equal(read_image(folder / 'deep.png'), deep)  # as stored
+    assert read_image(str(folder / 'gray.bmp')).shape == (5, 6)
+    colour = read_image(folder / 'gray.bmp', color=True)
+    assert colour.shape == (5, 6, 3) and colour.dtype == np.uint8 and (colour == 7).all()
+    assert read_image(folder / 'deep.png', color=True).dtype == np.uint8
+
+    cv2.imwrite(str(tmp_path / 'double.tif'), np.zeros((3, 3), np.float64))
+    for path, message in [(folder / 'folder.png', 'cannot read'), (folder / 'notes.txt', 'cannot decode image'),
+                          (tmp_path / 'missing.png', 'cannot read'), (tmp_path / 'double.tif', 'float64 pixels')]:
+        with pytest.raises(CommandError, match=message) as error:
+            read_image(path)
+        assert '\n' not in str(error.value)

@@ -4,10 +4,12 @@ import torch
 
 from esc_arch.archs import ESC, ESCFP, ESCReal, build_preset
 
+from helpers import TINY, perturbed
+
 spandrel = pytest.importorskip('spandrel', reason='the spandrel extra is not installed (pip install spandrel)')
 from esc_arch.integrations.spandrel import ARCHITECTURES, add_to_spandrel  # noqa: E402  (needs spandrel)
 
-BASE = dict(dim=16, pdim=8, kernel_size=5, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2, exp_ratio=1.25)
+BASE = dict(TINY, exp_ratio=1.25)
 VARIATIONS = [
     {},
     dict(dim=24, pdim=12, kernel_size=7, n_blocks=2, conv_blocks=3, window_size=4, num_heads=3, exp_ratio=2.0),
@@ -25,13 +27,6 @@ def registered():
     add_to_spandrel()
 
 
-def _perturbed(network):
-    with torch.no_grad():
-        for parameter in network.parameters():  # make the zero-initialised dynamic kernels act
-            parameter.add_(torch.randn_like(parameter) * 0.05)
-    return network.eval()
-
-
 def _hyperparameters(network):
     names = ('dim', 'pdim', 'kernel_size', 'n_blocks', 'conv_blocks', 'window_size', 'num_heads',
              'upscaling_factor', 'exp_ratio', 'use_ln')
@@ -40,7 +35,7 @@ def _hyperparameters(network):
 
 @pytest.mark.parametrize('network_class, options', GRID, ids=lambda value: getattr(value, '__name__', ''))
 def test_round_trip_through_a_file(tmp_path, network_class, options):
-    network = _perturbed(network_class(**{**BASE, **options}))
+    network = perturbed(network_class(**{**BASE, **options})).eval()
     torch.save({'params_ema': network.state_dict()}, tmp_path / 'model.pth')
     descriptor = spandrel.ModelLoader().load_from_file(tmp_path / 'model.pth')
 
@@ -59,7 +54,7 @@ def test_round_trip_through_a_file(tmp_path, network_class, options):
 
 @pytest.mark.parametrize('network_class', [ESC, ESCFP, ESCReal])
 def test_half_precision_as_advertised(network_class):
-    network = _perturbed(network_class(**BASE))
+    network = perturbed(network_class(**BASE)).eval()
     descriptor = spandrel.ModelLoader().load_from_state_dict(network.state_dict())
     image = torch.rand(1, 3, 12, 10)
     reference = descriptor(image)

@@ -19,6 +19,8 @@ import esc_arch  # noqa: F401
 from basicsr.data import build_dataloader, build_dataset  # noqa: E402  (after esc_arch: makes basicsr importable)
 from basicsr.models import build_model  # noqa: E402
 
+from helpers import write_yaml  # noqa: E402
+
 OPTIONS_DIR = Path(__file__).resolve().parents[1] / 'options'
 # SOURCES.md, "PSNR-Y, MATLAB bicubic" x4 (BasicSR reads Set14's grayscale bridge.png as 3 channels).
 BICUBIC_PSNR_X4 = {'Set5': 28.43, 'Set14': 26.09, 'B100': 25.96}
@@ -55,10 +57,6 @@ def set5_x4_psnr(datasets_dir, checkpoint, **val):
     loader = build_dataloader(build_dataset(dataset_opt), dataset_opt, num_gpu=0, dist=False)
     model.nondist_validation(loader, current_iter=0, tb_logger=None, save_img=False)
     return model.metric_results['psnr']
-
-
-def write_yaml(path, options):
-    path.write_text(yaml.safe_dump(options, sort_keys=False))
 
 
 def test_bicubic_test_options_reproduce_the_bicubic_baselines(tmp_path, datasets_dir):

@@ -12,11 +12,13 @@ from esc_arch.archs import build_preset
 from esc_arch.cli import main
 from esc_arch.cli.upscale import upscale_image, write_image_atomic
 
+from helpers import RunsCode
+
 HEIGHT, WIDTH = 20, 27
 
 
 @pytest.fixture
-def image_folder(tmp_path):
+def photo_folder(tmp_path):
     """RGB, grayscale, RGBA (8-bit) and 16-bit RGB PNGs of smooth random content."""
     rng = np.random.default_rng(0)
 
@@ -46,28 +48,28 @@ def _reference(network, bgr, pixel_max):
     return sr * pixel_max
 
 
-def test_folder_keeps_names_layouts_and_depths(tiny_checkpoint, image_folder, tmp_path, capsys):
+def test_folder_keeps_names_layouts_and_depths(tiny_checkpoint, photo_folder, tmp_path, capsys):
     checkpoint, yaml_path, network = tiny_checkpoint
     out = tmp_path / 'out'
-    assert main(['upscale', '-i', str(image_folder), '-o', str(out), '--model', str(yaml_path),
+    assert main(['upscale', '-i', str(photo_folder), '-o', str(out), '--model', str(yaml_path),
                  '--weights', str(checkpoint)]) == 0
     assert 'upscaled 4 of 4 image(s) x2' in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == ['deep.png', 'gray.png', 'rgb.png', 'rgba.png']
 
-    rgb, source = _read(out / 'rgb.png'), _read(image_folder / 'rgb.png')
+    rgb, source = _read(out / 'rgb.png'), _read(photo_folder / 'rgb.png')
     assert rgb.shape == (2 * HEIGHT, 2 * WIDTH, 3) and rgb.dtype == np.uint8
     assert np.abs(rgb - _reference(network, source, 255)).max() <= 1  # channel order and value range kept
 
-    deep, source = _read(out / 'deep.png'), _read(image_folder / 'deep.png')
+    deep, source = _read(out / 'deep.png'), _read(photo_folder / 'deep.png')
     assert deep.dtype == np.uint16
     assert np.abs(deep - _reference(network, source, 65535)).max() <= 2  # 16-bit precision, not 8-bit steps
 
-    gray, source = _read(out / 'gray.png'), _read(image_folder / 'gray.png')
+    gray, source = _read(out / 'gray.png'), _read(photo_folder / 'gray.png')
     assert gray.shape == (2 * HEIGHT, 2 * WIDTH) and gray.dtype == np.uint8
     expected = cv2.cvtColor(_reference(network, np.dstack([source] * 3), 255).astype(np.float32), cv2.COLOR_BGR2GRAY)
     assert np.abs(gray - expected).max() <= 1
 
-    rgba, source = _read(out / 'rgba.png'), _read(image_folder / 'rgba.png')
+    rgba, source = _read(out / 'rgba.png'), _read(photo_folder / 'rgba.png')
     assert rgba.shape == (2 * HEIGHT, 2 * WIDTH, 4)
     assert np.abs(rgba[..., :3] - _reference(network, source[..., :3], 255)).max() <= 1
     alpha = cv2.resize(source[..., 3].astype(np.float32) / 255, (2 * WIDTH, 2 * HEIGHT), interpolation=cv2.INTER_CUBIC)
@@ -75,10 +77,10 @@ def test_folder_keeps_names_layouts_and_depths(tiny_checkpoint, image_folder, tm
     assert not list(out.glob('.*'))  # no temporary files left behind
 
 
-def test_single_file_and_preset_with_scale_from_checkpoint(tmp_path, image_folder, capsys):
+def test_single_file_and_preset_with_scale_from_checkpoint(tmp_path, photo_folder, capsys):
     network = build_preset('ESC-FP', scale=3)
     torch.save(network.state_dict(), tmp_path / 'fp_x3.pth')  # bare state dict
-    assert main(['upscale', '-i', str(image_folder / 'rgb.png'), '-o', str(tmp_path / 'out'), '--model', 'esc-fp',
+    assert main(['upscale', '-i', str(photo_folder / 'rgb.png'), '-o', str(tmp_path / 'out'), '--model', 'esc-fp',
                  '--weights', str(tmp_path / 'fp_x3.pth')]) == 0
     assert 'x3' in capsys.readouterr().out
     assert _read(tmp_path / 'out' / 'rgb.png').shape == (3 * HEIGHT, 3 * WIDTH, 3)
@@ -95,23 +97,23 @@ def test_tiled_output_matches_whole_image(tiny_checkpoint):
 
 
 @pytest.mark.parametrize('precision, tolerance', [('fp16', 0.02), ('bf16', 0.08)])
-def test_half_precision_close_to_fp32(tiny_checkpoint, image_folder, tmp_path, precision, tolerance):
+def test_half_precision_close_to_fp32(tiny_checkpoint, photo_folder, tmp_path, precision, tolerance):
     checkpoint, yaml_path, _ = tiny_checkpoint
     results = {}
     for name in ('fp32', precision):
-        assert main(['upscale', '-i', str(image_folder / 'deep.png'), '-o', str(tmp_path / name), '--model',
+        assert main(['upscale', '-i', str(photo_folder / 'deep.png'), '-o', str(tmp_path / name), '--model',
                      str(yaml_path), '--weights', str(checkpoint), '--precision', name, '--device', 'cpu']) == 0
         results[name] = _read(tmp_path / name / 'deep.png').astype(np.float64) / 65535
     assert np.abs(results[precision] - results['fp32']).max() < tolerance
 
 
-def test_input_is_never_overwritten(tiny_checkpoint, image_folder, capsys):
+def test_input_is_never_overwritten(tiny_checkpoint, photo_folder, capsys):
     checkpoint, yaml_path, _ = tiny_checkpoint
-    before = {path.name: path.read_bytes() for path in image_folder.iterdir()}
-    assert main(['upscale', '-i', str(image_folder), '-o', str(image_folder / '.'), '--model', str(yaml_path),
+    before = {path.name: path.read_bytes() for path in photo_folder.iterdir()}
+    assert main(['upscale', '-i', str(photo_folder), '-o', str(photo_folder / '.'), '--model', str(yaml_path),
                  '--weights', str(checkpoint)]) != 0
     assert 'refusing to overwrite the input' in capsys.readouterr().err
-    assert {path.name: path.read_bytes() for path in image_folder.iterdir()} == before
+    assert {path.name: path.read_bytes() for path in photo_folder.iterdir()} == before
 
 
 def test_failed_write_keeps_previous_output(tmp_path, monkeypatch):
@@ -136,7 +138,7 @@ def _run_expecting_error(capsys, arguments):
     return err
 
 
-def test_bad_inputs_give_one_line_errors(tiny_checkpoint, image_folder, tmp_path, capsys):
+def test_bad_inputs_give_one_line_errors(tiny_checkpoint, photo_folder, tmp_path, capsys):
     checkpoint, yaml_path, _ = tiny_checkpoint
     out = str(tmp_path / 'out')
     common = ['-o', out, '--model', str(yaml_path), '--weights', str(checkpoint)]
@@ -147,7 +149,7 @@ def test_bad_inputs_give_one_line_errors(tiny_checkpoint, image_folder, tmp_path
     (tmp_path / 'empty').mkdir()
     assert 'no images' in _run_expecting_error(capsys, ['-i', str(tmp_path / 'empty'), *common])
 
-    image = ['-i', str(image_folder / 'rgb.png'), '-o', out]
+    image = ['-i', str(photo_folder / 'rgb.png'), '-o', out]
     torch.save({'params': build_preset('ESC-light', scale=4).state_dict()}, tmp_path / 'light.pth')
     message = _run_expecting_error(
         capsys, [*image, '--model', str(yaml_path), '--weights', str(tmp_path / 'light.pth')])
@@ -160,18 +162,16 @@ def test_bad_inputs_give_one_line_errors(tiny_checkpoint, image_folder, tmp_path
         capsys, [*image, '--model', str(yaml_path), '--weights', str(checkpoint), '--scale', '4'])
 
 
-def test_checkpoint_with_code_is_refused_by_the_command(tiny_checkpoint, image_folder, tmp_path):
+def test_checkpoint_with_code_is_refused_by_the_command(tiny_checkpoint, photo_folder, tmp_path):
     _, yaml_path, network = tiny_checkpoint
     marker = tmp_path / 'code_ran'
-    # a pickled call to os.system: loading the file without weights_only would create the marker
-    payload = type('Payload', (), {'__reduce__': lambda self: (os.system, (f'touch {marker}',))})
-    torch.save({'params': network.state_dict(), 'extra': payload()}, tmp_path / 'evil.pth')
-    result = subprocess.run([sys.executable, '-m', 'esc_arch.cli', 'upscale', '-i', str(image_folder / 'rgb.png'),
+    torch.save({'params': network.state_dict(), 'extra': RunsCode(marker)}, tmp_path / 'evil.pth')
+    result = subprocess.run([sys.executable, '-m', 'esc_arch.cli', 'upscale', '-i', str(photo_folder / 'rgb.png'),
                              '-o', str(tmp_path / 'out'), '--model', str(yaml_path), '--weights',
                              str(tmp_path / 'evil.pth')], capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
         f'basicsr upscale: error: {tmp_path / "evil.pth"} was refused: loading it would run arbitrary code '
-        '(it contains posix.system). Only checkpoints of plain tensors are loaded; if you trust the file, '
+        '(it contains io.open). Only checkpoints of plain tensors are loaded; if you trust the file, '
         're-save just its state dict']
     assert not marker.exists() and not (tmp_path / 'out').exists()

@@ -7,9 +7,10 @@ import torch.nn.functional as F
 def working_layout(x):
     """``x`` in the memory layout the networks compute in: channels-last on CPU, NCHW elsewhere.
 
-    On CPU, oneDNN runs the 1x1, depthwise and large-kernel convolutions several times faster
-    on channels-last tensors, and the layer norms then normalise a contiguous axis. The layout
-    carries through every layer from the input. Other devices keep the default layout.
+    On CPU, oneDNN runs the depthwise and large-kernel convolutions several times faster on
+    channels-last tensors, 1x1 convolutions become one matrix product (:class:`PointwiseConv2d`)
+    and the layer norms normalise a contiguous axis. The layout carries through every layer from
+    the input. Other devices keep the default layout.
     """
     return x.contiguous(memory_format=torch.channels_last) if x.device.type == 'cpu' else x
 

@@ -16,7 +16,7 @@ from esc_arch.checkpoint import CheckpointError
 from esc_arch.cli import CommandError
 from esc_arch.compat.paired_dataset_errors import DatasetError
 from esc_arch.models import NonFiniteLossError
-from esc_arch.options_check import OptionsError, check_options
+from esc_arch.options_check import OptionsError, check_options, resumes_training
 
 # Sections that BasicSR's pipelines read without checking for them.
 COMMON_SECTIONS = ('name', 'model_type', 'num_gpu', 'datasets', 'path')
@@ -126,8 +126,11 @@ def run(pipeline, args, sections, command):
     """
     options = read_options(args.opt, sections)
     apply_overrides(options, args.force_yml, args.opt)
+    if args.debug and not str(options['name']).startswith('debug'):
+        options['name'] = f'debug_{options["name"]}'  # as BasicSR's parse_options
     try:
-        check_options(options, is_train=command == 'train', resuming=args.auto_resume)
+        check_options(options, is_train=command == 'train',
+                      resuming=command == 'train' and resumes_training(options, args.auto_resume))
     except OptionsError as error:
         raise CommandError(error) from None
     saved_argv = sys.argv

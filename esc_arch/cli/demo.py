@@ -121,12 +121,9 @@ def _basicsr(*arguments):
 
 def read_image(path):
     """A uint8 image in BGR order, as basicsr's metrics expect (their Y channel assumes BGR)."""
-    import cv2
+    from esc_arch.cli.image_folders import read_image as read
 
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise CommandError(f'cannot read image {path}')
-    return image
+    return read(path, color=True)
 
 
 def bicubic_upsample(lr):

@@ -24,7 +24,8 @@ def add_arguments(parser):
 def run(args):
     """Export, then check unless ``--no-check``."""
     output = Path(args.output)
-    if args.weights and output.exists() and output.samefile(args.weights):
+    # A missing --weights is reported by load_network below ("checkpoint not found").
+    if args.weights and output.exists() and Path(args.weights).exists() and output.samefile(args.weights):
         raise CommandError(f'refusing to overwrite the checkpoint {args.weights}: choose another output')
     try:
         network, scale = load_network(args.model, args.weights, args.scale)

@@ -59,6 +59,8 @@ def extract(name, input_folder, output_folder, crop_size, step, thresh_size, suf
 
 
 def run(args):
+    if args.scale < 1:
+        raise CommandError(f'--scale must be at least 1; got {args.scale}')
     sizes = {'--crop-size': args.crop_size, '--step': args.step, '--thresh-size': args.thresh_size}
     for option, value in sizes.items():
         if value % args.scale or value < 0:

@@ -1,26 +1,30 @@
-"""What the data preparation commands share: listing image folders, safe outputs, parallel work."""
+"""What the image commands share: listing and reading images, safe outputs, parallel work."""
 import os
 import multiprocessing
 
 import cv2
+import numpy as np
 from tqdm import tqdm
 
 from esc_arch.cli import CommandError
 
 IMAGE_EXTENSIONS = ('.png', '.bmp', '.jpg', '.jpeg', '.tif', '.tiff', '.webp')
+# Pixel types the commands handle (OpenCV also decodes e.g. int16 or float64 TIFFs).
+PIXEL_TYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 
 
 def list_images(folder, option):
-    """Sorted names of the image files in ``folder`` (not recursive).
+    """Sorted names of the image files in ``folder`` (not recursive; hidden files skipped).
 
     Args:
-        folder (str): The folder.
+        folder (str | os.PathLike): The folder.
         option (str): The command-line option that named it, for error messages.
     """
     if not os.path.isdir(folder):
         raise CommandError(f'{option}: folder not found: {folder}')
     names = sorted(name for name in os.listdir(folder)
-                   if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith('.'))
+                   if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith('.')
+                   and os.path.isfile(os.path.join(folder, name)))
     if not names:
         raise CommandError(f'{option}: no images ({", ".join(IMAGE_EXTENSIONS)}) in {folder}')
     return names
@@ -35,12 +39,30 @@ def new_output_folder(folder, option):
     os.makedirs(folder, exist_ok=True)
 
 
-def read_image(path):
-    """Read an image as stored (gray, color or with alpha), raising CommandError if it cannot be decoded."""
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise CommandError(f'cannot read image {path} (corrupt, empty or not an image)')
-    return img
+def read_image(path, color=False):
+    """Read an image file, raising CommandError (one line) if it cannot be read or is of an unsupported kind.
+
+    Args:
+        path (str | os.PathLike): The image file (any name: read as bytes, then decoded).
+        color (bool): Return 8-bit BGR whatever is stored (gray expanded, alpha dropped, 16-bit
+            scaled down). Default: False, the image as stored: HxW gray, HxWx3 BGR or HxWx4 BGRA;
+            uint8, uint16 or float32.
+
+    Returns:
+        ndarray: The image.
+    """
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as err:
+        raise CommandError(f'cannot read {path}: {err.strerror}') from None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR if color else cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise CommandError(f'cannot decode image {path} (empty, corrupt or not an image)')
+    if image.dtype not in PIXEL_TYPES:
+        raise CommandError(f'{path} has {image.dtype} pixels; supported: 8-bit, 16-bit and float32')
+    if image.ndim == 3 and image.shape[2] not in (1, 3, 4):
+        raise CommandError(f'{path} has {image.shape[2]} channels; supported: 1 (gray), 3 (colour), 4 (with alpha)')
+    return image
 
 
 def write_image(img, path):

@@ -47,6 +47,8 @@ def run(args):
     output = os.path.normpath(args.output)
     if not output.endswith('.lmdb'):
         raise CommandError(f'--output must end with .lmdb (BasicSR recognises LMDBs by it); got {args.output}')
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise CommandError(f'--output: {output} exists and is not a folder (an LMDB is a folder); choose another name')
     if os.path.exists(output) and not args.overwrite:
         raise CommandError(f'--output: {output} already exists; pass --overwrite to replace it')
     names = list_images(args.input, '--input')

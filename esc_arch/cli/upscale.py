@@ -22,16 +22,18 @@ from tqdm import tqdm
 from esc_arch.archs import preset_config
 from esc_arch.checkpoint import CheckpointError, infer_network_config, load_into_network, load_state_dict
 from esc_arch.cli import CommandError
+from esc_arch.cli.image_folders import IMAGE_EXTENSIONS, read_image
+from esc_arch.cli.image_folders import list_images as list_folder
 from esc_arch.tiling import tiled_forward
 
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp', '.tif', '.tiff')
 PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 _PIXEL_MAX = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0}
 
 
 def add_arguments(parser):
     """Add the ``upscale`` options to an argparse parser."""
-    parser.add_argument('-i', '--input', required=True, help='image file or folder of images (png, jpg, webp, tif)')
+    parser.add_argument('-i', '--input', required=True,
+                        help=f'image file or folder of images ({", ".join(IMAGE_EXTENSIONS)})')
     parser.add_argument('-o', '--output', required=True, help='folder for the upscaled images (created if needed)')
     parser.add_argument('--model', required=True,
                         help='preset name (ESC, ESC-light, ESC-FP, ESC-XL, ESC-Real; any case) or a BasicSR options '
@@ -46,8 +48,9 @@ def add_arguments(parser):
                         'keeps tiled results within about 1e-3 of a whole-image pass)')
     parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto', help='default: auto')
     parser.add_argument('--precision', choices=tuple(PRECISIONS), default='fp32',
-                        help='fp16 and bf16 halve memory; on a CPU without bf16 arithmetic (no AVX512-BF16 or '
-                        'AMX) bf16 is several times slower than fp32 (BENCHMARKS.md); default: fp32')
+                        help='fp16 and bf16 halve the memory of weights and kept activations; on a CPU without bf16 '
+                        'arithmetic (no AVX512-BF16 or AMX) bf16 is about 10x slower than fp32 (BENCHMARKS.md); '
+                        'default: fp32')
     return parser
 
 
@@ -71,16 +74,12 @@ def run(args):
     except CheckpointError as err:
         raise CommandError(err) from None
     network = network.to(device=device, dtype=PRECISIONS[args.precision])
-    # Window-aligned tiles partition the image into the same attention windows as a whole-image pass.
-    window = getattr(network, 'window_size', 1)
-    tile = _round_up(args.tile, window)
-    tile_pad = _round_up(2 * window if args.tile_pad is None else args.tile_pad, window)
 
     failures = 0
     for source, target in tqdm(jobs, desc='images', unit='img', disable=None if len(jobs) > 1 else True):
         try:
             image = read_image(source)
-            result = upscale_image(network, image, scale, tile, tile_pad)
+            result = upscale_image(network, image, scale, args.tile, args.tile_pad)
             write_image_atomic(result, target)
         except (CommandError, OSError) as err:
             print(f'basicsr upscale: error: {err}', file=sys.stderr)
@@ -92,12 +91,9 @@ def run(args):
 def list_images(path):
     """The image files to process: ``path`` itself, or the images directly inside the folder ``path``."""
     if path.is_dir():
-        images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-        if not images:
-            raise CommandError(f'no images ({", ".join(IMAGE_EXTENSIONS)}) in folder {path}')
-        return images
+        return [path / name for name in list_folder(path, '--input')]
     if not path.exists():
-        raise CommandError(f'input not found: {path}')
+        raise CommandError(f'--input not found: {path}')
     if path.suffix.lower() not in IMAGE_EXTENSIONS:
         raise CommandError(f'{path} is not a supported image type ({", ".join(IMAGE_EXTENSIONS)})')
     return [path]
@@ -183,36 +179,29 @@ def network_options(model, scale):
         raise CommandError(f'{err} (or give a YAML file)') from None
 
 
-def read_image(path):
-    """Read an image as stored (any bit depth, gray/colour/alpha); CommandError if unreadable."""
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as err:
-        raise CommandError(f'cannot read {path}: {err.strerror}') from None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        raise CommandError(f'cannot decode image {path} (empty, corrupt or not an image)')
-    if image.dtype not in _PIXEL_MAX:
-        raise CommandError(f'{path} has {image.dtype} pixels; supported: 8-bit, 16-bit and float32')
-    if image.ndim == 3 and image.shape[2] not in (1, 3, 4):
-        raise CommandError(f'{path} has {image.shape[2]} channels; supported: 1 (gray), 3 (colour), 4 (with alpha)')
-    return image
-
-
 @torch.inference_mode()
-def upscale_image(network, image, scale, tile=0, tile_pad=16):
+def upscale_image(network, image, scale, tile=0, tile_pad=None):
     """Upscale an OpenCV image array (BGR/BGRA/gray, uint8/uint16/float32), keeping its layout and depth.
 
     Args:
         network (nn.Module): Super-resolution network (RGB in [0, 1]).
         image (ndarray): HxW, HxWx1, HxWx3 (BGR) or HxWx4 (BGRA) array.
         scale (int): The network's upscaling factor.
-        tile (int): Tile size in input pixels; 0 processes the whole image at once.
-        tile_pad (int): Context pixels around each tile.
+        tile (int): Tile size in input pixels, rounded up to a multiple of the network's attention
+            window (``window_size``, if it has one): window-aligned tiles partition the image into the
+            same windows as a whole-image pass. 0 processes the whole image at once.
+        tile_pad (int | None): Context pixels around each tile, rounded up likewise. Default (None):
+            two windows, which keeps tiled results within about 1e-3 of a whole-image pass.
 
     Returns:
         ndarray: The upscaled image, same dtype and channel layout.
     """
+    tile = tile or 0
+    if tile < 0 or (tile_pad or 0) < 0:
+        raise ValueError(f'tile and tile_pad must be non-negative; got {tile} and {tile_pad}')
+    window = getattr(network, 'window_size', 1)
+    tile = _round_up(tile, window)
+    tile_pad = _round_up(2 * window if tile_pad is None else tile_pad, window)
     pixel_max = _PIXEL_MAX[image.dtype]
     pixels = image.astype(np.float32) / pixel_max
     gray = pixels.ndim == 2 or pixels.shape[2] == 1

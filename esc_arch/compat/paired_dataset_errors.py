@@ -23,6 +23,8 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+_EXIF_ORIENTATION = 0x0112  # values 5 to 8 mean the stored image is turned by 90 degrees
+
 
 class DatasetError(ValueError):
     """A dataset or one of its images cannot be used; the message names the dataset or the files."""
@@ -75,7 +77,10 @@ def check_pair_sizes(dataset, pair, item):
     scale = dataset.opt['scale']
     lq_height, lq_width = item['lq'].shape[-2:]
     try:
-        gt_width, gt_height = Image.open(io.BytesIO(dataset.file_client.get(pair['gt_path'], 'gt'))).size
+        image = Image.open(io.BytesIO(dataset.file_client.get(pair['gt_path'], 'gt')))
+        gt_width, gt_height = image.size
+        if image.getexif().get(_EXIF_ORIENTATION) in (5, 6, 7, 8):  # OpenCV, and so BasicSR, applies the rotation
+            gt_width, gt_height = gt_height, gt_width
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError):  # only the cropped size is left
         gt_height, gt_width = item['gt'].shape[-2:]
     if gt_height // scale != lq_height or gt_width // scale != lq_width:
@@ -97,7 +102,6 @@ def _init_naming_folders(init):
                 f'{_dataset_name(opt)}: {error} (dataroot_lq {opt.get("dataroot_lq")}, dataroot_gt '
                 f'{opt.get("dataroot_gt")}, filename_tmpl "{opt.get("filename_tmpl", "{}")}")') from None
 
-    wrapper.names_files = True
     return wrapper
 
 

@@ -59,7 +59,7 @@ class HROnlyBicubicDataset(data.Dataset):
             raise DatasetError(f'{where}: no images in {root}')
         if opt['phase'] == 'train' and opt['gt_size'] % self.scale:
             raise DatasetError(f"gt_size {opt['gt_size']} of dataset '{opt.get('name', '?')}' "
-                             f'is not a multiple of scale {self.scale}')
+                               f'is not a multiple of scale {self.scale}')
 
     def __getitem__(self, index):
         if self.file_client is None:

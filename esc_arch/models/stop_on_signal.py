@@ -102,6 +102,10 @@ class SaveOnStopMixin:
             if current_iter == 1:
                 raise TrainingInterrupted('Stop signal received before the first iteration: nothing to save.')
             self.save(_stop['sampler'].epoch, current_iter - 1)
+            if self.opt.get('dist'):
+                # Rank 0 writes; the others must not exit first, or the launcher tears the job
+                # down (SIGTERM to rank 0) in the middle of the save.
+                dist.barrier()
             message = (f'Stop signal received: networks and training state of iteration {current_iter - 1} saved; '
                        'continue with --auto_resume.')
             get_root_logger().warning(message)
