@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from esc_arch.cli import CommandError
-from esc_arch.cli.demo import (SCALE, TEST_IMAGES, TRAIN_IMAGES, bicubic_upsample, demo_files, make_dataset,
-                               read_image)
+from esc_arch.cli.demo import SCALE, TEST_IMAGES, TRAIN_IMAGES, bicubic_upsample, demo_files, make_dataset
+from esc_arch.cli.image_folders import read_image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,8 +30,8 @@ def test_dataset_holds_modcropped_hr_and_matlab_bicubic_lr(demo_data):
     assert sorted(str(path.relative_to(demo_data)) for path in demo_data.rglob('*') if path.is_file()) == demo_files()
     assert len(TRAIN_IMAGES) >= 8 and not set(TRAIN_IMAGES) & set(TEST_IMAGES)
     for split, name in [('train', 'astronaut'), ('test', TEST_IMAGES[0])]:
-        hr = read_image(str(demo_data / split / 'HR' / f'{name}.png'))
-        lr = read_image(str(demo_data / split / 'LR_bicubic' / f'X{SCALE}' / f'{name}x{SCALE}.png'))
+        hr = read_image(str(demo_data / split / 'HR' / f'{name}.png'), color=True)
+        lr = read_image(str(demo_data / split / 'LR_bicubic' / f'X{SCALE}' / f'{name}x{SCALE}.png'), color=True)
         assert hr.shape[0] % SCALE == 0 and hr.shape[1] % SCALE == 0
         assert lr.shape == (hr.shape[0] // SCALE, hr.shape[1] // SCALE, 3)
         # basicsr's MATLAB imresize (float; no rounding or saturation between its two passes, which
@@ -66,7 +66,7 @@ def test_other_folder_at_the_demo_path_is_refused_and_left_alone(demo_data, tmp_
 def test_bicubic_baseline_is_matlab_bicubic_upsampling(demo_data):
     from basicsr.utils.matlab_functions import imresize
 
-    lr = read_image(str(demo_data / 'test' / 'LR_bicubic' / f'X{SCALE}' / f'{TEST_IMAGES[0]}x{SCALE}.png'))
+    lr = read_image(str(demo_data / 'test' / 'LR_bicubic' / f'X{SCALE}' / f'{TEST_IMAGES[0]}x{SCALE}.png'), color=True)
     upsampled = bicubic_upsample(lr)
     reference = np.clip(np.floor(imresize(lr / 255., SCALE) * 255 + 0.5), 0, 255)
     assert upsampled.shape == reference.shape == (lr.shape[0] * SCALE, lr.shape[1] * SCALE, 3)
@@ -89,8 +89,8 @@ def test_shortened_demo_trains_tests_and_reports_psnr(demo_data, tmp_path):
             for name, bicubic, esc in re.findall(r'^(\w+)\s+([\d.]+)\s+([\d.]+)\s*$', result.stdout, re.MULTILINE)}
     assert set(rows) == set(TEST_IMAGES)
     for name, (bicubic, esc) in rows.items():
-        hr = read_image(str(demo_data / 'test' / 'HR' / f'{name}.png'))
-        lr = read_image(str(demo_data / 'test' / 'LR_bicubic' / f'X{SCALE}' / f'{name}x{SCALE}.png'))
+        hr = read_image(str(demo_data / 'test' / 'HR' / f'{name}.png'), color=True)
+        lr = read_image(str(demo_data / 'test' / 'LR_bicubic' / f'X{SCALE}' / f'{name}x{SCALE}.png'), color=True)
         assert bicubic == pytest.approx(calculate_psnr(bicubic_upsample(lr), hr, SCALE, test_y_channel=True), abs=0.01)
         assert 5 < esc < 60  # one iteration from random weights: far from useful, but a real PSNR
     # The demo's data are deterministic, and so is its bicubic baseline: the README quotes it.

@@ -18,6 +18,7 @@ import tempfile
 
 from esc_arch.cli import CommandError
 from esc_arch.cli.basicsr_pipeline import TEST_SECTIONS, read_options
+from esc_arch.cli.image_folders import read_image
 
 SCALE = 4
 DATA_DIR = os.path.join('datasets', 'demo')
@@ -119,13 +120,6 @@ def _basicsr(*arguments):
         raise CommandError(f'"basicsr {" ".join(arguments)}" failed (see its messages above)')
 
 
-def read_image(path):
-    """A uint8 image in BGR order, as basicsr's metrics expect (their Y channel assumes BGR)."""
-    from esc_arch.cli.image_folders import read_image as read
-
-    return read(path, color=True)
-
-
 def bicubic_upsample(lr):
     """MATLAB ``imresize(lr, SCALE, 'bicubic')`` of a uint8 HWC image, rounded to uint8."""
     import torch
@@ -145,10 +139,10 @@ def psnr_table(data_dir, sr_dir, sr_suffix):
     from basicsr.metrics import calculate_psnr
 
     rows = []
-    for name in TEST_IMAGES:
-        hr = read_image(os.path.join(data_dir, 'test', 'HR', f'{name}.png'))
-        lr = read_image(os.path.join(data_dir, 'test', 'LR_bicubic', f'X{SCALE}', f'{name}x{SCALE}.png'))
-        sr = read_image(os.path.join(sr_dir, f'{name}x{SCALE}_{sr_suffix}.png'))
+    for name in TEST_IMAGES:  # uint8 BGR, as basicsr's metrics expect (their Y channel assumes BGR)
+        hr = read_image(os.path.join(data_dir, 'test', 'HR', f'{name}.png'), color=True)
+        lr = read_image(os.path.join(data_dir, 'test', 'LR_bicubic', f'X{SCALE}', f'{name}x{SCALE}.png'), color=True)
+        sr = read_image(os.path.join(sr_dir, f'{name}x{SCALE}_{sr_suffix}.png'), color=True)
         rows.append((name, *(calculate_psnr(result, hr, crop_border=SCALE, test_y_channel=True)
                              for result in (bicubic_upsample(lr), sr))))
     return rows
