@@ -1,5 +1,6 @@
 # `make demo`: set up .venv and run the demo end to end (about 10 minutes on 2 CPU cores).
-# `make test`: set up .venv with the test extras and run the test suite.
+# `make test`: set up .venv with the test extras, lint (ruff, ruff.toml) and run the test suite
+# (all of it; `pytest -m "not slow"` skips the subprocess and end-to-end tests for a fast loop).
 # Setup is done once; later runs reuse .venv until setup.py or constraints.txt change.
 
 PYTHON ?= python3
@@ -17,6 +18,7 @@ demo: $(VENV)/.installed
 	$(BIN)/basicsr demo
 
 test: $(VENV)/.installed-test
+	$(BIN)/ruff check .
 	@status=0; $(BIN)/python -m pytest -ra tests || status=$$?; \
 	if [ $$status -eq 5 ]; then echo 'pytest collected no tests: failing' >&2; exit 1; fi; exit $$status
 

@@ -1,7 +1,10 @@
-"""Importing this module registers everything ESC adds to BasicSR's registries.
+"""Importing this module registers everything ESC adds to BasicSR's registries and applies every BasicSR fix.
 
-For code run from this repository (``import register`` next to BasicSR's own scripts); an
-installed package does the same with ``import esc_arch``. Importing it again, or importing
-both, is harmless: Python runs ``esc_arch`` once per process.
+For code run from this repository next to BasicSR's own scripts (``import register`` in ``train.py``):
+it does what the ``basicsr`` command does, ``import esc_arch`` (registration) plus
+``esc_arch.compat.apply_all()`` (the fixes of training and testing, README.md). Importing it again, or
+importing ``esc_arch`` too, is harmless: each registration and each fix happens once per process.
 """
-import esc_arch  # noqa: F401
+import esc_arch.compat
+
+esc_arch.compat.apply_all()

@@ -30,10 +30,12 @@ setup(
         'scikit-image',
     ],
     extras_require={
-        'test': ['pytest'],
+        'test': ['pytest', 'ruff'],
         'onnx': ['onnx', 'onnxruntime'],
         'spandrel': ['spandrel'],
         'bench': ['matplotlib'],
+        'safetensors': ['safetensors'],
+        'iqa': ['pyiqa'],  # LPIPS, DISTS, MUSIQ, ... for real-world evaluation (README)
     },
     entry_points={
         'console_scripts': ['basicsr = esc_arch.cli:main'],

@@ -4,6 +4,7 @@ import statistics
 
 MIB = 2 ** 20
 PAPER_GPU_MS, PAPER_GPU_BYTES = 21.9, 215e6  # ESC x4 at 1280x720 output, the paper's (unnamed) GPU
+CPU_TARGET_MS = 2250  # ESC x4 at 1280x720 output on the 2-core CPU: 1.4x its fp32 FLOP limit (1.6 s)
 SECTION_START, SECTION_END = '<!-- benchmark results: {name} (written by benchmarks.run) -->', \
     '<!-- end of benchmark results: {name} -->'
 
@@ -105,6 +106,16 @@ def check_targets(results):
     else:
         checks.append((target, '-', 'not measured'))
 
+    target = f'CPU, ESC x4, 1280x720 output, fp32, fastest path (eager or compiled): <= {CPU_TARGET_MS / 1000:g} s'
+    compiled = _find(results.get('compiled') or [], variant='ESC')
+    if device == 'cpu' and _is_paper_setting(results) and compiled and compiled.get('eager_times') \
+            and compiled.get('compiled_times'):
+        eager_ms, compiled_ms = median_ms(compiled, 'eager_times'), median_ms(compiled, 'compiled_times')
+        checks.append((target, f'eager {eager_ms / 1000:.2f} s, compiled {compiled_ms / 1000:.2f} s',
+                       'met' if min(eager_ms, compiled_ms) <= CPU_TARGET_MS else 'not met'))
+    else:
+        checks.append((target, '-', 'not measured'))
+
     target = (f'GPU, ESC x4, 1280x720 output, fp32, auto: within 1.5x of the paper\'s {PAPER_GPU_MS} ms '
               f'and {PAPER_GPU_BYTES / 1e6:.0f} MB')
     gpu_auto = forward_auto if device == 'cuda' and _is_paper_setting(results) else None
@@ -125,7 +136,8 @@ def markdown_section(results, chart_link):
     scale = settings['scale']
     lines = [
         SECTION_START.format(name=settings['name']),
-        f'## Run `{settings["name"]}`: {env["device_type"].upper()}, {env["device_name"]}, {env["threads"]} torch thread(s)',
+        f'## Run `{settings["name"]}`: {env["device_type"].upper()}, {env["device_name"]}, '
+        f'{env["threads"]} torch thread(s)',
         '',
         f'Measured {env["date"]} with:',
         '',
@@ -175,7 +187,8 @@ def markdown_section(results, chart_link):
                   'outside these parts, residual additions, upsampling).', '']
         seconds = breakdown['seconds']
         rows = [[part, *[cell for backend in ('naive', 'auto') for cell in (
-                    _ms(seconds[backend][part] * 1000), f'{100 * seconds[backend][part] / seconds[backend]["total"]:.0f}%')]]
+                    _ms(seconds[backend][part] * 1000),
+                    f'{100 * seconds[backend][part] / seconds[backend]["total"]:.0f}%')]]
                 for part in seconds['naive']]
         lines += [_table(['part', 'naive ms', 'naive share', 'auto ms', 'auto share'], rows), '']
         for backend, operators in breakdown.get('operators', {}).items():
@@ -209,14 +222,65 @@ def markdown_section(results, chart_link):
         out_w, out_h = tiled['output_size']
         lines += [f'### Tiled inference: {out_w}x{out_h} output, fp32', '',
                   f'{tiled["variant"]} x{scale}, backend {tiled["backend"]}, tiles of {tiled["tile_size"]} LR pixels '
-                  f'with {tiled["tile_pad"]} pixels of context (`esc_arch.tiling.tiled_forward`), one cold call.', '',
+                  f'with {tiled["tile_pad"]} pixels of context (`esc_arch.inference.tiled_forward`), one cold call.',
+                  '',
                   _table(['time s', 'peak MiB (over baseline)', 'peak MiB (whole process)'],
                          [[_error_or(tiled, f'{tiled.get("seconds", 0):,.1f}'), _mib(tiled.get('peak_bytes')),
                            _mib(tiled.get('process_peak_bytes'))]]), '']
+    lines += _extra_sections(results, on_cpu)
     if chart_link:
         lines += [f'![Latency and peak memory by backend and variant]({chart_link})', '']
     lines.append(SECTION_END.format(name=settings['name']))
     return '\n'.join(lines)
+
+
+def _extra_sections(results, on_cpu):
+    """The tables of the parts run only when asked for (``--extra``): compiled, swinir, onnxruntime."""
+    settings = results['settings']
+    width, height = settings['output_size']
+    setting = f'{width}x{height} output, x{settings["scale"]}, batch 1, fp32'
+    cpu_header = ['median CPU ms'] if on_cpu else []
+    lines = []
+    if results.get('compiled'):
+        lines += [f'### torch.compile against eager: {setting}, auto backend', '',
+                  '`esc_arch.inference.compilation.compile_network` (inductor, default mode). The compiled network\'s '
+                  'first call compiles it: its time is the compilation cost, reported apart from the median.', '']
+        rows = []
+        for row in results['compiled']:
+            eager = {'times': row.get('eager_times'), 'cpu_times': row.get('eager_cpu_times')}
+            compiled = {'times': row.get('compiled_times'), 'cpu_times': row.get('compiled_cpu_times')}
+            error = row.get('compiled_error') or row.get('eager_error')
+            rows.append([row['variant'], _ms(median_ms(eager)), *([_ms(cpu_ms(eager))] if on_cpu else []),
+                         f'failed: {error}' if error else _ms(median_ms(compiled)),
+                         *([_ms(cpu_ms(compiled))] if on_cpu else []),
+                         _ratio(median_ms(eager), median_ms(compiled)),
+                         f'{row["compiled_first"]:,.1f}' if 'compiled_first' in row else '-',
+                         'yes' if row.get('compiled_network') else 'no (eager fallback)',
+                         f'{row["max_abs_difference"]:.1e}' if 'max_abs_difference' in row else '-'])
+        lines += [_table(['variant', 'eager median ms', *(['eager CPU ms'] if on_cpu else []), 'compiled median ms',
+                          *(['compiled CPU ms'] if on_cpu else []), 'speed-up', 'first compiled call s',
+                          'compiled', 'max abs difference'], rows), '']
+    if results.get('swinir'):
+        lines += [f'### ESC-light against SwinIR-light (BasicSR\'s `SwinIR`): {setting}', '',
+                  'SwinIR-light as in the SwinIR and ESC papers: embed_dim 60, depths and heads [6, 6, 6, 6], '
+                  'window 8, mlp_ratio 2, `pixelshuffledirect`. Both eager PyTorch, random weights. FLOPs counted as '
+                  'in `basicsr profile` (one multiply-add = one FLOP, naive attention).', '']
+        rows = [[row['network'], _error_or(row, _ms(median_ms(row))), _spread(row),
+                 *([_ms(cpu_ms(row))] if on_cpu else []), _mib(row.get('peak_bytes')), f'{row["params"] / 1e3:,.0f}',
+                 f'{row["flops"] / 1e9:,.1f}'] for row in results['swinir']]
+        lines += [_table(['network', 'median ms', 'min - max ms', *cpu_header, 'peak MiB', 'params K', 'FLOPs G'],
+                         rows), '']
+    deployed = results.get('onnxruntime')
+    if deployed:
+        lines += [f'### onnxruntime against PyTorch: {deployed["variant"]}, {setting}, CPU', '',
+                  f'Exported with `esc_arch.export.export_onnx` ({deployed["file_bytes"] / MIB:,.1f} MiB file); '
+                  f'onnxruntime\'s CPU provider with as many threads as torch; largest difference from PyTorch on '
+                  f'`check_onnx`\'s inputs: {deployed["max_abs_difference"]:.1e}.', '']
+        rows = [[row['runtime'], _error_or(row, _ms(median_ms(row))), _spread(row),
+                 *([_ms(cpu_ms(row))] if on_cpu else []), _first_ms(row), _mib(row.get('peak_bytes'))]
+                for row in deployed['rows']]
+        lines += [_table(['runtime', 'median ms', 'min - max ms', *cpu_header, 'first call ms', 'peak MiB'], rows), '']
+    return lines
 
 
 def write_section(path, section, name):

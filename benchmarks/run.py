@@ -24,6 +24,7 @@ from esc_arch.archs.attention import flex_attention_available
 from . import measure, report, workloads
 
 BACKENDS = ('naive', 'sdpa', 'flex', 'auto')
+EXTRA_PARTS = ('compiled', 'swinir', 'onnxruntime')
 
 
 def _size(text):
@@ -55,7 +56,8 @@ def parse_args(argv):
                         help='attention backends (flex is skipped where it cannot run)')
     parser.add_argument('--dtypes', nargs='+', choices=['fp32', 'bf16'], default=['fp32', 'bf16'])
     parser.add_argument('--threads', type=int,
-                        help='torch threads (default: torch\'s choice); 1 gives steadier CPU figures on a shared machine')
+                        help="torch threads (default: torch's choice); 1 gives steadier CPU figures on a shared "
+                        'machine')
     parser.add_argument('--repeats', type=int, help='timed calls per measurement (default: 3 on CPU, 20 on GPU)')
     parser.add_argument('--warmup', type=int, help='untimed calls first, at least 1 (default: 1 on CPU, 3 on GPU)')
     parser.add_argument('--train-batch', type=int, default=4)
@@ -68,6 +70,11 @@ def parse_args(argv):
                         dest='overrides', help='change a hyperparameter of every variant, e.g. --set n_blocks=1')
     parser.add_argument('--skip', nargs='+', default=[], choices=['forward', 'breakdown', 'train', 'layers', 'tiled'],
                         help='parts not to run')
+    parser.add_argument('--extra', nargs='+', default=[], choices=EXTRA_PARTS,
+                        help='parts run only when named: compiled (eager against torch.compile, each variant, fp32, '
+                        'auto backend; minutes of compilation per variant on a CPU), swinir (ESC-light against '
+                        "BasicSR's SwinIR-light), onnxruntime (the first variant exported to ONNX, in onnxruntime "
+                        'against PyTorch)')
     parser.add_argument('--name', help='name of this run\'s section in the markdown file, which a later run of the '
                         'same name replaces, and of its default JSON and chart files (default: the device type, '
                         'e.g. cpu)')
@@ -88,7 +95,8 @@ def parse_args(argv):
     if args.size[0] % args.scale or args.size[1] % args.scale:
         parser.error(f'--size {args.size[0]}x{args.size[1]} is not a multiple of --scale {args.scale}')
     if args.tiled_size[0] % args.scale or args.tiled_size[1] % args.scale:
-        parser.error(f'--tiled-size {args.tiled_size[0]}x{args.tiled_size[1]} is not a multiple of --scale {args.scale}')
+        parser.error(f'--tiled-size {args.tiled_size[0]}x{args.tiled_size[1]} is not a multiple of '
+                     f'--scale {args.scale}')
     device_type = torch.device(args.device).type
     if device_type == 'cuda' and not torch.cuda.is_available():
         parser.error(f'--device {args.device}: CUDA is not available in this torch build or machine')
@@ -216,6 +224,83 @@ def run_tiled(args):
             'tile_pad': args.tile_pad, **measure.peak_memory('tiled', params)}
 
 
+def _largest_difference(first, second):
+    first, second = (torch.as_tensor(value).float().cpu() for value in (first, second))
+    return float((first - second).abs().max())
+
+
+def run_compiled(args):
+    """Each variant eager and through ``torch.compile`` (fp32, auto backend), timed in turns."""
+    lr_size = (args.size[1] // args.scale, args.size[0] // args.scale)
+    rows = []
+    for variant in args.variants:
+        _progress(f'torch.compile: {variant} fp32, eager and compiled (the compiled first call compiles)')
+        params = dict(variant=variant, scale=args.scale, overrides=args.overrides, attn_type='auto', dtype='fp32',
+                      device=args.device, lr_size=lr_size)
+        calls = {'eager': measure.build('forward', params),
+                 'compiled': measure.build('forward', {**params, 'compile': True})}
+        timings = measure.time_interleaved(calls, args.device, args.repeats, args.warmup)
+        compiled = calls['compiled']
+        row = {'variant': variant, 'compiled_network': bool(compiled.compiled and compiled.network.compiled),
+               **{f'{name}_{key}': value for name, timing in timings.items() for key, value in timing.items()}}
+        if not any(name.endswith('error') for name in row):
+            row['max_abs_difference'] = _largest_difference(calls['eager'](), calls['compiled']())
+        rows.append(row)
+        del calls
+    return rows
+
+
+def run_swinir(args):
+    """ESC-light against BasicSR's SwinIR-light: latency, peak memory, parameters and FLOPs."""
+    from esc_arch.profiling import profile_network
+
+    lr_size = (args.size[1] // args.scale, args.size[0] // args.scale)
+    names = ('ESC-light', 'SwinIR-light')
+    _progress(f'ESC-light against SwinIR-light x{args.scale}, fp32')
+    params = {name: dict(name=name, scale=args.scale, device=args.device, lr_size=lr_size) for name in names}
+    calls = {name: measure.build('alternative', params[name]) for name in names}
+    timings = measure.time_interleaved(calls, args.device, args.repeats, args.warmup)
+    del calls
+    rows = []
+    for name in names:
+        memory = measure.peak_memory('alternative', params[name]) if 'error' not in timings[name] else {}
+        profile = profile_network(workloads.build_alternative(name, args.scale, 'cpu'), args.scale, args.size)
+        rows.append({'network': name, **timings[name], **{k: v for k, v in memory.items() if k != 'seconds'},
+                     'params': profile.params, 'flops': profile.flops})
+    return rows
+
+
+def run_onnxruntime(args):
+    """The first variant exported to ONNX (``esc_arch.export``) in onnxruntime against PyTorch eager, on CPU."""
+    import tempfile
+
+    from esc_arch.export import check_onnx, export_onnx
+
+    variant = args.variants[0]
+    lr_size = (args.size[1] // args.scale, args.size[0] // args.scale)
+    threads = torch.get_num_threads()
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, f'{variant}.onnx')
+        _progress(f'onnxruntime: exporting {variant} x{args.scale}')
+        network = workloads.build_network(variant, args.scale, args.overrides, 'auto', 'fp32', 'cpu')
+        export_onnx(network, path)
+        differences = check_onnx(path, network)
+        torch_params = dict(variant=variant, scale=args.scale, overrides=args.overrides, attn_type='auto',
+                            dtype='fp32', device='cpu', lr_size=lr_size)
+        params = {'PyTorch eager': ('forward', torch_params),
+                  'onnxruntime': ('onnxruntime', dict(path=path, threads=threads, lr_size=lr_size, device='cpu'))}
+        _progress(f'onnxruntime against PyTorch eager: {variant}')
+        calls = {name: measure.build(kind, value) for name, (kind, value) in params.items()}
+        timings = measure.time_interleaved(calls, 'cpu', args.repeats, args.warmup)
+        del calls
+        rows = []
+        for name, (kind, value) in params.items():
+            memory = measure.peak_memory(kind, value) if 'error' not in timings[name] else {}
+            rows.append({'runtime': name, **timings[name], **{k: v for k, v in memory.items() if k != 'seconds'}})
+        return {'variant': variant, 'file_bytes': os.path.getsize(path),
+                'max_abs_difference': max(differences.values()), 'rows': rows}
+
+
 def measure_all(args):
     """Run every part not skipped; the results as written to the JSON file."""
     if args.threads:
@@ -226,14 +311,17 @@ def measure_all(args):
     backward_backends = [b for b in backends if b != 'flex' or device_type == 'cuda']
     results = {
         'environment': environment(args.device),
-        'settings': {'name': args.name, 'scale': args.scale, 'output_size': args.size, 'overrides': dict(args.overrides),
-                     'repeats': args.repeats, 'warmup': args.warmup, 'train_batch': args.train_batch,
-                     'train_patch': args.train_patch},
+        'settings': {'name': args.name, 'scale': args.scale, 'output_size': args.size,
+                     'overrides': dict(args.overrides), 'repeats': args.repeats, 'warmup': args.warmup,
+                     'train_batch': args.train_batch, 'train_patch': args.train_patch},
         'forward': run_forward(args, backends) if 'forward' not in args.skip else [],
         'breakdown': run_breakdown(args) if 'breakdown' not in args.skip else None,
         'train': run_train(args, backward_backends) if 'train' not in args.skip else [],
         'layers': run_layers(args, backends, backward_backends) if 'layers' not in args.skip else [],
         'tiled': run_tiled(args) if 'tiled' not in args.skip else None,
+        'compiled': run_compiled(args) if 'compiled' in args.extra else [],
+        'swinir': run_swinir(args) if 'swinir' in args.extra else [],
+        'onnxruntime': run_onnxruntime(args) if 'onnxruntime' in args.extra else None,
     }
     results['environment']['load_end'] = _load_average()
     return results

@@ -9,11 +9,16 @@ import torch
 import torch.nn.functional as F
 from esc_arch.archs import build_preset
 from esc_arch.archs.attention import WindowAttention
-from esc_arch.archs.blocks import ConvAttn, ConvAttnBranch, ConvFFN, DecomposedConvAttn, LayerNorm2d
+from esc_arch.archs.blocks import ConvAttn, ConvAttnBranch, ConvFFN, DecomposedConvAttn, LayerNorm2d, SharedKernel
 from esc_arch.archs.layers import working_layout
-from esc_arch.tiling import tiled_forward
+from esc_arch.inference import tiled_forward
+from esc_arch.inference.compilation import compile_network
+from esc_arch.inference.window_padding import forward_padded_to_window
 
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16}
+# SwinIR-light as in the SwinIR paper and the ESC paper's Table 2, built from BasicSR's own SwinIR.
+SWINIR_LIGHT = dict(img_size=64, window_size=8, img_range=1., depths=[6, 6, 6, 6], embed_dim=60,
+                    num_heads=[6, 6, 6, 6], mlp_ratio=2, upsampler='pixelshuffledirect')
 # The parts of a network that the time breakdown reports (see benchmarks.measure.time_by_module).
 MODULE_GROUPS = {
     'window attention (qkv and output projections included)': WindowAttention,
@@ -30,14 +35,74 @@ def build_network(variant, scale, overrides, attn_type, dtype, device):
     return network.to(device=device, dtype=DTYPES[dtype]).eval()
 
 
-def forward(variant, scale, overrides, attn_type, dtype, device, lr_size):
-    """Inference on one ``lr_size`` (height, width) image."""
+def forward(variant, scale, overrides, attn_type, dtype, device, lr_size, compile=False):
+    """Inference on one ``lr_size`` (height, width) image; returns the output.
+
+    With ``compile``, the network goes through :func:`esc_arch.inference.compilation.compile_network`
+    (compiled at the first call; eager where compiling is unavailable, see ``run.compiled``).
+    """
     network = build_network(variant, scale, overrides, attn_type, dtype, device)
+    compiled = False
+    if compile:
+        network, compiled = compile_network(network)
     lr = torch.rand(1, 3, *lr_size, device=device, dtype=DTYPES[dtype])
 
     def run():
         with torch.inference_mode():
-            network(lr)
+            return network(lr)
+
+    run.network, run.compiled = network, compiled
+    return run
+
+
+def build_alternative(name, scale, device):
+    """``ESC-light`` or BasicSR's ``SwinIR-light`` (the paper's configuration), fp32, in eval mode."""
+    from basicsr.archs.swinir_arch import SwinIR
+
+    if name == 'ESC-light':
+        return build_network('ESC-light', scale, (), 'auto', 'fp32', device)
+    torch.manual_seed(0)
+    return PaddedToWindow(SwinIR(upscale=scale, **SWINIR_LIGHT), SWINIR_LIGHT['window_size'], scale).to(device).eval()
+
+
+class PaddedToWindow(torch.nn.Module):
+    """A network run as SwinIR's authors test it: input reflect-padded to multiples of its window, output cropped.
+
+    BasicSR's SwinIR does not pad: it needs such inputs (720 / 4 = 180 is not a multiple of 8).
+    """
+
+    def __init__(self, network, window_size, scale):
+        super().__init__()
+        self.network, self.window_size, self.scale = network, window_size, scale
+
+    def forward(self, lr):
+        return forward_padded_to_window(self.network, lr, self.window_size, self.scale)
+
+
+def alternative(name, scale, device, lr_size):
+    """Inference of :func:`build_alternative`'s network on one ``lr_size`` image."""
+    network = build_alternative(name, scale, device)
+    lr = torch.rand(1, 3, *lr_size, device=device)
+
+    def run():
+        with torch.inference_mode():
+            return network(lr)
+
+    return run
+
+
+def onnxruntime_forward(path, threads, lr_size, device='cpu'):
+    """onnxruntime on one ``lr_size`` image with the exported network in ``path`` (``device``: ``cpu`` only)."""
+    import numpy as np
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+    lr = np.random.default_rng(0).random((1, 3, *lr_size), dtype=np.float32)
+
+    def run():
+        return session.run(None, {'input': lr})[0]
 
     return run
 
@@ -70,7 +135,7 @@ def layer(kind, attn_type, dtype, device, size, dim=64, pdim=16, kernel_size=13,
         module = ConvAttnBranch(dim, pdim)
         large_kernel = torch.randn(pdim, pdim, kernel_size, kernel_size, device=device, dtype=DTYPES[dtype]) * 0.01
         large_kernel.requires_grad_(backward)
-        call = lambda x: module(x, large_kernel)  # noqa: E731
+        call = lambda x: module(x, SharedKernel(large_kernel))  # noqa: E731
     else:
         module = WindowAttention(dim, window_size, num_heads, attn_type)
         call = module
@@ -88,7 +153,10 @@ def layer(kind, attn_type, dtype, device, size, dim=64, pdim=16, kernel_size=13,
 
 
 def tiled(variant, scale, overrides, attn_type, dtype, device, lr_size, tile_size, tile_pad):
-    """Inference on one ``lr_size`` image in tiles of ``tile_size`` LR pixels (:func:`esc_arch.tiling.tiled_forward`)."""
+    """Inference on one ``lr_size`` image in tiles of ``tile_size`` LR pixels.
+
+    Runs :func:`esc_arch.inference.tiled_forward`.
+    """
     network = build_network(variant, scale, overrides, attn_type, dtype, device)
     lr = torch.rand(1, 3, *lr_size, device=device, dtype=DTYPES[dtype])
 
@@ -99,4 +167,5 @@ def tiled(variant, scale, overrides, attn_type, dtype, device, lr_size, tile_siz
     return run
 
 
-BUILDERS = {'forward': forward, 'train_step': train_step, 'layer': layer, 'tiled': tiled}
+BUILDERS = {'forward': forward, 'train_step': train_step, 'layer': layer, 'tiled': tiled, 'alternative': alternative,
+            'onnxruntime': onnxruntime_forward}

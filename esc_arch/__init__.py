@@ -1,6 +1,9 @@
 """ESC (Emulating Self-attention with Convolution) networks and tools for BasicSR.
 
-Importing this package registers the ESC networks in BasicSR's registries.
+Importing this package registers the ESC networks, datasets and models in BasicSR's registries, and
+applies only the fixes that importing basicsr needs (:data:`esc_arch.compat.IMPORT_PATCHES`). The
+fixes of BasicSR's training and testing are applied by the ``basicsr`` command, or in your own
+scripts by :func:`esc_arch.compat.apply_all`. The layers are described in docs/ARCHITECTURE.md.
 """
 from . import compat  # noqa: F401  (must run before anything imports basicsr)
 from .archs import (ATTN_TYPES, ESC, ESCFP, PRESETS, Block, ConvAttn, ConvAttnBranch, ConvFFN, DecomposedConvAttn,

@@ -3,7 +3,9 @@
 Checkpoints are read with ``torch.load(weights_only=True)``: plain tensors and containers only, so
 a file that would run code when unpickled is refused instead of executed. BasicSR checkpoints keep
 the weights under ``params_ema`` (EMA) or ``params``; bare state dicts are accepted too, with the
-``module.`` prefix of DataParallel/DDP checkpoints removed.
+``module.`` prefix of DataParallel/DDP checkpoints removed. The arbitrary-scale authors' format
+``{'model': {'name', 'args', 'sd'}}`` (ESC+LTE) gives its ``sd``. ``.safetensors`` files (a flat
+state dict) are read with the optional ``safetensors`` package.
 """
 import math
 import pickle
@@ -12,18 +14,16 @@ from pathlib import Path
 
 import torch
 
+from .archs.heads import real_upsampler_scale
 from .archs.presets import PRESETS
+from .errors import CheckpointError
 
 STATE_DICT_KEYS = ('params_ema', 'params')
-ESC_REAL_SCALE = 4
+SAFETENSORS_SUFFIX = '.safetensors'
 _SHOWN_KEYS = 3
 
 
-class CheckpointError(ValueError):
-    """A checkpoint cannot be read safely or does not fit the network."""
-
-
-def read_checkpoint(path):
+def read_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint file without executing code from it.
 
     Args:
@@ -38,6 +38,8 @@ def read_checkpoint(path):
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f'checkpoint not found: {path}')
+    if path.suffix.lower() == SAFETENSORS_SUFFIX:
+        return read_safetensors(path)
     try:
         checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as err:
@@ -55,11 +57,31 @@ def read_checkpoint(path):
     return checkpoint
 
 
-def extract_state_dict(checkpoint, param_key=None, source='checkpoint'):
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """The flat state dict of a ``.safetensors`` file (the format holds tensors only, nothing to execute).
+
+    Raises:
+        CheckpointError: The ``safetensors`` package is missing or the file is not a valid safetensors file.
+    """
+    try:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+    except ImportError:
+        raise CheckpointError(f'reading {path} needs the safetensors package: pip install "esc-arch[safetensors]"') \
+            from None
+    try:
+        return load_file(str(path), device='cpu')
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f'{path} is not a readable safetensors file ({str(err).splitlines()[0]})') from None
+
+
+def extract_state_dict(checkpoint: dict, param_key: str | None = None,
+                       source: str = 'checkpoint') -> dict[str, torch.Tensor]:
     """Pick the network weights out of a checkpoint dict.
 
     Args:
-        checkpoint (dict): A BasicSR checkpoint (``params_ema`` / ``params``) or a bare state dict.
+        checkpoint (dict): A BasicSR checkpoint (``params_ema`` / ``params``), the arbitrary-scale
+            authors' checkpoint (``{'model': {'name', 'args', 'sd'}}``) or a bare state dict.
         param_key (str | None): Key to prefer (BasicSR's ``param_key_g``); falls back to
             ``params_ema``, ``params``, then the bare dict, as BasicSR does. Default: None.
         source (str): Name used in error messages. Default: 'checkpoint'.
@@ -71,16 +93,35 @@ def extract_state_dict(checkpoint, param_key=None, source='checkpoint'):
         if key is not None and isinstance(checkpoint.get(key), dict):
             checkpoint = checkpoint[key]
             break
+    else:
+        authors_model = checkpoint.get('model')
+        if isinstance(authors_model, dict) and isinstance(authors_model.get('sd'), dict):
+            checkpoint = authors_model['sd']
     non_tensors = [key for key, value in checkpoint.items() if not isinstance(value, torch.Tensor)]
     if non_tensors or not checkpoint:
         raise CheckpointError(f'{source} holds no state dict: expected tensors (or a "params_ema"/"params" '
                               f'entry), found keys {_first(list(checkpoint))}')
     if all(key.startswith('module.') for key in checkpoint):
         checkpoint = {key[len('module.'):]: value for key, value in checkpoint.items()}
+    check_finite(checkpoint, source)
     return dict(checkpoint)
 
 
-def load_state_dict(path, param_key=None):
+def check_finite(state_dict: dict[str, torch.Tensor], source: str = 'checkpoint') -> None:
+    """Refuse weights with NaN/inf values (e.g. saved from a diverged run): they give black or NaN images silently.
+
+    Raises:
+        CheckpointError: Naming the first tensor with a non-finite value.
+    """
+    for key, value in state_dict.items():
+        if value.is_floating_point() or value.is_complex():
+            finite = torch.isfinite(value)
+            if not finite.all():
+                raise CheckpointError(f'{source} holds non-finite weights: {key} has {int((~finite).sum())} NaN/inf '
+                                      'value(s) (saved from a diverged training?); use an earlier checkpoint')
+
+
+def load_state_dict(path: str | Path, param_key: str | None = None) -> dict[str, torch.Tensor]:
     """Read a checkpoint file safely and return its network state dict.
 
     Args:
@@ -93,7 +134,7 @@ def load_state_dict(path, param_key=None):
     return extract_state_dict(read_checkpoint(path), param_key, source=str(path))
 
 
-def infer_network_config(state_dict):
+def infer_network_config(state_dict: dict[str, torch.Tensor]) -> dict:
     """Read an ESC network's type and hyperparameters from its state dict's keys and shapes.
 
     ``attn_type`` is a run-time choice and is not stored, so it is left out.
@@ -138,8 +179,11 @@ def infer_network_config(state_dict):
     return config
 
 
-def infer_scale(state_dict, arch_type):
-    """Upscaling factor of a state dict: ``to_img`` has 3 * s * s outputs (ESC, ESCFP); ESCReal is x4.
+def infer_scale(state_dict: dict[str, torch.Tensor], arch_type: str) -> int:
+    """Upscaling factor of a state dict, from its ``to_img`` keys and shapes.
+
+    ESC and ESCFP: ``to_img`` has ``3 * s * s`` outputs. ESCReal: its upsampler's layers differ by
+    scale (see :func:`esc_arch.archs.heads.real_upsampler_scale`).
 
     Args:
         state_dict (dict[str, Tensor]): Network weights.
@@ -147,13 +191,20 @@ def infer_scale(state_dict, arch_type):
 
     Returns:
         int: The scale.
+
+    Raises:
+        CheckpointError: ESCReal weights without a known upsampler.
     """
     if arch_type == 'ESCReal':
-        return ESC_REAL_SCALE
+        scale = real_upsampler_scale(state_dict)
+        if scale is None:
+            raise CheckpointError('the ESC-Real weights have no known upsampler (to_img.0.* at x2, to_img.8.* at x4)')
+        return scale
     return math.isqrt(state_dict['to_img.weight'].shape[0] // 3)
 
 
-def load_into_network(network, state_dict, source='checkpoint'):
+def load_into_network(network: torch.nn.Module, state_dict: dict[str, torch.Tensor],
+                      source: str = 'checkpoint') -> None:
     """Load a state dict strictly into a network, explaining a mismatch in one error.
 
     Args:
@@ -171,7 +222,8 @@ def load_into_network(network, state_dict, source='checkpoint'):
         raise CheckpointError(describe_mismatch(network.state_dict(), state_dict, source)) from None
 
 
-def describe_mismatch(expected, given, source='checkpoint'):
+def describe_mismatch(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor],
+                      source: str = 'checkpoint') -> str:
     """One-line explanation of why the state dict ``given`` does not fit a network whose own is ``expected``."""
     missing = [key for key in expected if key not in given]
     unexpected = [key for key in given if key not in expected]
@@ -195,7 +247,7 @@ def _likely_cause(expected, given):
     return f'The checkpoint has {", ".join(differences)}: {advice}.'
 
 
-def matching_preset(config):
+def matching_preset(config: dict) -> str | None:
     """Name of the published variant (see ``PRESETS``) that ``config`` is, ignoring scale and backend; or None."""
     for name, preset in PRESETS.items():
         if all(config.get(key, False) == value for key, value in preset.items()) and \

@@ -4,10 +4,13 @@ The YAMLs differ only in variant and scale, so they are generated from one recip
 consistent; they are committed, and tests/test_options.py checks that they match this script.
 After editing it, run from the repository root: ``python options/generate_options.py``.
 """
+from functools import partial
 from pathlib import Path
 
 from esc_arch.archs import preset_config
 from esc_arch.archs.presets import SCALES as PUBLISHED_SCALES
+from esc_arch.archs.esc_lte import ESC_LTE_CONFIG
+from esc_arch.zoo import PRETRAINED_DIR, RELEASES
 
 OPTIONS_DIR = Path(__file__).resolve().parent
 SCALES = (2, 3, 4)
@@ -51,8 +54,28 @@ def metrics_section(scale):
             '      test_y_channel: true\n')
 
 
-def train_options(variant, scale):
-    stem = file_stem(variant)
+def div2k_train_set(scale):
+    return ('  train:\n'
+            '    name: DIV2K\n'
+            '    type: PairedImageDataset\n'
+            '    dataroot_gt: datasets/DIV2K/DIV2K_train_HR_sub.lmdb\n'
+            f'    dataroot_lq: datasets/DIV2K/DIV2K_train_LR_bicubic_X{scale}_sub.lmdb\n'
+            '    io_backend:\n'
+            '      type: lmdb\n')
+
+
+def dflip_train_set(scale):
+    """The authors' DFLIP set: one HR LMDB, LR made per crop by torchvision/PIL bicubic (paper Table 4)."""
+    return ('  train:\n'
+            '    name: DFLIP\n'
+            '    type: DownsampleImageDataset  # the authors\' dataset: LR = PIL bicubic of each augmented HR crop\n'
+            '    dataroot_gt: datasets/DFLIP/DFLIP_HR.lmdb\n'
+            '    io_backend:\n'
+            '      type: lmdb\n')
+
+
+def train_options(variant, scale, training_set='DIV2K'):
+    stem = file_stem(variant) + ('_DFLIP' if training_set == 'DFLIP' else '')
     if scale == 2:
         start = ('  pretrain_network_g: ~\n'
                  '  param_key_g: params_ema\n')
@@ -60,12 +83,25 @@ def train_options(variant, scale):
         start = (f'  # x{scale} starts from the x2 EMA weights; to_img is resampled from x2 to x{scale} on loading.\n'
                  f'  pretrain_network_g: experiments/train_{stem}_x2/models/net_g_latest.pth\n'
                  '  param_key_g: params_ema\n')
+    if training_set == 'DFLIP':
+        description = (
+            f'# {variant} x{scale}, trained on DFLIP (DIV2K + Flickr2K + LSDIR + DiverSeg-IP) with the paper\'s\n'
+            f'# recipe; paper Table 4, row "{variant} (Ours)" x{scale}. The LR is made on the fly from HR crops with\n'
+            '# torchvision/PIL bicubic, as the authors did (DownsampleImageDataset).\n'
+            + HEADER +
+            '# Data (README, "DFLIP"): the HR images of the four sets in one LMDB made by `basicsr make-lmdb`;\n'
+            '# Set5 for validation.\n')
+        train_set = dflip_train_set(scale)
+    else:
+        description = (
+            f'# {variant} x{scale}, trained on DIV2K with the paper\'s recipe (README, "Training and reproduction");\n'
+            f'# paper Table 2, row "{variant.replace("ESC-light", "ESC-lt")} (Ours)" x{scale}.\n'
+            + HEADER +
+            '# Data (README, "Preparing DIV2K and the benchmarks"): DIV2K sub-images in LMDBs made by\n'
+            '# `basicsr make-lr`, `basicsr extract-subimages` and `basicsr make-lmdb`; Set5 for validation.\n')
+        train_set = div2k_train_set(scale)
     return (
-        f'# {variant} x{scale}, trained on DIV2K with the paper\'s recipe (README, "Training and reproduction");\n'
-        f'# paper Table 2, row "{variant.replace("ESC-light", "ESC-lt")} (Ours)" x{scale}.\n'
-        + HEADER +
-        '# Data (README, "Preparing DIV2K and the benchmarks"): DIV2K sub-images in LMDBs made by\n'
-        '# `basicsr make-lr`, `basicsr extract-subimages` and `basicsr make-lmdb`; Set5 for validation.\n'
+        description +
         '# Total batch 64 = 4 processes x batch_size_per_gpu 16:\n'
         f'#   torchrun --nproc_per_node 4 -m esc_arch.cli train -opt options/train/train_{stem}_x{scale}.yml '
         '--launcher pytorch\n'
@@ -77,13 +113,7 @@ def train_options(variant, scale):
         'manual_seed: 0\n'
         '\n'
         'datasets:\n'
-        '  train:\n'
-        '    name: DIV2K\n'
-        '    type: PairedImageDataset\n'
-        '    dataroot_gt: datasets/DIV2K/DIV2K_train_HR_sub.lmdb\n'
-        f'    dataroot_lq: datasets/DIV2K/DIV2K_train_LR_bicubic_X{scale}_sub.lmdb\n'
-        '    io_backend:\n'
-        '      type: lmdb\n'
+        + train_set +
         f'    gt_size: {64 * scale}  # LR patch 64\n'
         '    use_hflip: true\n'
         '    use_rot: true\n'
@@ -140,24 +170,34 @@ def train_options(variant, scale):
         '  port: 29500\n')
 
 
-def test_options(variant, scale):
-    stem = file_stem(variant)
+def released_weights(stem, scale):
+    """File name of the authors' released weights that ``options/test/test_<stem>_x<scale>.yml`` tests."""
+    options = f'options/test/test_{stem}_x{scale}.yml'
+    return next(release.name for release in RELEASES.values() if release.options == options)
+
+
+def test_options(variant, scale, training_set='DIV2K'):
+    stem = file_stem(variant) + ('_DFLIP' if training_set == 'DFLIP' else '')
+    table = 'Table 4, trained on DFLIP' if training_set == 'DFLIP' else 'Table 2'
     if variant == 'Bicubic':
         description = (f'# Bicubic x{scale} (MATLAB imresize, no weights): the baseline row of the SR tables; checks\n'
                        '# the data layout and the evaluation protocol (Set5 x4: 28.43 dB PSNR-Y).\n')
         network = f'network_g:\n  type: Bicubic\n  upscaling_factor: {scale}\n'
         weights = '  pretrain_network_g: ~\n'
     elif variant in TRAINED:
-        description = (f'# Test {variant} x{scale} on the five benchmarks (paper Table 2).\n'
-                       f'# Weights: those of options/train/train_{stem}_x{scale}.yml, or the authors\' release.\n')
+        release = released_weights(stem, scale)
+        description = (f'# Test {variant} x{scale} on the five benchmarks (paper {table}).\n'
+                       f'# Weights: the authors\' release (`basicsr download {release}`), or your training\'s:\n'
+                       '#   --force_yml path:pretrain_network_g='
+                       f'experiments/train_{stem}_x{scale}/models/net_g_latest.pth\n')
         network = network_section(variant, scale)
-        weights = f'  pretrain_network_g: experiments/train_{stem}_x{scale}/models/net_g_latest.pth\n'
+        weights = f'  pretrain_network_g: {PRETRAINED_DIR}/{release}\n'
     else:
-        description = (f'# Test {variant} x{scale} with the authors\' released weights (no training recipe here).\n'
-                       + ('# ESC-Real is made for real-world degradations: bicubic PSNR/SSIM are for reference only.\n'
-                          if variant == 'ESC-Real' else ''))
+        release = released_weights(stem, scale)
+        description = (f'# Test {variant} x{scale} with the authors\' released weights (no training recipe here):\n'
+                       f'#   basicsr download {release}\n')
         network = network_section(variant, scale)
-        weights = f'  pretrain_network_g: experiments/pretrained_models/{stem}_x{scale}.pth\n'
+        weights = f'  pretrain_network_g: {PRETRAINED_DIR}/{release}\n'
     datasets = ''.join(paired_dataset(f'test_{index}', name, scale) for index, name in enumerate(BENCHMARKS, 1))
     return (description + HEADER +
             f'# Run: basicsr test -opt options/test/test_{stem}_x{scale}.yml\n'
@@ -178,7 +218,408 @@ def test_options(variant, scale):
             '  tile_size: ~  # e.g. 256 to process large images in tiles of that many LR pixels\n'
             '  tile_pad: 32\n'
             '  self_ensemble: false  # true: average over 8 flips/rotations (x8 ensemble)\n'
+            '  pad_to_window: true  # the authors\' protocol: LR reflect-padded to whole windows, output cropped\n'
             + metrics_section(scale))
+
+
+# ---------------------------------------------------------------- ESC-Real (paper Table 7)
+
+REAL_WORLD_STAGES = ('MSE', 'GAN')
+REAL_WORLD_TEST_SETS = ('RealSRSet', 'RealLQ250')  # real low-quality images, no ground truth
+REAL_KERNELS = "['iso', 'aniso', 'generalized_iso', 'generalized_aniso', 'plateau_iso', 'plateau_aniso']"
+
+
+def real_world_degradations():
+    """Real-ESRGAN's degradation settings (top-level keys read by the models), as the authors used them."""
+    return ('# Real-ESRGAN degradations, made on the fly by the model (device of the model)\n'
+            '# the first degradation process\n'
+            'resize_prob: [0.2, 0.7, 0.1]  # up, down, keep\n'
+            'resize_range: [0.15, 1.5]\n'
+            'gaussian_noise_prob: 0.5\n'
+            'noise_range: [1, 30]\n'
+            'poisson_scale_range: [0.05, 3]\n'
+            'gray_noise_prob: 0.4\n'
+            'jpeg_range: [30, 95]\n'
+            '# the second degradation process\n'
+            'second_blur_prob: 0.8\n'
+            'resize_prob2: [0.3, 0.4, 0.3]  # up, down, keep\n'
+            'resize_range2: [0.3, 1.2]\n'
+            'gaussian_noise_prob2: 0.5\n'
+            'noise_range2: [1, 25]\n'
+            'poisson_scale_range2: [0.05, 2.5]\n'
+            'gray_noise_prob2: 0.4\n'
+            'jpeg_range2: [30, 95]\n'
+            '\n'
+            'gt_size: 256\n'
+            'queue_size: 180  # training-pair pool; a multiple of batch_size_per_gpu\n')
+
+
+def real_world_dataset():
+    return ('  train:\n'
+            '    name: DF2K_OST\n'
+            '    type: RealESRGANDataset  # esc_arch\'s: scans dataroot_gt when meta_info is not given\n'
+            '    dataroot_gt: datasets/DF2K_OST/multiscale_sub\n'
+            '    meta_info: ~  # or a list of image paths relative to dataroot_gt\n'
+            '    io_backend:\n'
+            '      type: disk  # or lmdb, with dataroot_gt an LMDB made by `basicsr make-lmdb`\n'
+            '\n'
+            '    blur_kernel_size: 21\n'
+            f'    kernel_list: {REAL_KERNELS}\n'
+            '    kernel_prob: [0.45, 0.25, 0.12, 0.03, 0.12, 0.03]\n'
+            '    sinc_prob: 0.1\n'
+            '    blur_sigma: [0.2, 3]\n'
+            '    betag_range: [0.5, 4]\n'
+            '    betap_range: [1, 2]\n'
+            '\n'
+            '    blur_kernel_size2: 21\n'
+            f'    kernel_list2: {REAL_KERNELS}\n'
+            '    kernel_prob2: [0.45, 0.25, 0.12, 0.03, 0.12, 0.03]\n'
+            '    sinc_prob2: 0.1\n'
+            '    blur_sigma2: [0.2, 1.5]\n'
+            '    betag_range2: [0.5, 4]\n'
+            '    betap_range2: [1, 2]\n'
+            '\n'
+            '    final_sinc_prob: 0.8\n'
+            '\n'
+            '    gt_size: 256\n'
+            '    use_hflip: true\n'
+            '    use_rot: false\n'
+            '\n'
+            '    use_shuffle: true\n'
+            '    num_worker_per_gpu: 5\n'
+            '    batch_size_per_gpu: 12  # x 4 processes = 48\n'
+            '    dataset_enlarge_ratio: 1\n'
+            '    prefetch_mode: ~\n')
+
+
+def real_world_train_options(stage, scale):
+    """``options/train/train_ESC_Real_x<scale>_<stage>.yml``: stage ``MSE`` (Real-ESRNet) or ``GAN`` (Real-ESRGAN)."""
+    name = f'train_ESC_Real_x{scale}_{stage}'
+    if stage == 'MSE':
+        title = 'stage 1 of 2: L1 loss only (the authors call it MSE)'
+        model = 'ESCRealNetModel  # the authors\' name RealHATMSEModel works too'
+        usm = 'gt_usm: true  # train against the USM-sharpened ground truth\n'
+        start = ('  pretrain_network_g: ~\n'
+                 '  param_key_g: params_ema\n')
+        train = ('  ema_decay: 0.999\n'
+                 '  optim_g:\n'
+                 '    type: AdamW\n'
+                 '    lr: !!float 5e-4\n'
+                 '    weight_decay: 0\n'
+                 '    betas: [0.9, 0.9]\n'
+                 '  scheduler:\n'
+                 '    type: MultiStepLR\n'
+                 '    milestones: [100000]\n'
+                 '    gamma: 0.4\n'
+                 '  total_iter: 1000000\n'
+                 '  warmup_iter: -1  # no warm-up\n'
+                 '  pixel_opt:\n'
+                 '    type: L1Loss\n'
+                 '    loss_weight: 1.0\n'
+                 '    reduction: mean\n')
+        discriminator = ''
+    else:
+        title = f'stage 2 of 2: L1 + perceptual + GAN, from stage 1\'s EMA weights (train_ESC_Real_x{scale}_MSE)'
+        model = 'ESCRealGANModel  # the authors\' name RealHATGANModel works too'
+        usm = ('l1_gt_usm: true  # L1 and perceptual losses against the USM-sharpened ground truth\n'
+               'percep_gt_usm: true\n'
+               'gan_gt_usm: false\n')
+        start = (f'  pretrain_network_g: experiments/train_ESC_Real_x{scale}_MSE/models/net_g_latest.pth\n'
+                 '  param_key_g: params_ema\n')
+        train = ('  ema_decay: 0.999\n'
+                 '  optim_g:\n'
+                 '    type: Adam\n'
+                 '    lr: !!float 1e-4\n'
+                 '    weight_decay: 0\n'
+                 '    betas: [0.9, 0.99]\n'
+                 '  optim_d:\n'
+                 '    type: Adam\n'
+                 '    lr: !!float 1e-4\n'
+                 '    weight_decay: 0\n'
+                 '    betas: [0.9, 0.99]\n'
+                 '  scheduler:\n'
+                 '    type: MultiStepLR\n'
+                 '    milestones: [400000]\n'
+                 '    gamma: 0.5\n'
+                 '  total_iter: 400000\n'
+                 '  warmup_iter: -1  # no warm-up\n'
+                 '  pixel_opt:\n'
+                 '    type: L1Loss\n'
+                 '    loss_weight: 1.0\n'
+                 '    reduction: mean\n'
+                 '  # VGG19 weights: experiments/pretrained_models/vgg19-dcbb9e9d.pth, else downloaded by torchvision\n'
+                 '  perceptual_opt:\n'
+                 '    type: PerceptualLoss\n'
+                 '    layer_weights:\n'
+                 '      conv1_2: 0.1\n'
+                 '      conv2_2: 0.1\n'
+                 '      conv3_4: 1\n'
+                 '      conv4_4: 1\n'
+                 '      conv5_4: 1\n'
+                 '    vgg_type: vgg19\n'
+                 '    use_input_norm: true\n'
+                 '    perceptual_weight: !!float 1.0\n'
+                 '    style_weight: 0\n'
+                 '    range_norm: false\n'
+                 '    criterion: l1\n'
+                 '  gan_opt:\n'
+                 '    type: GANLoss\n'
+                 '    gan_type: vanilla\n'
+                 '    real_label_val: 1.0\n'
+                 '    fake_label_val: 0.0\n'
+                 '    loss_weight: !!float 1e-1\n'
+                 '  net_d_iters: 1\n'
+                 '  net_d_init_iters: 0\n')
+        discriminator = ('network_d:\n'
+                         '  type: UNetDiscriminatorSN\n'
+                         '  num_in_ch: 3\n'
+                         '  num_feat: 64\n'
+                         '  skip_connection: true\n'
+                         '\n')
+    return (
+        f'# ESC-Real x{scale}, {title};\n'
+        '# paper Table 7, on Real-ESRGAN\'s degradation pipeline (README, "Real-world training").\n'
+        + HEADER +
+        '# Data: DF2K + OST HR images (optionally multiscale sub-images), read from dataroot_gt.\n'
+        '# Total batch 48 = 4 processes x batch_size_per_gpu 12:\n'
+        f'#   torchrun --nproc_per_node 4 -m esc_arch.cli train -opt options/train/{name}.yml --launcher pytorch\n'
+        f'name: {name}\n'
+        f'model_type: {model}\n'
+        f'scale: {scale}\n'
+        'num_gpu: auto  # all visible GPUs; 0 without CUDA\n'
+        'manual_seed: 0\n'
+        '\n'
+        + real_world_degradations() + usm +
+        '\n'
+        'datasets:\n'
+        + real_world_dataset() +
+        '\n'
+        + network_section('ESC-Real', scale) +
+        '\n'
+        + discriminator +
+        'path:\n'
+        + start +
+        '  strict_load_g: true\n'
+        '  resume_state: ~\n'
+        '\n'
+        'train:\n'
+        + train +
+        '  # ESCModel options, off as in the paper\n'
+        + ('  mixed_precision: ~  # bf16 | fp16\n' if stage == 'MSE' else
+           '  mixed_precision: ~  # bf16 (not fp16: no loss scaling in this stage)\n') +
+        '  clip_grad_norm: ~\n'
+        '  compile: false\n'
+        '\n'
+        '# No validation: real-world images have no ground truth. To watch training, add e.g.\n'
+        '#   datasets: {val: {name: RealSRSet, type: SingleImageDataset, dataroot_lq: datasets/RealSRSet,\n'
+        '#                    io_backend: {type: disk}}}\n'
+        '#   val: {val_freq: !!float 5e3, save_img: true, metrics: {niqe: {type: calculate_niqe, crop_border: 0}}}\n'
+        '\n'
+        'logger:\n'
+        '  print_freq: 100\n'
+        '  save_checkpoint_freq: !!float 5e3\n'
+        '  use_tb_logger: true\n'
+        '  wandb:\n'
+        '    project: ~\n'
+        '    resume_id: ~\n'
+        '\n'
+        'dist_params:  # for --launcher slurm\n'
+        '  backend: nccl\n'
+        '  port: 29500\n')
+
+
+def real_world_test_options(scale):
+    """ESC-Real on real low-quality images (no ground truth): the outputs are saved, NIQE is computed."""
+    stem = file_stem('ESC-Real')
+    trained = f'experiments/train_ESC_Real_x{scale}_GAN/models/net_g_latest.pth'
+    release = next((release.name for release in RELEASES.values()
+                    if release.options == f'options/test/test_{stem}_x{scale}.yml'), None)
+    if release:
+        weights = f'{PRETRAINED_DIR}/{release}'
+        origin = (f'# Weights: the authors\' release (`basicsr download {release}`), or your training\'s:\n'
+                  f'#   --force_yml path:pretrain_network_g={trained}\n')
+    else:
+        weights = trained
+        origin = '# Weights: your training\'s (the authors released ESC-Real at x4 only).\n'
+    datasets = ''.join(
+        f'  test_{index}:\n'
+        f'    name: {name}\n'
+        '    type: SingleImageDataset\n'
+        f'    dataroot_lq: datasets/{name}\n'
+        '    io_backend:\n'
+        '      type: disk\n' for index, name in enumerate(REAL_WORLD_TEST_SETS, 1))
+    return (f'# Test ESC-Real x{scale} on real low-quality images (no ground truth), as the authors do: the\n'
+            '# upscaled images are saved (results/<name>/visualization/); NIQE (no-reference, lower is better)\n'
+            '# is computed by BasicSR. Other metrics of paper Table 7: README, "Real-world training".\n'
+            + origin + HEADER +
+            f'# Run: basicsr test -opt options/test/test_{stem}_x{scale}.yml\n'
+            f'name: test_{stem}_x{scale}\n'
+            'model_type: ESCModel\n'
+            f'scale: {scale}\n'
+            'num_gpu: auto\n'
+            'manual_seed: 0\n'
+            '\n'
+            'datasets:\n' + datasets + '\n' + network_section('ESC-Real', scale) + '\n'
+            'path:\n'
+            f'  pretrain_network_g: {weights}\n'
+            '  param_key_g: params_ema\n'
+            '  strict_load_g: true\n'
+            '\n'
+            'val:\n'
+            '  save_img: true\n'
+            '  suffix: ~\n'
+            '  tile_size: ~  # e.g. 256 to process large images in tiles of that many LR pixels\n'
+            '  tile_pad: 32\n'
+            '  self_ensemble: false  # true: average over 8 flips/rotations (x8 ensemble)\n'
+            '  metrics:\n'
+            '    niqe:  # BasicSR\'s NIQE on Y, whole image (as pyiqa computes it)\n'
+            '      type: calculate_niqe\n'
+            '      crop_border: 0\n')
+
+
+# ---------------------------------------------------------------- ESC+LTE, arbitrary scale (paper Table 6)
+
+LTE_TEST_SCALES = (2, 3, 4, 6, 8)
+LTE_TRAIN_SCALES = (1, 4)
+LTE_ITERS_PER_EPOCH = 500  # DIV2K: 800 images x 20 repeats / batch 32
+LTE_EPOCHS = 1000
+LTE_HALVING_EPOCHS = (500, 800, 900, 950)
+LTE_WEIGHTS = f'{PRETRAINED_DIR}/ESC_LTE.pth'
+
+
+def lte_network_section():
+    lines = ['network_g:  # ESC+LTE, as published (ESC encoder 64/16/k13, 5 blocks x 5 ConvAttn; LTE 256, MLP 256x3)']
+    lines += [f'  {key}: {value}' for key, value in ESC_LTE_CONFIG.items()]
+    return '\n'.join(lines) + '\n'
+
+
+def lte_dataset(key, name, dataroot):
+    return (f'  {key}:\n'
+            f'    name: {name}\n'
+            '    type: ArbitraryScaleDataset  # LR made from HR (PIL bicubic) at the top-level scale\n'
+            f'    dataroot_gt: {dataroot}\n'
+            '    io_backend:\n'
+            '      type: disk\n')
+
+
+def lte_metrics_section():
+    return ("  metrics:  # the authors' PSNR: luma of the unrounded output, `scale` border pixels shaved\n"
+            '    psnr:\n'
+            '      type: calculate_lte_psnr\n'
+            '      protocol: benchmark  # div2k: RGB, scale + 6 border pixels\n')
+
+
+def lte_train_options():
+    milestones = ', '.join(str(epoch * LTE_ITERS_PER_EPOCH) for epoch in LTE_HALVING_EPOCHS)
+    return (
+        '# ESC+LTE, arbitrary-scale SR trained on DIV2K with the authors\' recipe (paper Table 6; README,\n'
+        '# "Arbitrary-scale SR"): scales U(1, 4), LR patch 64, 2,304 sampled HR pixels, L1, Adam 2e-4, batch 32.\n'
+        + HEADER +
+        '# The authors count 1,000 epochs of DIV2K\'s 800 HR images repeated 20x (dataset_enlarge_ratio) with\n'
+        f'# batch 32: {LTE_ITERS_PER_EPOCH} iterations per epoch, so {LTE_EPOCHS * LTE_ITERS_PER_EPOCH} iterations, '
+        f'learning rate halved at epochs {", ".join(map(str, LTE_HALVING_EPOCHS))}.\n'
+        '# With N processes set batch_size_per_gpu to 32 / N to keep the total batch.\n'
+        '#   basicsr train -opt options/train/train_ESC_LTE.yml\n'
+        'name: train_ESC_LTE\n'
+        'model_type: ArbitraryScaleModel\n'
+        'scale: 4  # the validation scale; training scales are scale_min..scale_max\n'
+        'num_gpu: auto  # all visible GPUs; 0 without CUDA\n'
+        'manual_seed: 0\n'
+        '\n'
+        'datasets:\n'
+        '  train:\n'
+        '    name: DIV2K\n'
+        '    type: ArbitraryScaleDataset\n'
+        '    dataroot_gt: datasets/DIV2K/DIV2K_train_HR  # whole HR images (crops of up to 256 pixels)\n'
+        '    io_backend:\n'
+        '      type: disk\n'
+        '    lq_size: 64\n'
+        f'    scale_min: {LTE_TRAIN_SCALES[0]}\n'
+        f'    scale_max: {LTE_TRAIN_SCALES[1]}\n'
+        '    sample_q: 2304\n'
+        '    augment: true  # flips and transpose\n'
+        '    use_shuffle: true\n'
+        '    num_worker_per_gpu: 8\n'
+        '    batch_size_per_gpu: 32\n'
+        '    dataset_enlarge_ratio: 20  # the authors\' 20 repeats per epoch\n'
+        '    prefetch_mode: ~\n'
+        + lte_dataset('val', 'Set5', 'datasets/Set5/HR') +
+        '\n'
+        + lte_network_section() +
+        '\n'
+        'path:\n'
+        '  pretrain_network_g: ~\n'
+        '  param_key_g: params\n'
+        '  strict_load_g: true\n'
+        '  resume_state: ~\n'
+        '\n'
+        'train:\n'
+        '  ema_decay: 0  # the authors\' trainer keeps no EMA: checkpoints hold `params`\n'
+        '  optim_g:\n'
+        '    type: Adam\n'
+        '    lr: !!float 2e-4\n'
+        '    weight_decay: 0\n'
+        '    betas: [0.9, 0.999]\n'
+        '  scheduler:\n'
+        '    type: MultiStepLR\n'
+        f'    milestones: [{milestones}]  # epochs {", ".join(map(str, LTE_HALVING_EPOCHS))} x {LTE_ITERS_PER_EPOCH}\n'
+        '    gamma: 0.5\n'
+        f'  total_iter: {LTE_EPOCHS * LTE_ITERS_PER_EPOCH}\n'
+        '  warmup_iter: -1  # no warm-up\n'
+        '  pixel_opt:  # on [0, 1] values; the authors\' L1 on (x - 0.5) / 0.5 is twice it (same Adam steps)\n'
+        '    type: L1Loss\n'
+        '    loss_weight: 1.0\n'
+        '    reduction: mean\n'
+        '\n'
+        'val:\n'
+        f'  val_freq: !!float {10 * LTE_ITERS_PER_EPOCH}\n'
+        '  save_img: false\n'
+        + lte_metrics_section() +
+        '\n'
+        'logger:\n'
+        '  print_freq: 100\n'
+        f'  save_checkpoint_freq: !!float {10 * LTE_ITERS_PER_EPOCH}\n'
+        '  use_tb_logger: true\n'
+        '  wandb:\n'
+        '    project: ~\n'
+        '    resume_id: ~\n'
+        '\n'
+        'dist_params:  # for --launcher slurm\n'
+        '  backend: nccl\n'
+        '  port: 29500\n')
+
+
+def lte_test_options(scale):
+    seen = 'seen in training' if scale <= LTE_TRAIN_SCALES[1] else 'beyond the training scales: cell clipping'
+    datasets = ''.join(lte_dataset(f'test_{index}', name, f'datasets/{name}/HR')
+                       for index, name in enumerate(BENCHMARKS, 1))
+    return (f'# Test ESC+LTE at x{scale} ({seen}) on the five benchmarks\n'
+            '# with the authors\' protocol (paper Table 6; README, "Arbitrary-scale SR").\n'
+            '# Weights: the authors\' arbitrary-scale checkpoint as it is (their {model: {name, args, sd}} format) or\n'
+            '# converted (`basicsr convert-weights THEIRS.pth ESC_LTE.pth`), or your training\'s:\n'
+            '#   --force_yml path:pretrain_network_g=experiments/train_ESC_LTE/models/net_g_latest.pth\n'
+            + HEADER +
+            f'# Run: basicsr test -opt options/test/test_ESC_LTE_x{scale}.yml\n'
+            f'name: test_ESC_LTE_x{scale}\n'
+            'model_type: ArbitraryScaleModel\n'
+            f'scale: {scale}\n'
+            'num_gpu: auto\n'
+            'manual_seed: 0\n'
+            '\n'
+            'datasets:\n' + datasets + '\n' + lte_network_section() + '\n'
+            'path:\n'
+            f'  pretrain_network_g: {LTE_WEIGHTS}\n'
+            '  param_key_g: params_ema\n'
+            '  strict_load_g: true\n'
+            '\n'
+            'val:\n'
+            '  save_img: false\n'
+            '  suffix: ~\n'
+            '  query_chunk: 30000  # output pixels per head pass\n'
+            '  tile_size: ~  # e.g. 256 to encode large images in tiles of that many LR pixels\n'
+            '  tile_pad: 32\n'
+            '  clip_cell: true  # beyond x4 the cell is enlarged by scale / 4, as the authors evaluate\n'
+            + lte_metrics_section())
 
 
 def all_options():
@@ -189,15 +630,24 @@ def all_options():
             stem = f'{file_stem(variant)}_x{scale}'
             files[f'train/train_{stem}.yml'] = train_options(variant, scale)
             files[f'test/test_{stem}.yml'] = test_options(variant, scale)
+    for scale in SCALES:  # paper Table 4: ESC trained on DFLIP, x3/x4 from the DFLIP x2 model
+        files[f'train/train_ESC_DFLIP_x{scale}.yml'] = train_options('ESC', scale, training_set='DFLIP')
+        files[f'test/test_ESC_DFLIP_x{scale}.yml'] = test_options('ESC', scale, training_set='DFLIP')
     for variant in TEST_ONLY:
         for scale in PUBLISHED_SCALES.get(variant, SCALES):
-            files[f'test/test_{file_stem(variant)}_x{scale}.yml'] = test_options(variant, scale)
+            make = real_world_test_options if variant == 'ESC-Real' else partial(test_options, variant)
+            files[f'test/test_{file_stem(variant)}_x{scale}.yml'] = make(scale)
+    for stage in REAL_WORLD_STAGES:
+        files[f'train/train_ESC_Real_x4_{stage}.yml'] = real_world_train_options(stage, 4)
     for scale in SCALES:
         files[f'test/test_Bicubic_x{scale}.yml'] = test_options('Bicubic', scale)
     top_level_note = ('# Same as options/train/train_ESC_x4.yml (this is the name the README uses). It starts\n'
                       '# from the x2 model: run options/train/train_ESC_x2.yml first, or set pretrain_network_g: ~\n'
                       '# to start from scratch.\n')
     files['train_ESC_x4.yml'] = files['train/train_ESC_x4.yml'].replace(HEADER, HEADER + top_level_note, 1)
+    files['train/train_ESC_LTE.yml'] = lte_train_options()
+    for scale in LTE_TEST_SCALES:
+        files[f'test/test_ESC_LTE_x{scale}.yml'] = lte_test_options(scale)
     return files
 
 

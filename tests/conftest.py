@@ -1,9 +1,18 @@
-"""Shared test helpers: where the development data (``../shared``) is, when present."""
+"""Fixtures shared by the test modules: where the development data (``../shared``) is, a tiny checkpoint.
+
+Imports esc_arch before any test module (so that basicsr is importable) and applies every BasicSR
+patch, as the ``basicsr`` command does (``esc_arch.compat.apply_all()``): in-process tests run BasicSR's
+code as the command would. Tests of ``import esc_arch`` alone run in a fresh interpreter.
+"""
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+
+import esc_arch.compat
+
+esc_arch.compat.apply_all()
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / 'shared'
@@ -50,3 +59,23 @@ def tiny_checkpoint(tmp_path):
     yaml_path = tmp_path / 'tiny_ESC.yml'
     yaml_path.write_text(yaml.safe_dump({'network_g': dict(TINY_ESC, upscaling_factor=2)}))
     return checkpoint, yaml_path, network
+
+
+@pytest.fixture
+def fresh_basicsr_logger():
+    """BasicSR sets up its logger (and its log file) once per process: undo that around a test that runs
+    ``basicsr train``/``test`` in-process and reads the log file of its own run."""
+    import logging
+
+    from basicsr.utils import logger as basicsr_logger
+
+    def reset():
+        logger = logging.getLogger('basicsr')
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+            handler.close()
+        basicsr_logger.initialized_logger.pop('basicsr', None)
+
+    reset()
+    yield
+    reset()

@@ -1,4 +1,9 @@
-"""Helpers shared by several test modules: tiny networks, options, images, datasets and training steps."""
+"""Helpers shared by the test modules: tiny networks, options, images, datasets, training steps, the ``basicsr`` script.
+
+conftest.py imports esc_arch (so that basicsr is importable) before any test module.
+"""
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,8 +16,9 @@ import yaml
 from esc_arch.data import HROnlyBicubicDataset, bicubic_downsample
 
 SCALE = 4
-# A network small enough for CPU tests that still has every kind of layer.
-TINY = dict(dim=16, pdim=8, kernel_size=5, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2)
+# THE tiny configuration: a network small enough for CPU tests that still has every kind of layer
+# (conv_blocks=2: a block with more than one ConvAttn layer, and so a kernel shared between layers).
+TINY = dict(dim=16, pdim=8, kernel_size=5, n_blocks=1, conv_blocks=2, window_size=8, num_heads=2)
 TINY_ESC = dict(type='ESC', **TINY, upscaling_factor=SCALE)
 
 
@@ -43,6 +49,16 @@ def console_script():
     if not script.is_file():
         pytest.fail(f'{script} is missing: install the package (pip install -e .) before running the tests')
     return str(script)
+
+
+def run_basicsr(cwd, *arguments, timeout=600):
+    """Run the installed ``basicsr`` script in ``cwd`` with one torch thread.
+
+    Returns:
+        subprocess.CompletedProcess: ``stdout`` holds stdout and stderr together, in the order written.
+    """
+    return subprocess.run([console_script(), *arguments], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=timeout, env={**os.environ, 'OMP_NUM_THREADS': '1'})
 
 
 def make_pairs(root, count=3, size=24, seed=0):

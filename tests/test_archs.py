@@ -11,21 +11,29 @@ from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
 from esc_arch import (ESC, ESCFP, PRESETS, ConvAttn, ESCReal, LayerNorm2d, WindowAttention, build_preset,
                       preset_config)
-from esc_arch.archs.layers import mirror_pad
+from esc_arch.archs import ESCTrunk, SharedKernel, set_export_mode
+from esc_arch.archs.layers import mirror_pad, working_layout
+from esc_arch.checkpoint import infer_network_config
 
-from helpers import perturbed
+from helpers import TINY, perturbed
 
-# Small configurations of every network type, used wherever the full size is not needed.
-TINY = dict(dim=16, pdim=8, kernel_size=5, n_blocks=1, conv_blocks=2, window_size=8, num_heads=2)
+# Every network type at TINY size, used wherever the full size is not needed.
 TINY_NETWORKS = {
     'ESC': lambda scale=4, **kw: ESC(**TINY, upscaling_factor=scale, **kw),
     'ESC-ln': lambda scale=4, **kw: ESC(**TINY, upscaling_factor=scale, use_ln=True, **kw),
     'ESCFP': lambda scale=4, **kw: ESCFP(**TINY, upscaling_factor=scale, **kw),
     'ESCReal': lambda scale=4, **kw: ESCReal(**TINY, upscaling_factor=scale, **kw),
 }
+REAL_SCALES = (2, 4)
 FIXTURES = ['ESC_x4', 'ESC_light_x2', 'ESC_FP_x3', 'ESC_XLsmall_ln_x4', 'ESCReal_x4']
 
-# Parameter counts of the published variants at x2, x3, x4 (ESC_SPEC.md, "Published configurations").
+
+def skip_unsupported_scale(kind, scale):
+    if kind == 'ESCReal' and scale not in REAL_SCALES:
+        pytest.skip(f'ESCReal has upsamplers for x{REAL_SCALES[0]} and x{REAL_SCALES[1]} only')
+
+
+# The ESC paper's published parameter counts of each variant at x2, x3, x4.
 PUBLISHED_PARAMS = {
     'ESC': {2: 946_728, 3: 955_383, 4: 967_500},
     'ESC-light': {2: 603_600, 3: 612_255, 4: 624_372},
@@ -93,8 +101,9 @@ def test_preset_names_are_case_insensitive_and_checked():
     assert preset_config('ESC-FP')['type'] == 'ESCFP'
     with pytest.raises(ValueError, match='unknown ESC preset'):
         preset_config('ESC-huge')
+    assert preset_config('ESC-Real', scale=2)['upscaling_factor'] == 2
     with pytest.raises(ValueError, match='ESC-Real'):
-        preset_config('ESC-Real', scale=2)
+        preset_config('ESC-Real', scale=3)
     assert set(PRESETS) == {'ESC', 'ESC-light', 'ESC-FP', 'ESC-XL', 'ESC-Real'}
 
 
@@ -113,8 +122,7 @@ def test_batch_equals_each_sample_in_eval_and_train(kind):
 @pytest.mark.parametrize('kind', list(TINY_NETWORKS))
 @pytest.mark.parametrize('height, width, scale', [(17, 23, 3), (5, 7, 4), (1, 1, 2), (3, 40, 4)])
 def test_any_input_size(kind, height, width, scale):
-    if kind == 'ESCReal' and scale != 4:
-        pytest.skip('ESCReal is x4 only')
+    skip_unsupported_scale(kind, scale)
     network = perturbed(TINY_NETWORKS[kind](scale)).eval()
     with torch.no_grad():
         y = network(torch.rand(2, 3, height, width))
@@ -129,9 +137,9 @@ def test_full_size_window_on_an_input_smaller_than_half_a_window():
     assert y.shape == (1, 3, 20, 28) and torch.isfinite(y).all()
 
 
-@pytest.mark.parametrize('kind', list(TINY_NETWORKS))
-def test_every_parameter_gets_a_gradient(kind):
-    network = perturbed(TINY_NETWORKS[kind]()).train()
+@pytest.mark.parametrize('kind, scale', [*((kind, 4) for kind in TINY_NETWORKS), ('ESCReal', 2), ('ESC', 3)])
+def test_every_parameter_gets_a_gradient(kind, scale):
+    network = perturbed(TINY_NETWORKS[kind](scale)).train()
     network(torch.rand(2, 3, 12, 10)).abs().mean().backward()
     for name, p in network.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
@@ -154,8 +162,7 @@ def test_convert_keeps_outputs(kind):
 @pytest.mark.parametrize('kind', list(TINY_NETWORKS))
 @pytest.mark.parametrize('scale', [2, 3, 4])
 def test_state_dict_round_trip(kind, scale):
-    if kind == 'ESCReal' and scale != 4:
-        pytest.skip('ESCReal is x4 only')
+    skip_unsupported_scale(kind, scale)
     network = perturbed(TINY_NETWORKS[kind](scale)).eval()
     buffer = io.BytesIO()
     torch.save(network.state_dict(), buffer)
@@ -211,7 +218,9 @@ def test_authors_spellings_and_unknown_attn_type():
     (ESC, dict(dim=16, pdim=32), 'pdim'),
     (ESC, dict(dim=18, num_heads=4), 'dim'),
     (ESCFP, dict(kernel_size=4), 'kernel_size'),
-    (ESCReal, dict(upscaling_factor=2), 'upscaling_factor'),
+    (ESCReal, dict(upscaling_factor=3), 'upscaling_factor'),
+    (ESCTrunk, dict(kernel_size=6), 'kernel_size'),
+    (ESCTrunk, dict(conv_blocks=-1), 'conv_blocks'),
     (ESC, dict(upscaling_factor=0), 'upscaling_factor'),
     (ESC, dict(attn_type='fast'), 'attn_type'),
 ])
@@ -281,5 +290,55 @@ def test_blocks_work_on_their_own():
     attention = WindowAttention(dim=8, window_size=4, num_heads=2)
     assert attention(x).shape == x.shape
     conv_attn = ConvAttn(pdim=4)
-    y = conv_attn(x, torch.randn(4, 4, 7, 7))
+    y = conv_attn(x, SharedKernel(torch.randn(4, 4, 7, 7)))
     assert y.shape == x.shape and torch.equal(y[:, 4:], x[:, 4:])
+
+
+def test_trunk_has_the_keys_of_esc_less_its_head():
+    network = perturbed(TINY_NETWORKS['ESC']()).eval()
+    trunk = ESCTrunk(**TINY).eval()
+    head = {'to_img.weight', 'to_img.bias'}
+    assert set(trunk.state_dict()) == set(network.state_dict()) - head
+    trunk.load_state_dict({k: v for k, v in network.state_dict().items() if k not in head}, strict=True)
+    x = torch.rand(2, 3, 11, 9)
+    with torch.no_grad():
+        features = trunk(x)
+        expected = network.features(working_layout(x))
+    assert features.shape == (2, TINY['dim'], 11, 9)
+    assert torch.equal(features, expected)
+
+
+def test_networks_keep_flat_keys_and_share_the_trunk():
+    assert isinstance(TINY_NETWORKS['ESC'](), ESCTrunk) and isinstance(TINY_NETWORKS['ESCReal'](), ESCTrunk)
+    for kind, network in ((kind, build()) for kind, build in TINY_NETWORKS.items()):
+        assert 'proj.weight' in network.state_dict() and not any(k.startswith('trunk.') for k in network.state_dict())
+
+
+@pytest.mark.parametrize('kind', list(TINY_NETWORKS))
+@pytest.mark.parametrize('shape', [(1, 3, 11, 13), (2, 3, 11, 13), (2, 3, 3, 2)])
+def test_export_path_computes_the_same_function(kind, shape):
+    # (3, 2) is smaller than half a window (8): the attention padding mirrors more than once.
+    network = perturbed(TINY_NETWORKS[kind]()).eval()
+    x = torch.rand(shape)
+    with torch.no_grad():
+        normal = network(x)
+        exported = set_export_mode(network, True)(x)
+        assert all(m.export_mode for m in network.modules() if hasattr(m, 'export_mode'))
+        back = set_export_mode(network, False)(x)
+    assert (normal - exported).abs().max() < 1e-5
+    assert torch.equal(normal, back)
+
+
+@pytest.mark.parametrize('scale', REAL_SCALES)
+def test_esc_real_scales_are_read_back_from_the_weights(scale):
+    network = perturbed(TINY_NETWORKS['ESCReal'](scale)).eval()
+    assert network(torch.rand(2, 3, 7, 5)).shape == (2, 3, 7 * scale, 5 * scale)
+    config = infer_network_config(network.state_dict())
+    assert config == {'type': 'ESCReal', **TINY, 'upscaling_factor': scale, 'exp_ratio': 2.0}
+    rebuilt = ESCReal(**{k: v for k, v in config.items() if k != 'type'})
+    rebuilt.load_state_dict(network.state_dict(), strict=True)
+
+
+def test_esc_real_x4_upsampler_keeps_the_authors_layout():
+    keys = {k for k in ESCReal(**TINY).state_dict() if k.startswith('to_img.')}
+    assert keys == {f'to_img.{i}.{name}' for i in (1, 4, 6, 8) for name in ('weight', 'bias')}

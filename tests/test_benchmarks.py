@@ -25,6 +25,7 @@ def run_benchmark(*args, cwd=REPO_ROOT):
                           timeout=600)
 
 
+@pytest.mark.slow
 def test_tiny_cpu_run_writes_tables_json_and_chart(tmp_path):
     markdown, results_file, chart = tmp_path / 'BENCHMARKS.md', tmp_path / 'results.json', tmp_path / 'chart.png'
     markdown.write_text('# Benchmarks\n\nProse written by hand.\n')
@@ -56,7 +57,7 @@ def test_tiny_cpu_run_writes_tables_json_and_chart(tmp_path):
     assert 'Operators with the most self time in one inference, auto' in text
     assert '### Training step: batch 2, LR 16x16' in text and '### Tiled inference: 96x64 output' in text
     assert 'python -m benchmarks.run --device cpu --threads 1' in text
-    assert text.count('| not measured |') == 4  # a tiny configuration decides none of the targets
+    assert text.count('| not measured |') == 5  # a tiny configuration decides none of the targets
     assert '](chart.png)' in text
 
     image = chart.read_bytes()
@@ -119,11 +120,42 @@ def _results(device='cpu', **settings):
 def test_target_verdicts_follow_the_measurements():
     verdicts = [verdict for _, _, verdict in report.check_targets(_results())]
     # auto: median 2.5 of 10 (0.25x) and 0.05x memory; training 1.11x (wall) and 1.43x (CPU time): not met.
-    assert verdicts == ['met', 'not met', 'met', 'not measured']
-    assert [v for _, _, v in report.check_targets(_results(overrides={'n_blocks': 1}))] == ['not measured'] * 4
+    assert verdicts == ['met', 'not met', 'met', 'not measured', 'not measured']
+    assert [v for _, _, v in report.check_targets(_results(overrides={'n_blocks': 1}))] == ['not measured'] * 5
     gpu = _results('cuda')
     gpu['forward'][1].update(times=[0.02], process_peak_bytes=2e8)
-    assert [v for _, _, v in report.check_targets(gpu)] == ['not measured'] * 3 + ['met']
+    assert [v for _, _, v in report.check_targets(gpu)] == ['not measured'] * 4 + ['met']
+    # The CPU time target: the faster of eager and compiled within 2.25 s.
+    compiled = _results(compiled=None)
+    compiled['compiled'] = [{'variant': 'ESC', 'eager_times': [3.0, 3.1], 'compiled_times': [2.2, 2.3]}]
+    assert report.check_targets(compiled)[3][1:] == ('eager 3.05 s, compiled 2.25 s', 'met')
+    compiled['compiled'][0]['compiled_times'] = [2.4]
+    assert report.check_targets(compiled)[3][2] == 'not met'
+
+
+@pytest.mark.slow
+def test_extra_parts_compiled_swinir_and_onnxruntime(tmp_path, monkeypatch):
+    from esc_arch.inference import compilation
+
+    # Compilation itself is tested in test_compile.py (and takes a minute): here it falls back to eager.
+    monkeypatch.setattr(compilation, 'compile_unavailable_reason', lambda device: 'no C++ compiler was found')
+    markdown, results_file = tmp_path / 'BENCHMARKS.md', tmp_path / 'results.json'
+    assert run.main(['--device', 'cpu', '--threads', '1', '--variants', 'ESC', '--size', '48x32', '--repeats', '1',
+                     '--skip', 'forward', 'breakdown', 'train', 'layers', 'tiled',
+                     '--extra', 'compiled', 'swinir', 'onnxruntime', *TINY,
+                     '--output', str(markdown), '--json', str(results_file)]) == 0
+    results = json.loads(results_file.read_text())
+    compiled, = results['compiled']
+    assert not compiled['compiled_network'] and compiled['max_abs_difference'] == 0
+    assert [row['network'] for row in results['swinir']] == ['ESC-light', 'SwinIR-light']
+    assert [round(row['params'], -3) for row in results['swinir']] == [624_000, 930_000]  # the papers' 624K and 930K
+    assert all(row['times'] and row['peak_bytes'] > 0 and row['flops'] > 0 for row in results['swinir'])
+    deployed = results['onnxruntime']
+    assert deployed['max_abs_difference'] < 1e-4 and deployed['file_bytes'] > 0
+    assert [row['runtime'] for row in deployed['rows']] == ['PyTorch eager', 'onnxruntime']
+    text = markdown.read_text()
+    assert '### torch.compile against eager: 48x32 output' in text and '| no (eager fallback) |' in text
+    assert '### ESC-light against SwinIR-light' in text and '### onnxruntime against PyTorch: ESC' in text
 
 
 def test_write_section_replaces_only_its_own_section(tmp_path):

@@ -1,6 +1,11 @@
-"""Each fix in esc_arch.compat: the failure it addresses, and basicsr working with it."""
+"""The patch mechanism of esc_arch.compat, and each fix: the failure it addresses, and basicsr working with it.
+
+conftest.py applies every patch (``esc_arch.compat.apply_all()``), as the ``basicsr`` command does.
+"""
+import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import cv2
@@ -8,13 +13,138 @@ import numpy as np
 import pytest
 import torch
 
-import esc_arch  # noqa: F401  (applies the fixes)
-from esc_arch.compat import lmdb_shared, resume
+from esc_arch import compat
+from esc_arch.compat import MISSING, Patch, apply, is_applied, lmdb_shared, original, patched, resume, undo
 
 from helpers import lmdb_paired_dataset
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
+
+# ---------------------------------------------------------------- the patch mechanism
+
+
+@pytest.fixture
+def toy_module(monkeypatch):
+    """A module ``toy_target`` with a function, a class with a method and a mapping, for patches to replace."""
+    module = types.ModuleType('toy_target')
+    module.function = lambda: 'original'
+    module.Class = type('Class', (), {'method': lambda self: 'original'})
+    module.mapping = {'kept': 1}
+    monkeypatch.setitem(sys.modules, 'toy_target', module)
+    return module
+
+
+def toy_patch(target, value='patched', **options):
+    return Patch(name=f'toy {target}', target=target, replacement=lambda original: value, reason='test',
+                 versions='any', **options)
+
+
+@pytest.mark.parametrize('target, read', [
+    ('toy_target:function', lambda module: module.function),
+    ('toy_target:Class.method', lambda module: module.Class.method),
+    ('toy_target:mapping[kept]', lambda module: module.mapping['kept']),
+])
+def test_patch_applies_once_and_undo_restores_the_original(toy_module, target, read):
+    before = read(toy_module)
+    patch = toy_patch(target)
+    assert apply(patch) and is_applied(patch)
+    assert read(toy_module) == 'patched' and original(patch) is before
+    toy_module_replaced_again = toy_patch(target, value='second')  # same name: the same patch declared twice
+    assert not apply(patch) and not apply(toy_module_replaced_again)
+    assert read(toy_module) == 'patched'
+    assert undo(patch) and not is_applied(patch)
+    assert read(toy_module) is before
+    assert not undo(patch)
+    with pytest.raises(LookupError):
+        original(patch)
+
+
+def test_undo_removes_what_the_patch_added(toy_module):
+    attribute, item = toy_patch('toy_target:added'), toy_patch('toy_target:mapping[added]')
+    for patch in (attribute, item):
+        assert apply(patch) and original(patch) is MISSING
+    assert toy_module.added == 'patched' and toy_module.mapping['added'] == 'patched'
+    for patch in (attribute, item):
+        undo(patch)
+    assert not hasattr(toy_module, 'added') and toy_module.mapping == {'kept': 1}
+
+
+def test_unneeded_patch_leaves_the_target_alone(toy_module):
+    patch = toy_patch('toy_target:function', needed=lambda original: original() != 'original')
+    assert not apply(patch) and not is_applied(patch)
+    assert toy_module.function() == 'original'
+
+
+def test_patched_undoes_only_what_it_applied(toy_module):
+    outer, inner = toy_patch('toy_target:function'), toy_patch('toy_target:mapping[kept]')
+    apply(outer)
+    try:
+        with patched(outer, inner):
+            assert toy_module.function == 'patched' and toy_module.mapping['kept'] == 'patched'
+        assert toy_module.function == 'patched' and toy_module.mapping == {'kept': 1}
+    finally:
+        undo(outer)
+
+
+def test_patches_of_one_target_stack_and_undo_in_reverse_order(toy_module):
+    first = Patch(name='first', target='toy_target:function', replacement=lambda original: lambda: f'1({original()})',
+                  reason='test', versions='any')
+    second = Patch(name='second', target='toy_target:function', replacement=lambda original: lambda: f'2({original()})',
+                   reason='test', versions='any')
+    with patched(first, second):
+        assert toy_module.function() == '2(1(original))'
+        with pytest.raises(RuntimeError, match='cannot undo patch first'):
+            undo(first)
+        assert toy_module.function() == '2(1(original))' and is_applied(first)
+    assert toy_module.function() == 'original' and not is_applied(first) and not is_applied(second)
+
+
+def test_malformed_target_is_refused():
+    with pytest.raises(ValueError, match='not "module:attribute'):
+        toy_patch('toy_target.function')
+
+
+def test_every_basicsr_patch_undoes_to_the_original_and_reapplies():
+    patches = compat.basicsr_patches()
+    assert len({patch.name for patch in patches}) == len(patches)
+    replaced = {}
+    for patch in patches:
+        if is_applied(patch):  # applied by conftest.py
+            owner, name, is_item = compat.patching._locate(patch.target)
+            replaced[patch.name] = (owner, name, is_item, original(patch))
+    assert replaced, 'conftest.py applies the patches'
+    try:
+        for patch in patches:
+            undo(patch)
+        for owner, name, is_item, before in replaced.values():
+            assert compat.patching._current(owner, name, is_item) is before
+    finally:
+        assert sorted(compat.apply_all()) == sorted(replaced)
+    for owner, name, is_item, before in replaced.values():
+        assert compat.patching._current(owner, name, is_item) is not before
+    assert compat.apply_all() == []  # a second application changes nothing
+
+
+@pytest.mark.slow
+def test_import_applies_only_the_import_patches_and_apply_all_the_rest():
+    """``import esc_arch`` leaves BasicSR's training functions alone; ``apply_all`` replaces them."""
+    result = run_python(
+        'import json, esc_arch, basicsr.train\n'
+        'from basicsr.utils.registry import DATASET_REGISTRY\n'
+        'from esc_arch import compat\n'
+        'def state():\n'
+        '    return [basicsr.train.load_resume_state.__module__, DATASET_REGISTRY.get("PairedImageDataset").__name__]\n'
+        'before = state()\n'
+        'applied = compat.apply_all()\n'
+        'print(json.dumps([before, applied, state(), compat.apply_all()]))\n')
+    assert result.returncode == 0, result.stderr[-2000:]
+    before, applied, after, again = json.loads(result.stdout.strip().splitlines()[-1])
+    assert before == ['basicsr.train', 'PairedImageDataset']
+    assert after == ['esc_arch.compat.resume', 'CheckedPairedImageDataset']
+    assert {'resume-without-cuda', 'checked-paired-image-dataset', 'safe-parse-options-train'} <= set(applied)
+    assert again == []
+
 
 # ---------------------------------------------------------------- torchvision
 
@@ -23,6 +153,7 @@ def run_python(code):
     return subprocess.run([sys.executable, '-c', code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_plain_torchvision_import_fails_only_with_the_missing_op_schema():
     """Without esc_arch, a CUDA torchvision next to a CPU torch fails to import: the case the fix handles."""
     result = run_python('import torchvision')
@@ -31,6 +162,7 @@ def test_plain_torchvision_import_fails_only_with_the_missing_op_schema():
     assert 'torchvision::nms' in result.stderr, result.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_basicsr_imports_after_esc_arch_in_a_fresh_process():
     result = run_python('import esc_arch, torchvision; import basicsr.data.degradations; '
                         'from torchvision.transforms.functional_tensor import rgb_to_grayscale; print("ok")')
@@ -76,14 +208,14 @@ def test_resume_fix_is_installed_in_basicsr_train():
     import basicsr.train
 
     assert basicsr.train.load_resume_state is resume.load_resume_state
-    assert resume.needs_fix(resume.load_resume_state.replaced)
+    assert resume.needs_fix(original(resume.RESUME_WITHOUT_CUDA))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='the original works where CUDA does')
 def test_basicsr_original_cannot_resume_without_cuda(tmp_path):
     state = save_training_state(tmp_path, 4)
     with pytest.raises((AssertionError, RuntimeError)):
-        resume.load_resume_state.replaced(training_options(tmp_path, False, str(state)))
+        original(resume.RESUME_WITHOUT_CUDA)(training_options(tmp_path, False, str(state)))
 
 
 def test_resume_state_loads_on_cpu_and_points_at_its_network(tmp_path):
@@ -141,7 +273,7 @@ def test_basicsr_backend_cannot_open_one_lmdb_twice_without_the_fix(paired_lmdbs
 
     if not lmdb_shared.needs_fix():
         pytest.skip(f'lmdb {lmdb.__version__} allows a second open')
-    original_init = lmdb_shared._backend_init.replaced
+    original_init = original(lmdb_shared.SHARED_LMDB_ENVIRONMENTS)
     first, second = LmdbBackend.__new__(LmdbBackend), LmdbBackend.__new__(LmdbBackend)
     original_init(first, str(paired_lmdbs / 'gt.lmdb'))
     try:
@@ -162,6 +294,7 @@ def test_train_and_val_datasets_read_one_lmdb(paired_lmdbs):
         np.testing.assert_allclose(gt, expected, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_forked_dataloader_worker_reads_an_lmdb_its_parent_opened(paired_lmdbs):
     # In a fresh interpreter with a time limit: a fork from the long-lived test process could
     # inherit thread-pool state from earlier tests and hang the whole suite.
@@ -170,6 +303,7 @@ import sys
 sys.path.insert(0, {str(TESTS_DIR)!r})  # where pytest finds helpers
 import esc_arch, torch
 from pathlib import Path
+esc_arch.compat.apply_all()
 from helpers import lmdb_paired_dataset
 root = Path({str(paired_lmdbs)!r})
 lmdb_paired_dataset(root, 'val')[0]  # the parent process now has both LMDBs open

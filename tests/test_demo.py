@@ -11,7 +11,7 @@ import pytest
 
 from esc_arch.cli import CommandError
 from esc_arch.cli.demo import SCALE, TEST_IMAGES, TRAIN_IMAGES, bicubic_upsample, demo_files, make_dataset
-from esc_arch.cli.image_folders import read_image
+from esc_arch.images import read_image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,6 +73,7 @@ def test_bicubic_baseline_is_matlab_bicubic_upsampling(demo_data):
     assert np.abs(upsampled.astype(int) - reference).max() <= 1
 
 
+@pytest.mark.slow
 def test_shortened_demo_trains_tests_and_reports_psnr(demo_data, tmp_path):
     from basicsr.metrics import calculate_psnr
 
@@ -100,3 +101,10 @@ def test_shortened_demo_trains_tests_and_reports_psnr(demo_data, tmp_path):
     logged_psnr = float(re.search(r'# psnr: ([\d.]+)', log).group(1))
     assert np.mean([esc for _, esc in rows.values()]) == pytest.approx(logged_psnr, abs=0.01)  # printed rounded
     assert re.search(r'^mean\s+[\d.]+\s+[\d.]+\s+\([+-][\d.]+ dB\)$', result.stdout, re.MULTILINE)
+    # comparison.png: one row per test image of LR, bicubic, ESC-light and HR panels
+    from esc_arch.inference.compare import GAP, LABEL_HEIGHT, PANEL_SIZE
+    comparison = os.path.join('results', 'demo_ESC_light_x4', 'comparison.png')
+    assert comparison in result.stdout
+    count = len(TEST_IMAGES)
+    assert read_image(str(tmp_path / comparison)).shape == (
+        count * (LABEL_HEIGHT + PANEL_SIZE) + (count - 1) * GAP, 4 * PANEL_SIZE + 3 * GAP, 3)

@@ -3,9 +3,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
-import esc_arch  # noqa: F401  (its compat fixes must precede any basicsr import)
+import esc_arch  # noqa: F401  (makes basicsr importable; conftest.py applies the gloo launcher patches)
 
 from helpers import TINY_ESC, image_folder, write_yaml
 
@@ -29,6 +30,7 @@ sys.exit(main())
 '''
 
 
+@pytest.mark.slow
 def test_two_process_training_saves_once_and_the_ranks_agree(tmp_path):
     train_images = image_folder(tmp_path / 'train', [(48, 48)] * 4)
     val_images = image_folder(tmp_path / 'val', [(48, 48)], seed=4)

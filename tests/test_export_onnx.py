@@ -1,21 +1,37 @@
-"""ONNX export: dynamic batch/height/width, parity with PyTorch in onnxruntime, the ``export-onnx`` command."""
+"""ONNX export: dynamic batch/height/width, parity with PyTorch in onnxruntime, file size, fp16, the command."""
+import numpy as np
 import pytest
+import torch
 
 from esc_arch.archs import ESC, ESCFP, ESCReal
 from esc_arch.cli import main
-from esc_arch.export import CHECK_SHAPES, check_onnx, export_onnx
+from esc_arch.errors import ExportError
+from esc_arch.export import CHECK_SHAPES, CHECK_TOLERANCES, check_onnx, export_onnx, largest_difference
 
 from helpers import TINY, perturbed
 
-onnx = pytest.importorskip('onnx', reason='the onnx extra is not installed (pip install onnx onnxruntime)')
-pytest.importorskip('onnxruntime', reason='the onnx extra is not installed (pip install onnx onnxruntime)')
+try:
+    import onnx
+    import onnxruntime  # noqa: F401
+except ImportError:
+    onnx = None
+needs_onnx = pytest.mark.skipif(onnx is None, reason='the onnx extra is not installed (pip install onnx onnxruntime)')
 
 
+def test_nan_on_both_sides_is_not_a_match():
+    nan = np.array([0.5, np.nan], dtype=np.float32)
+    assert largest_difference(nan, nan) == float('inf')
+    assert largest_difference(nan, np.array([0.5, 0.5], dtype=np.float32)) == float('inf')
+    assert largest_difference(np.array([0.5, 0.25]), np.array([0.5, 0.5])) == 0.25
+
+
+@needs_onnx
 @pytest.mark.parametrize('network_class, options', [
     (ESC, dict(upscaling_factor=3)),
     (ESC, dict(upscaling_factor=2, use_ln=True)),
     (ESCFP, dict(upscaling_factor=4)),
     (ESCReal, {}),
+    (ESCReal, dict(upscaling_factor=2)),
 ])
 def test_export_matches_pytorch_on_several_shapes(tmp_path, network_class, options):
     network = perturbed(network_class(**TINY, **options))
@@ -26,6 +42,7 @@ def test_export_matches_pytorch_on_several_shapes(tmp_path, network_class, optio
     assert set(differences) == set(shapes)
 
 
+@needs_onnx
 def test_command_exports_checkpoint_with_dynamic_axes(tiny_checkpoint, tmp_path, capsys):
     checkpoint, yaml_path, network = tiny_checkpoint
     output = tmp_path / 'onnx' / 'tiny.onnx'
@@ -41,9 +58,59 @@ def test_command_exports_checkpoint_with_dynamic_axes(tiny_checkpoint, tmp_path,
     check_onnx(output, network)
 
 
+@needs_onnx
 def test_command_refuses_to_overwrite_the_checkpoint(tiny_checkpoint, capsys):
     checkpoint, yaml_path, _ = tiny_checkpoint
     before = checkpoint.read_bytes()
     assert main(['export-onnx', '--model', str(yaml_path), '--weights', str(checkpoint), '-o', str(checkpoint)]) != 0
     assert 'refusing to overwrite the checkpoint' in capsys.readouterr().err
     assert checkpoint.read_bytes() == before
+
+
+@needs_onnx
+def test_file_stores_the_bias_table_not_the_expanded_bias(tmp_path):
+    # A 32x32 window: the expanded bias would be heads x 1024 x 1024 floats (16 MB) per layer.
+    network = ESC(dim=64, pdim=16, kernel_size=13, n_blocks=1, conv_blocks=2, window_size=32, num_heads=4,
+                  upscaling_factor=2)
+    path = export_onnx(network, tmp_path / 'net.onnx')
+    weight_bytes = 4 * sum(p.numel() for p in network.parameters())
+    assert path.stat().st_size <= 1.5 * weight_bytes
+    check_onnx(path, network, shapes=((1, 3, 20, 37), (2, 3, 33, 9)))
+
+
+@needs_onnx
+def test_fp16_export_has_float32_input_and_output(tmp_path):
+    network = perturbed(ESC(**TINY, upscaling_factor=2))
+    path = export_onnx(network, tmp_path / 'net16.onnx', precision='fp16')
+    graph = onnx.load(str(path)).graph
+    assert {value.type.tensor_type.elem_type for value in (*graph.input, *graph.output)} == {onnx.TensorProto.FLOAT}
+    weights = {init.name: init.data_type for init in graph.initializer}
+    assert weights['network.proj.weight'] == onnx.TensorProto.FLOAT16
+    assert next(network.parameters()).dtype == torch.float32  # the network itself is left in float32
+    differences = check_onnx(path, network, atol=CHECK_TOLERANCES['fp16'])
+    assert max(differences.values()) > 0  # fp16 arithmetic, not a float32 graph
+
+
+@needs_onnx
+def test_nan_outputs_fail_the_check(tmp_path):
+    network = perturbed(ESC(**TINY, upscaling_factor=2))
+    with torch.no_grad():
+        network.last.bias[0] = float('nan')
+    path = export_onnx(network, tmp_path / 'nan.onnx')
+    with pytest.raises(ExportError, match='inf means NaN'):
+        check_onnx(path, network)
+
+
+@needs_onnx
+def test_command_exports_fp16(tiny_checkpoint, tmp_path, capsys):
+    checkpoint, yaml_path, _ = tiny_checkpoint
+    output = tmp_path / 'tiny16.onnx'
+    assert main(['export-onnx', '--model', str(yaml_path), '--weights', str(checkpoint), '-o', str(output),
+                 '--precision', 'fp16']) == 0
+    out = capsys.readouterr().out
+    assert 'fp16' in out and 'onnxruntime matches PyTorch' in out
+
+
+def test_unknown_precision_is_refused(tmp_path):
+    with pytest.raises(ExportError, match='precision'):
+        export_onnx(ESC(**TINY), tmp_path / 'x.onnx', precision='int8')

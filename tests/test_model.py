@@ -80,21 +80,21 @@ def test_compile_option_keeps_checkpoint_keys(tmp_path):
 
 def test_any_test_size_tiling_and_self_ensemble(tmp_path):
     lq = torch.rand(1, 3, 19, 26)  # not a multiple of the window: the network pads, not the model
-    plain = build_model(model_options(tmp_path, is_train=False))
+    plain = build_model(model_options(tmp_path, is_train=False, val=dict(pad_to_window=False)))
     plain.feed_data({'lq': lq})
     plain.test()
     assert plain.output.shape == (1, 3, 19 * SCALE, 26 * SCALE)
     with torch.no_grad():
         torch.testing.assert_close(plain.output, plain.net_g(lq))
 
-    tiled = build_model(model_options(tmp_path, is_train=False, val=dict(tile_size=8, tile_pad=8)))
+    tiled = build_model(model_options(tmp_path, is_train=False, val=dict(tile_size=8, tile_pad=8, pad_to_window=False)))
     tiled.net_g.load_state_dict(plain.net_g.state_dict())
     tiled.feed_data({'lq': lq})
     tiled.test()
     assert tiled.output.shape == plain.output.shape
     assert (tiled.output - plain.output).abs().mean() < 0.02
 
-    ensemble = build_model(model_options(tmp_path, is_train=False, val=dict(self_ensemble=True)))
+    ensemble = build_model(model_options(tmp_path, is_train=False, val=dict(self_ensemble=True, pad_to_window=False)))
     ensemble.net_g.load_state_dict(plain.net_g.state_dict())
     ensemble.feed_data({'lq': lq})
     ensemble.test()

@@ -145,8 +145,8 @@ def test_make_lmdb_refuses_a_file_as_output_even_with_overwrite(tmp_path, capsys
 def test_image_folders_list_and_read(tmp_path):
     """One extension list and one reader for every command: bmp included, folders and hidden files skipped,
     unreadable files and unsupported pixel types refused in one line."""
-    from esc_arch.cli import CommandError
-    from esc_arch.cli.image_folders import list_images, read_image
+    from esc_arch.errors import ImageError
+    from esc_arch.images import list_images, read_image
     from esc_arch.cli.upscale import list_images as upscale_inputs
 
     folder = tmp_path / 'images'
@@ -169,6 +169,6 @@ def test_image_folders_list_and_read(tmp_path):
     cv2.imwrite(str(tmp_path / 'double.tif'), np.zeros((3, 3), np.float64))
     for path, message in [(folder / 'folder.png', 'cannot read'), (folder / 'notes.txt', 'cannot decode image'),
                           (tmp_path / 'missing.png', 'cannot read'), (tmp_path / 'double.tif', 'float64 pixels')]:
-        with pytest.raises(CommandError, match=message) as error:
+        with pytest.raises(ImageError, match=message) as error:
             read_image(path)
         assert '\n' not in str(error.value)

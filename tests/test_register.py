@@ -4,17 +4,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# Runs in a fresh interpreter at the repository root: makes basicsr importable with the
-# torchvision fix alone (loaded from its file, so that esc_arch itself is not imported),
-# records basicsr's own registrations, then reports what each import step added.
+# Runs in a fresh interpreter at the repository root: makes basicsr importable with esc_arch.compat
+# alone (under a bare stand-in for the esc_arch package, whose __init__ would register everything;
+# both are forgotten afterwards), records basicsr's own registrations, then reports what each import
+# step added.
 PROBE = '''
-import importlib, importlib.util, json, sys
-spec = importlib.util.spec_from_file_location('torchvision_fixes', 'esc_arch/compat/torchvision_fixes.py')
-fixes = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(fixes)
-fixes.apply()
+import importlib, json, sys, types
+package = types.ModuleType('esc_arch')
+package.__path__ = ['esc_arch']
+sys.modules['esc_arch'] = package
+import esc_arch.compat
+for name in [name for name in sys.modules if name == 'esc_arch' or name.startswith('esc_arch.')]:
+    del sys.modules[name]
 from basicsr.utils import registry
 
 def names():
@@ -40,6 +45,7 @@ def registrations(*steps):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_register_and_esc_arch_register_the_same_names_once():
     through_register, then_package, after_reload = registrations('register', 'esc_arch', 'reload')
     (through_package, ) = registrations('esc_arch')

@@ -16,19 +16,18 @@ import pytest
 import torch
 
 from esc_arch import ESC, ESCFP
-from esc_arch.checkpoint import CheckpointError
 from esc_arch.cli import main
-from esc_arch.compat.paired_dataset_errors import DatasetError
 from esc_arch.compat.resume import latest_training_state
-from esc_arch.models import NonFiniteLossError, stop_on_signal
+from esc_arch.errors import CheckpointError, DatasetError, NonFiniteLossError
+from esc_arch.models import stop_on_signal
 from esc_arch.models.esc_model import save_atomically
-from esc_arch.options_check import check_options
+from esc_arch.options import check_options
 from basicsr.data import build_dataset  # noqa: E402  (after esc_arch, which makes basicsr importable)
 from basicsr.models import build_model  # noqa: E402
 
 from helpers import (SCALE, TINY, TINY_ESC, RunsCode, batch, console_script, hr_only_dataset,  # noqa: E402
-                     image_folder, make_pairs, model_options, paired_dataset, train_options, train_step, weights,
-                     write_yaml)
+                     image_folder, make_pairs, model_options, paired_dataset, run_basicsr, train_options, train_step,
+                     weights, write_yaml)
 
 WAIT_SECONDS = 300
 
@@ -50,18 +49,17 @@ def start_basicsr(cwd, *arguments):
     return process
 
 
-def run_basicsr(cwd, *arguments):
-    process = start_basicsr(cwd, *arguments)
-    process.wait(WAIT_SECONDS)
-    return process.returncode, (cwd / 'output.txt').read_text()
-
-
 def wait_for(condition, process, what):
     deadline = time.monotonic() + WAIT_SECONDS
     while not condition():
         assert process.poll() is None, f'training ended before {what}'
         assert time.monotonic() < deadline, f'timed out waiting for {what}'
         time.sleep(0.05)
+
+
+def outcome(result):
+    """The exit code and the output (stdout and stderr together) of a :func:`run_basicsr` result."""
+    return result.returncode, result.stdout
 
 
 def assert_one_line_error(returncode, output, command, message):
@@ -301,6 +299,7 @@ def test_checkpoint_of_another_architecture_is_explained(tmp_path, network, diff
     assert f'{tmp_path / "other.pth"} does not fit the network' in str(error.value)
 
 
+@pytest.mark.slow
 def test_refused_checkpoint_in_basicsr_test_is_one_line(tmp_path):
     marker = tmp_path / 'code_ran'
     torch.save({'params': ESC(**TINY).state_dict(), 'extra': RunsCode(marker)}, tmp_path / 'evil.pth')
@@ -309,12 +308,13 @@ def test_refused_checkpoint_in_basicsr_test_is_one_line(tmp_path):
         datasets=dict(test_1=paired_dataset(make_pairs(tmp_path / 'pairs', count=1), {})),
         path=dict(pretrain_network_g=str(tmp_path / 'evil.pth'))))
 
-    returncode, output = run_basicsr(tmp_path, 'test', '-opt', 'test.yml')
+    returncode, output = outcome(run_basicsr(tmp_path, 'test', '-opt', 'test.yml'))
     assert_one_line_error(returncode, output, 'test', f'{tmp_path / "evil.pth"} was refused: loading it would run '
                           'arbitrary code (it contains io.open)')
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_unreadable_training_image_in_a_dataloader_worker_is_one_line(tmp_path):
     root = make_pairs(tmp_path / 'pairs')
     (root / 'LR' / 'img1x4.png').write_bytes(b'')
@@ -322,7 +322,7 @@ def test_unreadable_training_image_in_a_dataloader_worker_is_one_line(tmp_path):
     options['datasets']['train']['num_worker_per_gpu'] = 1
     write_yaml(tmp_path / 'train.yml', options)
 
-    returncode, output = run_basicsr(tmp_path, 'train', '-opt', 'train.yml')
+    returncode, output = outcome(run_basicsr(tmp_path, 'train', '-opt', 'train.yml'))
     assert_one_line_error(returncode, output, 'train', f"dataset 'pairs': cannot read {root / 'LR' / 'img1x4.png'}: "
                           'the file is empty')
 
@@ -352,12 +352,13 @@ def test_non_finite_loss_skips_the_step_and_stops_after_n_in_a_row(tmp_path):
         train_step(model, 6, bad)
 
 
+@pytest.mark.slow
 def test_diverged_training_stops_with_one_line(tmp_path):
     options = esc_train_options(make_pairs(tmp_path / 'pairs'), total_iter=20, max_consecutive_nonfinite=3)
     options['train']['pixel_opt']['loss_weight'] = float('nan')
     write_yaml(tmp_path / 'train.yml', options)
 
-    returncode, output = run_basicsr(tmp_path, 'train', '-opt', 'train.yml')
+    returncode, output = outcome(run_basicsr(tmp_path, 'train', '-opt', 'train.yml'))
     assert_one_line_error(returncode, output, 'train', '3 training steps in a row had a non-finite loss (last at '
                           'iteration 3); stopping.')
 
@@ -374,6 +375,7 @@ def logged_epoch_iteration_lr(log):
     return re.findall(r'epoch:\s*(\d+), iter:\s*(\d+), lr:\(([-\d.e+]+),\)', log)
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_with_iteration_lr_and_ema(tmp_path):
     """SIGKILL after a checkpoint; --auto_resume continues the iteration count, the LR schedule and the EMA."""
     options = esc_train_options(make_pairs(tmp_path / 'pairs'), total_iter=1000,
@@ -388,8 +390,8 @@ def test_killed_training_resumes_with_iteration_lr_and_ema(tmp_path):
         process.wait()
     saved = int(Path(latest_training_state(str(experiment / 'training_states'))).stem)
 
-    returncode, output = run_basicsr(tmp_path, 'train', '-opt', 'train.yml', '--auto_resume', '--force_yml',
-                                     f'train:total_iter={saved + 1}')
+    returncode, output = outcome(run_basicsr(tmp_path, 'train', '-opt', 'train.yml', '--auto_resume', '--force_yml',
+                                             f'train:total_iter={saved + 1}'))
     assert returncode == 0, output[-3000:]
     assert re.search(rf'Resuming training from epoch: \d+, iter: {saved}\.', output)
     assert logged_iterations(output) == {saved + 1: 5e-4}  # after the milestone at 3, as scheduled
@@ -399,6 +401,7 @@ def test_killed_training_resumes_with_iteration_lr_and_ema(tmp_path):
         torch.testing.assert_close(ema, 0.9 * checkpoint['params_ema'][name] + 0.1 * latest['params'][name])
 
 
+@pytest.mark.slow
 def test_sigterm_saves_the_current_iteration_and_stops(tmp_path):
     """Preemption: SIGTERM to the whole process group (DataLoader worker included) saves a state, exit 130."""
     options = esc_train_options(make_pairs(tmp_path / 'pairs'), total_iter=1000)

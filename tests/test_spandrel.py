@@ -19,7 +19,7 @@ GRID = [(ESC, dict(variation, upscaling_factor=scale, use_ln=use_ln))
         for variation, scale, use_ln in zip(VARIATIONS, (2, 3, 4), (False, True, False))]
 GRID += [(ESC, dict(VARIATIONS[1], upscaling_factor=1, use_ln=False))]
 GRID += [(ESCFP, dict(variation, upscaling_factor=scale)) for variation, scale in zip(VARIATIONS, (4, 2, 3))]
-GRID += [(ESCReal, dict(variation)) for variation in VARIATIONS]
+GRID += [(ESCReal, dict(variation, upscaling_factor=scale)) for variation, scale in zip(VARIATIONS, (4, 2, 4))]
 
 
 @pytest.fixture(scope='module', autouse=True)

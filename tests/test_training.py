@@ -47,8 +47,9 @@ def logged_metric(output, dataset, metric='psnr'):
 def set5_x4_psnr(datasets_dir, checkpoint, **val):
     """Set5 x4 PSNR-Y of the EMA weights in ``checkpoint``, computed by ESCModel's validation."""
     model = build_model(dict(name='set5', model_type='ESCModel', scale=4, num_gpu=0, is_train=False, dist=False,
-                             network_g=SMALL_ESC, path=dict(pretrain_network_g=str(checkpoint), param_key_g='params_ema',
-                                                            strict_load_g=True),
+                             network_g=SMALL_ESC,
+                             path=dict(pretrain_network_g=str(checkpoint), param_key_g='params_ema',
+                                       strict_load_g=True),
                              val=dict(val, metrics=dict(psnr=dict(type='calculate_psnr', crop_border=4,
                                                                   test_y_channel=True)))))
     dataset_opt = dict(name='Set5', type='PairedImageDataset', dataroot_gt=str(datasets_dir / 'Set5' / 'HR'),
@@ -59,6 +60,7 @@ def set5_x4_psnr(datasets_dir, checkpoint, **val):
     return model.metric_results['psnr']
 
 
+@pytest.mark.slow
 def test_bicubic_test_options_reproduce_the_bicubic_baselines(tmp_path, datasets_dir):
     options = yaml.safe_load((OPTIONS_DIR / 'test' / 'test_Bicubic_x4.yml').read_text())
     expected = BICUBIC_PSNR_X4
@@ -74,6 +76,7 @@ def test_bicubic_test_options_reproduce_the_bicubic_baselines(tmp_path, datasets
         assert 0 < logged_metric(output, name, 'ssim') < 1
 
 
+@pytest.mark.slow
 def test_short_training_beats_bicubic_and_resumes(tmp_path, datasets_dir):
     options = dict(
         name='small_esc_x4', model_type='ESCModel', scale=4, num_gpu=0, manual_seed=0,

@@ -10,7 +10,8 @@ import torch
 
 from esc_arch.archs import build_preset
 from esc_arch.cli import main
-from esc_arch.cli.upscale import upscale_image, write_image_atomic
+from esc_arch.images import write_image
+from esc_arch.inference import upscale_image
 
 from helpers import RunsCode
 
@@ -125,7 +126,7 @@ def test_failed_write_keeps_previous_output(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, 'replace', interrupted)
     with pytest.raises(KeyboardInterrupt):
-        write_image_atomic(np.zeros((4, 4, 3), np.uint8), target)
+        write_image(np.zeros((4, 4, 3), np.uint8), target)
     assert target.read_bytes() == b'previous result'
     assert [path.name for path in tmp_path.iterdir()] == ['result.png']
 
@@ -162,6 +163,7 @@ def test_bad_inputs_give_one_line_errors(tiny_checkpoint, photo_folder, tmp_path
         capsys, [*image, '--model', str(yaml_path), '--weights', str(checkpoint), '--scale', '4'])
 
 
+@pytest.mark.slow
 def test_checkpoint_with_code_is_refused_by_the_command(tiny_checkpoint, photo_folder, tmp_path):
     _, yaml_path, network = tiny_checkpoint
     marker = tmp_path / 'code_ran'

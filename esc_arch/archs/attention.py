@@ -20,14 +20,15 @@ The authors' spellings ``Naive``, ``SDPA`` and ``Flex`` are accepted too.
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch import Tensor
 
-from .layers import PointwiseConv2d, mirror_pad
+from .layers import ExportPath, PointwiseConv2d, mirror_pad, require
 
 ATTN_TYPES = ('auto', 'naive', 'sdpa', 'flex')
 _compiled_flex_attention = None
 
 
-def normalize_attn_type(attn_type):
+def normalize_attn_type(attn_type: str) -> str:
     """Return the canonical lowercase backend name, or raise ValueError naming ``attn_type``."""
     name = str(attn_type).lower()
     if name not in ATTN_TYPES:
@@ -35,7 +36,7 @@ def normalize_attn_type(attn_type):
     return name
 
 
-def flex_attention_available(device):
+def flex_attention_available(device: torch.device | str) -> bool:
     """Whether FlexAttention can run on ``device`` (CPU needs a C++ compiler, CUDA needs Triton)."""
     try:
         from torch.nn.attention import flex_attention  # noqa: F401
@@ -50,7 +51,7 @@ def flex_attention_available(device):
     return torch.device(device).type == 'cpu'
 
 
-def resolve_attn_type(attn_type, device):
+def resolve_attn_type(attn_type: str, device: torch.device | str) -> str:
     """The backend that ``attn_type`` runs as for a call on ``device`` (``auto`` resolved)."""
     if attn_type != 'auto':
         return attn_type
@@ -67,7 +68,7 @@ def _flex_attention():
     return _compiled_flex_attention
 
 
-def relative_position_index(window_size):
+def relative_position_index(window_size: int) -> Tensor:
     """``[N, N]`` indices into the ``(2ws-1)^2`` bias table for N = ws*ws tokens in row-major order.
 
     Entry (query, key) addresses ``(kr - qr + ws - 1) * (2ws - 1) + (kc - qc + ws - 1)``.
@@ -78,7 +79,7 @@ def relative_position_index(window_size):
     return delta[0] * (2 * window_size - 1) + delta[1]
 
 
-def _fused_attention(q, k, v, bias):
+def _fused_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
     """``softmax(q k^T / sqrt(d) + bias) v`` by :func:`F.scaled_dot_product_attention`.
 
     ``q, k, v``: ``(heads, windows, tokens, head_dim)``; ``bias``: ``(heads, tokens, tokens)``.
@@ -100,14 +101,14 @@ class _SDPAWithMaskGradient(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, bias):
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
         # Detached: a mask that requires grad would send sdpa to its math path even here.
         out = _fused_attention(q, k, v, bias.detach())
         ctx.save_for_backward(q, k, v, bias, out)
         return out
 
     @staticmethod
-    def backward(ctx, grad_out):
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         q, k, v, bias, out = ctx.saved_tensors
         shape, windows, scale = q.shape, q.shape[1], q.shape[-1] ** -0.5
         q, k, v, out, grad_out = (t.flatten(0, 1) for t in (q, k, v, out, grad_out))
@@ -126,12 +127,16 @@ class _SDPAWithMaskGradient(torch.autograd.Function):
         return grad_q.view(shape), grad_k.view(shape), grad_v.view(shape), grad_bias
 
 
-class WindowAttention(nn.Module):
+class WindowAttention(ExportPath, nn.Module):
     """Multi-head self-attention inside non-overlapping square windows, with relative position bias.
 
     The input is reflect-padded at the bottom and right to multiples of ``window_size``
     (repeatedly mirrored when the image is smaller than the padding), attended window by
     window and cropped back, so any height and width >= 1 works.
+
+    In export mode (see :class:`~esc_arch.archs.layers.ExportPath`) the ``[heads, N, N]`` bias is
+    gathered from the ``[heads, (2ws-1)^2]`` table inside the graph with an index computed there,
+    so that an ONNX file stores the table, not the expanded bias (16 MB per layer at ws 32).
 
     Args:
         dim (int): Channels; must be divisible by ``num_heads``.
@@ -140,10 +145,9 @@ class WindowAttention(nn.Module):
         attn_type (str): ``auto``, ``naive``, ``sdpa`` or ``flex`` (see the module docstring). Default: ``auto``.
     """
 
-    def __init__(self, dim, window_size, num_heads, attn_type='auto'):
+    def __init__(self, dim: int, window_size: int, num_heads: int, attn_type: str = 'auto'):
         super().__init__()
-        if dim % num_heads:
-            raise ValueError(f'dim ({dim}) must be divisible by num_heads ({num_heads})')
+        require(dim % num_heads == 0, 'dim', f'({dim}) must be divisible by num_heads ({num_heads})')
         self.dim = dim
         self.window_size = window_size
         self.num_heads = num_heads
@@ -153,21 +157,37 @@ class WindowAttention(nn.Module):
         self.relative_position_bias = nn.Parameter(torch.randn(num_heads, (2 * window_size - 1) ** 2) * 0.001)
         self.register_buffer('relative_index', relative_position_index(window_size), persistent=False)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f'dim={self.dim}, window_size={self.window_size}, num_heads={self.num_heads}, attn_type={self.attn_type}'
 
-    def position_bias(self):
+    def position_bias(self) -> Tensor:
         """The ``[heads, N, N]`` bias added to the attention scores of every window."""
+        if self.export_mode:
+            return self._position_bias_in_graph()
         # index_select, and index_add in the backward pass, are several times faster on CPU than
         # advanced indexing with the 2-D index.
         tokens = self.relative_index.shape[0]
         return self.relative_position_bias.index_select(1, self.relative_index.flatten()).view(-1, tokens, tokens)
 
-    def forward(self, x):
+    def _position_bias_in_graph(self) -> Tensor:
+        """:meth:`position_bias` by two gathers with ``[ws, ws]`` indices built from ``arange``.
+
+        The table, viewed as ``[heads, 2ws-1 (rows), 2ws-1 (cols)]``, is indexed by the row offset
+        ``kr - qr + ws - 1`` and then by the column offset; no ``[N, N]`` index is stored.
+        """
+        ws, heads = self.window_size, self.num_heads
+        positions = torch.arange(ws, device=self.relative_position_bias.device)
+        offset = positions[None, :] - positions[:, None] + ws - 1  # [query, key]: key minus query
+        table = self.relative_position_bias.view(heads, 2 * ws - 1, 2 * ws - 1)
+        by_rows = table[:, offset]  # [heads, qr, kr, 2ws-1]
+        bias = by_rows[:, :, :, offset]  # [heads, qr, kr, qc, kc]
+        return bias.permute(0, 1, 3, 2, 4).reshape(heads, ws * ws, ws * ws)
+
+    def forward(self, x: Tensor) -> Tensor:
         n, c, h, w = x.shape
         ws, heads, head_dim = self.window_size, self.num_heads, c // self.num_heads
         # Padding commutes with the 1x1 projection; before it, it moves a third of the channels.
-        x = mirror_pad(x, (0, -w % ws, 0, -h % ws))
+        x = mirror_pad(x, (0, -w % ws, 0, -h % ws), any_size=self.export_mode)
         qkv = self.to_qkv(x)
         hp, wp = qkv.shape[-2:]
         rows, cols = hp // ws, wp // ws
@@ -175,7 +195,7 @@ class WindowAttention(nn.Module):
         qkv = qkv.view(n, 3, heads, head_dim, rows, ws, cols, ws)
         qkv = qkv.permute(1, 2, 0, 4, 6, 5, 7, 3).reshape(3, heads, n * rows * cols, ws * ws, head_dim)
         out = self._attend(*qkv.unbind(0)).view(heads, n, rows, cols, ws, ws, head_dim)
-        if torch.onnx.is_in_onnx_export():  # ONNX has no writes into views
+        if self.export_mode:  # ONNX has no writes into views
             image = out.permute(1, 0, 6, 2, 4, 3, 5).reshape(n, c, hp, wp)
         else:
             # Written back through a window view of an image laid out like the input (NCHW or channels-last).
@@ -184,7 +204,7 @@ class WindowAttention(nn.Module):
         # Projected before the crop: the padded image is contiguous, the cropped one is not.
         return self.to_out(image)[:, :, :h, :w]
 
-    def _attend(self, q, k, v):
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         backend = resolve_attn_type(self.attn_type, q.device)
         bias = self.position_bias().to(q.dtype)
         if backend == 'naive':

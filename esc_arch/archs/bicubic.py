@@ -1,5 +1,5 @@
 """Bicubic upsampling as a network: the baseline row of every SR table."""
-from torch import nn
+from torch import Tensor, nn
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from esc_arch.data.matlab_resize import matlab_imresize
@@ -17,12 +17,12 @@ class Bicubic(nn.Module):
         upscaling_factor (int): Upscaling factor. Default: 4.
     """
 
-    def __init__(self, upscaling_factor=4):
+    def __init__(self, upscaling_factor: int = 4):
         super().__init__()
         self.upscaling_factor = upscaling_factor
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return matlab_imresize(x, self.upscaling_factor)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f'upscaling_factor={self.upscaling_factor}'

@@ -3,12 +3,15 @@
 All modules take and return NCHW tensors. The shared large kernel is owned by the network
 and passed into each block at every forward, so the blocks hold no copy of it.
 """
+from typing import NamedTuple
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch import Tensor
 
 from .attention import WindowAttention
-from .layers import PointwiseConv2d, pointwise_conv
+from .layers import ExportPath, PointwiseConv2d, pointwise_conv
 
 
 class LayerNorm2d(nn.Module):
@@ -19,14 +22,14 @@ class LayerNorm2d(nn.Module):
         eps (float): Added to the variance. Default: 1e-6.
     """
 
-    def __init__(self, dim, eps=1e-6):
+    def __init__(self, dim: int, eps: float = 1e-6):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
         self.bias = nn.Parameter(torch.zeros(dim))
         self.eps = eps
         self.normalized_shape = (dim,)  # a constant, as ONNX export needs (x.shape would be traced)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         if x.is_contiguous(memory_format=torch.channels_last):
             # Channels are the innermost axis here: one fused kernel, no copy.
             return F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias,
@@ -37,7 +40,7 @@ class LayerNorm2d(nn.Module):
         x = centred * torch.rsqrt(var + self.eps)
         return x * self.weight[:, None, None] + self.bias[:, None, None]
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f'{self.weight.shape[0]}, eps={self.eps}'
 
 
@@ -50,20 +53,34 @@ class ConvFFN(nn.Module):
         exp_ratio (float): Hidden channels are ``int(dim * exp_ratio)``. Default: 2.
     """
 
-    def __init__(self, dim, kernel_size=3, exp_ratio=2.0):
+    def __init__(self, dim: int, kernel_size: int = 3, exp_ratio: float = 2.0):
         super().__init__()
         hidden = int(dim * exp_ratio)
         self.proj = PointwiseConv2d(dim, hidden)
         self.dwc = nn.Conv2d(hidden, hidden, kernel_size, padding=kernel_size // 2, groups=hidden)
         self.aggr = PointwiseConv2d(hidden, dim)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         x = F.gelu(self.proj(x))
         # In place on a fresh tensor (GELU's backward needs its input, not its output): no new allocation.
         return self.aggr(F.gelu(self.dwc(x)).add_(x))
 
 
-def _dynamic_kernel_mlp(pdim, hidden):
+class SharedKernel(NamedTuple):
+    """The network-wide ConvAttn kernel, passed from the network to every block at each forward.
+
+    Attributes:
+        spatial (Tensor): ESC and ESC-Real: the dense ``[pdim, pdim, k, k]`` kernel; ESC-FP: the
+            depthwise ``[pdim, 1, k, k]`` kernel.
+        channel_mix (Tensor | None): ESC-FP only: the ``[pdim, pdim, 1, 1]`` channel mix applied
+            before ``spatial``. None for a dense kernel.
+    """
+
+    spatial: Tensor
+    channel_mix: Tensor | None = None
+
+
+def _dynamic_kernel_mlp(pdim: int, hidden: int) -> nn.Sequential:
     """Pooling MLP that predicts ``pdim`` depthwise 3x3 kernels per sample (zero-initialised output)."""
     mlp = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(pdim, hidden, 1), nn.GELU(), nn.Conv2d(hidden, pdim * 9, 1))
     nn.init.zeros_(mlp[-1].weight)
@@ -71,22 +88,23 @@ def _dynamic_kernel_mlp(pdim, hidden):
     return mlp
 
 
-def _centred_diagonal(kernels, size):
+def _centred_diagonal(kernels: Tensor, size: int) -> Tensor:
     """The dense ``[C, C, size, size]`` kernel that applies the depthwise kernels ``[C, 3, 3]`` at its centre."""
     border = (size - 3) // 2
     return F.pad(torch.diag_embed(kernels.permute(1, 2, 0)).permute(2, 3, 0, 1), (border,) * 4)
 
 
-def _per_sample_depthwise(x, kernels):
+def _per_sample_depthwise(x: Tensor, kernels: Tensor, as_taps: bool = False) -> Tensor:
     """Depthwise convolution of each sample of ``x`` with its own kernels ``(N, C, k, k)``.
 
     The batch is folded into the channel axis so that a single grouped convolution serves
-    every batch size. ONNX fixes a convolution's group count in the graph, so an ONNX export
-    sums the k*k shifted, weighted copies of ``x`` instead, which keeps the batch dynamic.
+    every batch size. ONNX fixes a convolution's group count in the graph, so for an export
+    (``as_taps``) the k*k shifted, weighted copies of ``x`` are summed instead, which keeps the
+    batch dynamic.
     """
     n, c, h, w = x.shape
     k = kernels.shape[-1]
-    if torch.onnx.is_in_onnx_export():
+    if as_taps:
         padded = F.pad(x, (k // 2,) * 4)
         taps = [padded[:, :, i:i + h, j:j + w] * kernels[:, :, i, j, None, None] for i in range(k) for j in range(k)]
         return torch.stack(taps).sum(0)
@@ -98,69 +116,65 @@ def _per_sample_depthwise(x, kernels):
     return out.view(n, c, h, w)
 
 
-class ConvAttn(nn.Module):
+class ConvAttn(ExportPath, nn.Module):
     """Convolutional stand-in for self-attention on the first ``pdim`` channels.
 
     ``x1' = conv(x1, large_kernel) + depthwise3x3(x1, dynamic kernels of that sample)``;
     the remaining channels pass through unchanged. The large kernel ``[pdim, pdim, k, k]``
-    is shared by the whole network and passed to ``forward``.
+    is shared by the whole network and passed to ``forward`` as ``SharedKernel(spatial)``.
 
     Args:
         pdim (int): Channels the layer acts on (the first ``pdim`` of its input).
     """
 
-    def __init__(self, pdim):
+    # Name and narrowing of the dynamic-kernel MLP, as in the authors' checkpoints.
+    _mlp_name, _mlp_narrowing = 'dwc_proj', 2
+
+    def __init__(self, pdim: int):
         super().__init__()
         self.pdim = pdim
-        self.dwc_proj = _dynamic_kernel_mlp(pdim, pdim // 2)
+        self.add_module(self._mlp_name, _dynamic_kernel_mlp(pdim, pdim // self._mlp_narrowing))
 
-    def forward(self, x, large_kernel):
+    def forward(self, x: Tensor, kernel: SharedKernel) -> Tensor:
         x1, x2 = torch.split(x, [self.pdim, x.shape[1] - self.pdim], dim=1)
-        dynamic = self.dwc_proj(x1).view(x.shape[0], self.pdim, 3, 3)
-        k = large_kernel.shape[-1]
-        if x.shape[0] == 1 and not torch.onnx.is_in_onnx_export():  # an export must keep the batch dynamic
+        dynamic = getattr(self, self._mlp_name)(x1).view(x.shape[0], self.pdim, 3, 3)
+        return torch.cat([self._convolve(x1, dynamic, kernel), x2], dim=1)
+
+    def _convolve(self, x1: Tensor, dynamic: Tensor, kernel: SharedKernel) -> Tensor:
+        large = kernel.spatial
+        k = large.shape[-1]
+        if x1.shape[0] == 1 and not self.export_mode:  # an export must keep the batch dynamic
             # Both convolutions are linear in the kernel: with one sample, its depthwise kernel
             # folds into the centre of the large one and a single convolution does the work.
-            x1 = F.conv2d(x1, large_kernel + _centred_diagonal(dynamic[0], k), padding=k // 2)
-        else:
-            x1 = F.conv2d(x1, large_kernel, padding=k // 2) + _per_sample_depthwise(x1, dynamic)
-        return torch.cat([x1, x2], dim=1)
+            return F.conv2d(x1, large + _centred_diagonal(dynamic[0], k), padding=k // 2)
+        return F.conv2d(x1, large, padding=k // 2) + _per_sample_depthwise(x1, dynamic, as_taps=self.export_mode)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f'pdim={self.pdim}'
 
 
-class DecomposedConvAttn(nn.Module):
+class DecomposedConvAttn(ConvAttn):
     """ConvAttn of ESC-FP: a shared 1x1 channel mix, then one depthwise k x k convolution.
 
     The depthwise kernel is the shared spatial kernel plus this sample's dynamic 3x3 kernel,
-    zero-padded to k x k at the centre.
+    zero-padded to k x k at the centre. The kernel comes as ``SharedKernel(spatial, channel_mix)``.
 
     Args:
         pdim (int): Channels the layer acts on (the first ``pdim`` of its input).
     """
 
-    def __init__(self, pdim):
-        super().__init__()
-        self.pdim = pdim
-        self.proj = _dynamic_kernel_mlp(pdim, pdim // 4)
+    _mlp_name, _mlp_narrowing = 'proj', 4
 
-    def forward(self, x, large_kernel):
-        lk_channel, lk_spatial = large_kernel
-        x1, x2 = torch.split(x, [self.pdim, x.shape[1] - self.pdim], dim=1)
-        k = lk_spatial.shape[-1]
-        dynamic = self.proj(x1).view(x.shape[0], self.pdim, 3, 3)
-        mixed = pointwise_conv(x1, lk_channel)
-        if torch.onnx.is_in_onnx_export():
+    def _convolve(self, x1: Tensor, dynamic: Tensor, kernel: SharedKernel) -> Tensor:
+        spatial = kernel.spatial
+        k = spatial.shape[-1]
+        mixed = pointwise_conv(x1, kernel.channel_mix)
+        if self.export_mode:
             # Same sum split by linearity, so that only a 3x3 convolution is per-sample.
-            x1 = F.conv2d(mixed, lk_spatial, padding=k // 2, groups=self.pdim) + _per_sample_depthwise(mixed, dynamic)
-        else:
-            border = (k - 3) // 2
-            x1 = _per_sample_depthwise(mixed, lk_spatial.view(1, self.pdim, k, k) + F.pad(dynamic, (border,) * 4))
-        return torch.cat([x1, x2], dim=1)
-
-    def extra_repr(self):
-        return f'pdim={self.pdim}'
+            return (F.conv2d(mixed, spatial, padding=k // 2, groups=self.pdim)
+                    + _per_sample_depthwise(mixed, dynamic, as_taps=True))
+        border = (k - 3) // 2
+        return _per_sample_depthwise(mixed, spatial.view(1, self.pdim, k, k) + F.pad(dynamic, (border,) * 4))
 
 
 class ConvAttnBranch(nn.Module):
@@ -172,13 +186,13 @@ class ConvAttnBranch(nn.Module):
         decomposed (bool): Use ESC-FP's decomposed ConvAttn. Default: False.
     """
 
-    def __init__(self, dim, pdim, decomposed=False):
+    def __init__(self, dim: int, pdim: int, decomposed: bool = False):
         super().__init__()
         self.plk = DecomposedConvAttn(pdim) if decomposed else ConvAttn(pdim)
         self.aggr = PointwiseConv2d(dim, dim)
 
-    def forward(self, x, large_kernel):
-        return self.aggr(self.plk(x, large_kernel))
+    def forward(self, x: Tensor, kernel: SharedKernel) -> Tensor:
+        return self.aggr(self.plk(x, kernel))
 
 
 class Block(nn.Module):
@@ -197,8 +211,8 @@ class Block(nn.Module):
         decomposed (bool): Use ESC-FP's decomposed ConvAttn. Default: False.
     """
 
-    def __init__(self, dim, pdim, conv_blocks, window_size, num_heads, exp_ratio, attn_type, use_ln,
-                 proj_exp_ratio=2.0, decomposed=False):
+    def __init__(self, dim: int, pdim: int, conv_blocks: int, window_size: int, num_heads: int, exp_ratio: float,
+                 attn_type: str, use_ln: bool, proj_exp_ratio: float = 2.0, decomposed: bool = False):
         super().__init__()
         self.ln_proj = LayerNorm2d(dim)
         self.proj = ConvFFN(dim, 3, proj_exp_ratio)
@@ -210,20 +224,12 @@ class Block(nn.Module):
         self.ln_out = LayerNorm2d(dim)
         self.conv_out = nn.Conv2d(dim, dim, 3, padding=1)
 
-    def forward(self, x, large_kernel):
+    def forward(self, x: Tensor, kernel: SharedKernel) -> Tensor:
         skip = x
         x = self.proj(self.ln_proj(x))
         x = x + self.attn(self.ln_attn(x))
         for ln, convffn, pconv in zip(self.lns, self.convffns, self.pconvs):
             # The branch's output is fresh and its last layer's backward does not need it: add in place.
-            x = pconv(convffn(ln(x)), large_kernel).add_(x)
+            x = pconv(convffn(ln(x)), kernel).add_(x)
         return self.conv_out(self.ln_out(x)).add_(skip)
 
-
-def dihedral_mean(kernel):
-    """Mean of the 8 rotations and flips of a ``[..., k, k]`` kernel (geometric re-parameterisation)."""
-    rotated = torch.rot90(kernel, -1, dims=[2, 3])
-    variants = []
-    for k in (kernel, rotated):
-        variants += [k, k.flip(3), k.flip(2), k.flip(2, 3)]
-    return torch.stack(variants).mean(0)

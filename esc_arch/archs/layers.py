@@ -1,10 +1,41 @@
-"""Layout and convolution helpers shared by the blocks and the networks."""
+"""Layout and convolution helpers shared by the blocks and the networks, and the ONNX export switch."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch import Tensor
 
 
-def working_layout(x):
+def require(condition: bool, name: str, message: str) -> None:
+    """Raise ``ValueError('NAME MESSAGE')`` unless ``condition``: the argument check of every ESC module."""
+    if not condition:
+        raise ValueError(f'{name} {message}')
+
+
+def require_positive_int(name: str, value: object) -> None:
+    """Check that ``value`` (the argument ``name``) is an integer >= 1."""
+    require(isinstance(value, int) and value >= 1, name, f'must be a positive integer; got {value!r}')
+
+
+class ExportPath:
+    """Mixin of the modules that compute differently when traced for ONNX export.
+
+    Their ``export_mode`` flag (False by default) is set on the whole network at once by
+    :func:`set_export_mode`. The export path computes the same function with operations that ONNX
+    can express with dynamic batch, height and width; the other path is the faster one for PyTorch.
+    """
+
+    export_mode: bool = False
+
+
+def set_export_mode(network: nn.Module, enabled: bool = True) -> nn.Module:
+    """Switch every :class:`ExportPath` submodule of ``network`` to its export path (or back). Returns ``network``."""
+    for module in network.modules():
+        if isinstance(module, ExportPath):
+            module.export_mode = enabled
+    return network
+
+
+def working_layout(x: Tensor) -> Tensor:
     """``x`` in the memory layout the networks compute in: channels-last on CPU, NCHW elsewhere.
 
     On CPU, oneDNN runs the depthwise and large-kernel convolutions several times faster on
@@ -15,38 +46,39 @@ def working_layout(x):
     return x.contiguous(memory_format=torch.channels_last) if x.device.type == 'cpu' else x
 
 
-def mirror_pad(x, pad):
+def mirror_pad(x: Tensor, pad: tuple[int, int, int, int], any_size: bool = False) -> Tensor:
     """Reflect-pad the last two axes of ``x`` by ``pad = (left, right, top, bottom)``, for any amount.
 
     Where every pad is smaller than its side this is ``F.pad(mode='reflect')``; beyond that the
     reflection keeps bouncing off both edges (a side of one pixel is repeated), so inputs
-    smaller than the padding work too.
+    smaller than the padding work too. ``any_size`` takes the second, general path whatever the
+    size: an ONNX trace records only the path taken for the traced size.
     """
     if not any(pad):
         return x
     left, right, top, bottom = pad
     h, w = x.shape[-2:]
-    if max(top, bottom) < h and max(left, right) < w and not torch.onnx.is_in_onnx_export():
+    if max(top, bottom) < h and max(left, right) < w and not any_size:
         return F.pad(x, pad, mode='reflect')
     rows = _mirror_indices(h, top, bottom, x.device)
     cols = _mirror_indices(w, left, right, x.device)
     return x[..., rows, :][..., cols]
 
 
-def _mirror_indices(size, before, after, device):
+def _mirror_indices(size: int, before: int, after: int, device: torch.device) -> Tensor:
     index = torch.arange(-before, size + after, device=device)
     period = 2 * (size - 1) + (size == 1)  # max(2 (size - 1), 1) without a branch: a 1-pixel side repeats
     index = index % period
     return torch.where(index < size, index, period - index)
 
 
-class MirrorPaddedConv2d(nn.Conv2d):
+class MirrorPaddedConv2d(ExportPath, nn.Conv2d):
     """Conv2d with reflect padding that also works when the padding exceeds the image (mirrored again)."""
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         pad_h, pad_w = self.padding
-        return F.conv2d(mirror_pad(x, (pad_w, pad_w, pad_h, pad_h)), self.weight, self.bias, self.stride, 0,
-                        self.dilation, self.groups)
+        padded = mirror_pad(x, (pad_w, pad_w, pad_h, pad_h), any_size=self.export_mode)
+        return F.conv2d(padded, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
 class PointwiseConv2d(nn.Conv2d):
@@ -57,14 +89,14 @@ class PointwiseConv2d(nn.Conv2d):
     16, torch sends 1x1 convolutions to its im2col fallback instead of oneDNN, about twice as slow.
     """
 
-    def __init__(self, in_channels, out_channels):
+    def __init__(self, in_channels: int, out_channels: int):
         super().__init__(in_channels, out_channels, 1)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return pointwise_conv(x, self.weight, self.bias)
 
 
-def pointwise_conv(x, weight, bias=None):
+def pointwise_conv(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``F.conv2d(x, weight, bias)`` for a ``[out, in, 1, 1]`` weight; see :class:`PointwiseConv2d`."""
     if x.device.type == 'cpu' and x.stride(1) == 1:
         return F.linear(x.permute(0, 2, 3, 1), weight.flatten(1), bias).permute(0, 3, 1, 2)

@@ -1,5 +1,8 @@
 """The published ESC variants, by name (case-insensitive)."""
 from basicsr.utils.registry import ARCH_REGISTRY
+from torch import nn
+
+from .heads import REAL_UPSAMPLER_SCALES
 
 _COMMON = dict(kernel_size=13, conv_blocks=5, exp_ratio=1.25)
 
@@ -13,11 +16,11 @@ PRESETS = {
 }
 """Hyperparameters of each published variant, without the scale (a ``network_g`` section less ``upscaling_factor``)."""
 
-SCALES = {'ESC-Real': (4,)}
-"""Scales each variant was published for, where not x2, x3 and x4."""
+SCALES = {'ESC-Real': REAL_UPSAMPLER_SCALES}
+"""Scales each variant is offered at, where not x2, x3 and x4 (the authors' ESC-Real weights are x4)."""
 
 
-def preset_name(name):
+def preset_name(name: str) -> str:
     """The canonical spelling of a preset name given in any case; ValueError if unknown."""
     for canonical in PRESETS:
         if canonical.lower() == str(name).lower():
@@ -25,15 +28,15 @@ def preset_name(name):
     raise ValueError(f'unknown ESC preset {name!r}; choose one of {", ".join(PRESETS)}')
 
 
-def preset_config(name, scale=4, **overrides):
+def preset_config(name: str, scale: int = 4, **overrides: object) -> dict:
     """The ``network_g`` options of a published variant at ``scale`` (overrides replace keys)."""
     canonical = preset_name(name)
     if scale not in SCALES.get(canonical, (2, 3, 4)):
-        raise ValueError(f'{canonical} is published for scale {SCALES[canonical]}, not {scale}')
+        raise ValueError(f'{canonical} is offered at scales {SCALES[canonical]}, not {scale}')
     return {**PRESETS[canonical], 'upscaling_factor': scale, **overrides}
 
 
-def build_preset(name, scale=4, **overrides):
+def build_preset(name: str, scale: int = 4, **overrides: object) -> nn.Module:
     """Build a published variant, e.g. ``build_preset('ESC-light', scale=2, attn_type='sdpa')``."""
     options = preset_config(name, scale, **overrides)
     return ARCH_REGISTRY.get(options.pop('type'))(**options)

@@ -15,35 +15,46 @@ for it. It defines two functions:
     Do the work with the parsed ``argparse.Namespace``; return None (or 0) on success,
     or an int exit code.
 
-Errors the user can cause (a missing or unreadable file, an invalid value that argparse
-cannot check) are raised as :class:`CommandError` with a one-line message; the
-dispatcher prints ``basicsr NAME: error: MESSAGE`` on stderr and exits with code 2,
-without a traceback (as argparse does for bad arguments). Any other exception is a bug
-and keeps its traceback. ``python -m esc_arch.cli`` works like the ``basicsr`` script.
+Errors the user can cause are raised with a one-line message: by the library as one of the
+:mod:`esc_arch.errors` classes (:class:`~esc_arch.errors.ESCError`), by a command for a problem
+with its own arguments as :class:`CommandError`. The dispatcher prints either as
+``basicsr NAME: error: MESSAGE`` on stderr and exits with code 2 (``USER_ERROR_EXIT_CODE``),
+without a traceback (as argparse does for bad arguments). Any other exception is a bug and keeps
+its traceback. ``python -m esc_arch.cli`` works like the ``basicsr`` script.
 """
 import argparse
 import importlib
 import sys
+from collections.abc import Sequence
+
+from esc_arch.errors import USER_ERROR_EXIT_CODE, ESCError
+
+__all__ = ['COMMANDS', 'CommandError', 'main']
 
 COMMANDS = {
     'train': ('esc_arch.cli.train', "train with a BasicSR options YAML (BasicSR's train.py)"),
     'test': ('esc_arch.cli.test', "test with a BasicSR options YAML (BasicSR's test.py)"),
     'demo': ('esc_arch.cli.demo', 'make a small dataset, train ESC-light x4 on it and compare with bicubic'),
     'upscale': ('esc_arch.cli.upscale', 'upscale image files or a folder with a trained checkpoint'),
+    'download': ('esc_arch.cli.download', "download the authors' released weights (resumable, SHA-256 checked)"),
     'export-onnx': ('esc_arch.cli.export_onnx', 'export a network to ONNX and check it with onnxruntime'),
+    'convert-weights': ('esc_arch.cli.convert_weights', 'convert weights: authors\' LTE checkpoint -> BasicSR .pth, '
+                        '.pth <-> .safetensors'),
+    'profile': ('esc_arch.cli.profile', "count a network's parameters and FLOPs for one image (paper's Table 2)"),
     'make-lr': ('esc_arch.cli.make_lr', 'make MATLAB-bicubic LR folders (X2/, X3/, ...) from HR images'),
     'extract-subimages': ('esc_arch.cli.extract_subimages', 'cut large training images into overlapping sub-images'),
     'make-lmdb': ('esc_arch.cli.make_lmdb', 'pack a folder of images into an LMDB (with meta_info.txt)'),
 }
 
-USAGE_ERROR = 2
-
 
 class CommandError(Exception):
-    """A problem the user can fix (bad path, bad value); reported in one line, exit code 2."""
+    """A problem with a command's own arguments (bad path, bad value); reported in one line, exit code 2.
+
+    Only the commands in :mod:`esc_arch.cli` raise it; the library raises :mod:`esc_arch.errors` classes.
+    """
 
 
-def _parser(selected):
+def _parser(selected: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='basicsr',
         description='BasicSR commands with the ESC networks registered. '
@@ -59,7 +70,7 @@ def _parser(selected):
     return parser
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """Run ``basicsr`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
     # The first word that is not an option names the command; only its module is imported.
@@ -68,12 +79,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
-        return USAGE_ERROR
+        return USER_ERROR_EXIT_CODE
     try:
         return args.run(args) or 0
-    except CommandError as error:
+    except (CommandError, ESCError) as error:
         print(f'basicsr {args.command}: error: {error}', file=sys.stderr)
-        return USAGE_ERROR
+        return USER_ERROR_EXIT_CODE
     except KeyboardInterrupt:
         print(f'basicsr {args.command}: interrupted', file=sys.stderr)
         return 130

@@ -8,7 +8,8 @@
 3. runs ``basicsr test -opt options/demo_test_ESC_light_x4.yml`` (which logs PSNR/SSIM and
    saves the SR images);
 4. prints the PSNR (Y channel, border of 4 pixels cropped) of those SR images and of MATLAB
-   bicubic upsampling of the same LR images.
+   bicubic upsampling of the same LR images, and writes ``results/<test name>/comparison.png``:
+   per test image, the most detailed crop of the LR input, bicubic, ESC-light and the HR image.
 """
 import os
 import shutil
@@ -18,7 +19,7 @@ import tempfile
 
 from esc_arch.cli import CommandError
 from esc_arch.cli.basicsr_pipeline import TEST_SECTIONS, read_options
-from esc_arch.cli.image_folders import read_image
+from esc_arch.images import read_image
 
 SCALE = 4
 DATA_DIR = os.path.join('datasets', 'demo')
@@ -148,6 +149,29 @@ def psnr_table(data_dir, sr_dir, sr_suffix):
     return rows
 
 
+def write_comparison(path, data_dir, sr_dir, sr_suffix, rows):
+    """Write the comparison picture: one row per test image, LR | bicubic | ESC-light | HR on one crop.
+
+    Args:
+        path (str): The PNG to write.
+        data_dir (str): The demo dataset.
+        sr_dir (str): Where ``basicsr test`` saved the SR images.
+        sr_suffix (str): Their file name suffix.
+        rows (list): :func:`psnr_table`'s rows, for the labels.
+    """
+    from esc_arch.images import write_image
+    from esc_arch.inference.compare import reference_comparison, stack_rows
+
+    pictures = []
+    for name, bicubic_psnr, sr_psnr in rows:
+        hr = read_image(os.path.join(data_dir, 'test', 'HR', f'{name}.png'), color=True)
+        lr = read_image(os.path.join(data_dir, 'test', 'LR_bicubic', f'X{SCALE}', f'{name}x{SCALE}.png'), color=True)
+        sr = read_image(os.path.join(sr_dir, f'{name}x{SCALE}_{sr_suffix}.png'), color=True)
+        results = {f'bicubic {bicubic_psnr:.2f} dB': bicubic_upsample(lr), f'ESC-light {sr_psnr:.2f} dB': sr}
+        pictures.append(reference_comparison(lr, results, hr, SCALE, lr_label=f'{name}: LR input'))
+    write_image(stack_rows(pictures), path)
+
+
 def run(args):
     test_options = read_options(args.test_options, TEST_SECTIONS)
     if not os.path.isfile(args.train_options):
@@ -177,3 +201,6 @@ def run(args):
     mean_esc = sum(row[2] for row in rows) / len(rows)
     print(f'{"mean":<12}{mean_bicubic:>10.2f}{mean_esc:>12.2f}   ({mean_esc - mean_bicubic:+.2f} dB)')
     print(f'SR images: {sr_dir}')
+    comparison = os.path.join('results', test_options['name'], 'comparison.png')
+    write_comparison(comparison, DATA_DIR, sr_dir, test_options['val'].get('suffix') or test_options['name'], rows)
+    print(f'Side by side (LR, bicubic, ESC-light, HR; PSNR of the whole image): {comparison}')

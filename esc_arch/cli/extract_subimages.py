@@ -17,8 +17,10 @@ from functools import partial
 import numpy as np
 
 from esc_arch.cli import CommandError
-from esc_arch.cli.image_folders import (add_workers_argument, list_images, new_output_folder, read_image, run_parallel,
-                                        write_image)
+from esc_arch.cli.image_folders import (add_max_pixels_argument, add_workers_argument, failure_report, print_notice,
+                                        run_parallel, sigterm_as_interrupt, staged_output_folders)
+from esc_arch.errors import ImageError
+from esc_arch.images import list_images, read_image, write_image
 
 
 def add_arguments(parser):
@@ -31,6 +33,7 @@ def add_arguments(parser):
     parser.add_argument('--scale', type=int, default=1,
                         help='the input is an LR folder of this scale: divide the sizes by it and drop the x{scale} '
                         'suffix from names (default: 1, an HR folder)')
+    add_max_pixels_argument(parser)
     add_workers_argument(parser)
 
 
@@ -42,12 +45,16 @@ def window_starts(length, crop_size, step, thresh_size):
     return starts
 
 
-def extract(name, input_folder, output_folder, crop_size, step, thresh_size, suffix):
+def extract(name, input_folder, output_folder, crop_size, step, thresh_size, suffix, max_pixels):
+    """Write the sub-images of one image; returns None, or the message of why the image cannot be used."""
     path = os.path.join(input_folder, name)
-    img = read_image(path)
-    height, width = img.shape[:2]
-    if height < crop_size or width < crop_size:
-        raise CommandError(f'{path}: {width}x{height} image is smaller than the crop size {crop_size}')
+    try:
+        img = read_image(path, max_pixels=max_pixels, notify=partial(print_notice, 'extract-subimages'))
+        height, width = img.shape[:2]
+        if height < crop_size or width < crop_size:
+            raise ImageError(f'{path}: {width}x{height} image is smaller than the crop size {crop_size}')
+    except ImageError as err:
+        return str(err)
     stem, extension = os.path.splitext(name)
     stem = stem.removesuffix(suffix)
     index = 0
@@ -56,6 +63,7 @@ def extract(name, input_folder, output_folder, crop_size, step, thresh_size, suf
             index += 1
             write_image(np.ascontiguousarray(img[top:top + crop_size, left:left + crop_size]),
                         os.path.join(output_folder, f'{stem}_s{index:03d}{extension}'))
+    return None
 
 
 def run(args):
@@ -68,10 +76,15 @@ def run(args):
     if args.crop_size < 1 or args.step < 1:
         raise CommandError('--crop-size and --step must be positive')
     names = list_images(args.input, '--input')
-    new_output_folder(args.output, '--output')
     scale = args.scale
-    run_parallel(
-        partial(extract, input_folder=args.input, output_folder=args.output, crop_size=args.crop_size // scale,
-                step=args.step // scale, thresh_size=args.thresh_size // scale,
-                suffix=f'x{scale}' if scale > 1 else ''), names, args.workers)
+    # The folder appears complete or not at all: a bad image (all of them are reported) or an interruption
+    # leaves nothing that would block a rerun.
+    with sigterm_as_interrupt(), staged_output_folders([args.output], '--output') as staging:
+        work = partial(extract, input_folder=args.input, output_folder=staging[os.path.normpath(args.output)],
+                       crop_size=args.crop_size // scale, step=args.step // scale,
+                       thresh_size=args.thresh_size // scale, suffix=f'x{scale}' if scale > 1 else '',
+                       max_pixels=args.max_pixels)
+        failures = [message for message in run_parallel(work, names, args.workers) if message]
+        if failures:
+            raise failure_report('extract-subimages', failures, args.output)
     print(f'{len(names)} images -> {len(os.listdir(args.output))} sub-images in {args.output}')

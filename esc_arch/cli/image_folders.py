@@ -1,91 +1,162 @@
-"""What the image commands share: listing and reading images, safe outputs, parallel work."""
-import os
+"""What the image commands share besides :mod:`esc_arch.images`: options, notices, parallel work, signals."""
+import argparse
 import multiprocessing
+import os
+import shutil
+import signal
+import sys
+from contextlib import contextmanager
 
-import cv2
-import numpy as np
 from tqdm import tqdm
 
-from esc_arch.cli import CommandError
-
-IMAGE_EXTENSIONS = ('.png', '.bmp', '.jpg', '.jpeg', '.tif', '.tiff', '.webp')
-# Pixel types the commands handle (OpenCV also decodes e.g. int16 or float64 TIFFs).
-PIXEL_TYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
-
-
-def list_images(folder, option):
-    """Sorted names of the image files in ``folder`` (not recursive; hidden files skipped).
-
-    Args:
-        folder (str | os.PathLike): The folder.
-        option (str): The command-line option that named it, for error messages.
-    """
-    if not os.path.isdir(folder):
-        raise CommandError(f'{option}: folder not found: {folder}')
-    names = sorted(name for name in os.listdir(folder)
-                   if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith('.')
-                   and os.path.isfile(os.path.join(folder, name)))
-    if not names:
-        raise CommandError(f'{option}: no images ({", ".join(IMAGE_EXTENSIONS)}) in {folder}')
-    return names
-
-
-def new_output_folder(folder, option):
-    """Create ``folder`` for results, refusing one that already holds files (nothing is overwritten)."""
-    if os.path.isdir(folder) and os.listdir(folder):
-        raise CommandError(f'{option}: {folder} already exists and is not empty; choose another folder or remove it')
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise CommandError(f'{option}: {folder} exists and is not a folder')
-    os.makedirs(folder, exist_ok=True)
-
-
-def read_image(path, color=False):
-    """Read an image file, raising CommandError (one line) if it cannot be read or is of an unsupported kind.
-
-    Args:
-        path (str | os.PathLike): The image file (any name: read as bytes, then decoded).
-        color (bool): Return 8-bit BGR whatever is stored (gray expanded, alpha dropped, 16-bit
-            scaled down). Default: False, the image as stored: HxW gray, HxWx3 BGR or HxWx4 BGRA;
-            uint8, uint16 or float32.
-
-    Returns:
-        ndarray: The image.
-    """
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as err:
-        raise CommandError(f'cannot read {path}: {err.strerror}') from None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR if color else cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        raise CommandError(f'cannot decode image {path} (empty, corrupt or not an image)')
-    if image.dtype not in PIXEL_TYPES:
-        raise CommandError(f'{path} has {image.dtype} pixels; supported: 8-bit, 16-bit and float32')
-    if image.ndim == 3 and image.shape[2] not in (1, 3, 4):
-        raise CommandError(f'{path} has {image.shape[2]} channels; supported: 1 (gray), 3 (colour), 4 (with alpha)')
-    return image
-
-
-def write_image(img, path):
-    """Write ``img`` (PNG compression 3, as BasicSR's scripts), raising CommandError on failure."""
-    if not cv2.imwrite(path, img, [cv2.IMWRITE_PNG_COMPRESSION, 3]):
-        raise CommandError(f'cannot write {path}')
+from esc_arch.errors import ImageError, OutputError
+from esc_arch.images import DEFAULT_MAX_PIXELS, new_output_folder
 
 
 def run_parallel(function, items, workers, unit='image'):
-    """Call ``function`` on every item, in ``workers`` processes (1: in this one), with a progress bar."""
+    """Call ``function`` on every item, in ``workers`` processes (1: in this one), with a progress bar.
+
+    Returns:
+        list: The results, in the order they were done.
+    """
+    results = []
     with tqdm(total=len(items), unit=unit) as progress:
         if workers <= 1:
             for item in items:
-                function(item)
+                results.append(function(item))
                 progress.update()
         else:
-            # Spawned, not forked: a fork of a process whose torch thread pool has run can deadlock.
-            with multiprocessing.get_context('spawn').Pool(workers) as pool:
-                for _ in pool.imap_unordered(function, items):
+            with worker_pool(workers) as pool:
+                for result in pool.imap_unordered(function, items):
+                    results.append(result)
                     progress.update()
+    return results
+
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextmanager
+def worker_pool(workers):
+    """A pool of ``workers`` spawned processes (not forked: a fork of a process whose torch thread pool has run
+    can deadlock), terminated when the block ends or is interrupted.
+
+    Ctrl-C and SIGTERM are held back while the workers start, so that an interruption never cuts a worker's
+    start-up short (which makes it print a traceback); in the workers, Ctrl-C is left to this process.
+    """
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        pool = multiprocessing.get_context('spawn').Pool(workers, initializer=_init_worker)
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+        raise
+    with pool:  # terminates the workers on the way out
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)  # a signal held back is raised here
+        yield pool
+
+
+def _init_worker():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # the mask is inherited from the starting process
 
 
 def add_workers_argument(parser):
     """The ``--workers`` option of the commands that use :func:`run_parallel`."""
     parser.add_argument('--workers', type=int, default=os.cpu_count() or 1,
                         help='processes working in parallel (default: one per CPU core)')
+
+
+def add_max_pixels_argument(parser):
+    """The ``--max-pixels`` option: larger images are refused before they are decoded."""
+    parser.add_argument('--max-pixels', type=positive_int, default=DEFAULT_MAX_PIXELS, metavar='N',
+                        help='refuse images of more than N pixels, checked from the file header before decoding '
+                        f'(default: {DEFAULT_MAX_PIXELS}, about 13400x13400)')
+
+
+def positive_int(text):
+    """argparse type of options that must be at least 1 (e.g. ``--scale``)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be at least 1, got {value}')
+    return value
+
+
+def print_notice(command, message):
+    """Print ``basicsr COMMAND: note: MESSAGE`` on stderr; ``partial(print_notice, COMMAND)`` is the
+    ``notify`` of :func:`esc_arch.images.read_image` (picklable, so it works in worker processes too)."""
+    print(f'basicsr {command}: note: {message}', file=sys.stderr)
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """Within the block, SIGTERM raises KeyboardInterrupt, so that the clean-up of an interrupted
+    command (removing temporary files and folders) runs on ``kill`` as on Ctrl-C."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def failure_report(command, failures, output):
+    """The error that ends a command whose images ``failures`` (messages) could not be used, nothing written:
+    the only failure itself, or (after printing each one) a summary."""
+    if len(failures) == 1:
+        return ImageError(f'{failures[0]}; nothing was written to {output}')
+    for failure in failures:
+        print(f'basicsr {command}: error: {failure}', file=sys.stderr)
+    return ImageError(f'{len(failures)} images could not be used (listed above); nothing was written to {output}')
+
+
+
+@contextmanager
+def staged_output_folders(folders, option):
+    """Build new output folders completely or not at all.
+
+    Each folder of ``folders`` must be new or empty (as :func:`esc_arch.images.new_output_folder`);
+    the block writes into the hidden ``.NAME.partial`` folder beside it that the context yields
+    (a dict: final folder -> folder to write), and each is renamed to its final name when the
+    block succeeds. On any exception or interruption the partial folders, and the folders this
+    created, are removed: no partial output blocks a rerun.
+    """
+    created = []  # folders this makes (the outputs and their missing parents)
+    staging = {}
+    try:
+        for folder in folders:
+            folder = os.path.normpath(folder)
+            missing = folder
+            while missing and not os.path.exists(missing):
+                created.append(missing)
+                missing = os.path.dirname(missing)
+            new_output_folder(folder, option)
+            staging[folder] = os.path.join(os.path.dirname(folder), f'.{os.path.basename(folder)}.partial')
+            shutil.rmtree(staging[folder], ignore_errors=True)  # left over from a killed run
+            os.makedirs(staging[folder])
+        yield dict(staging)
+        for folder, partial_folder in staging.items():
+            os.replace(partial_folder, folder)  # onto the empty folder
+    except OSError as err:
+        _remove(staging.values(), created)
+        if isinstance(err, OutputError):
+            raise
+        raise OutputError(f'{option}: cannot write {err.filename or "the output"}: {err.strerror or err}') from None
+    except BaseException:
+        _remove(staging.values(), created)
+        raise
+
+
+def _remove(partial_folders, created_folders):
+    for folder in partial_folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    for folder in sorted(created_folders, key=len, reverse=True):  # inner folders first
+        try:
+            os.rmdir(folder)  # only if still empty
+        except OSError:
+            pass

@@ -1,24 +1,42 @@
 """``basicsr make-lmdb``: pack a folder of images into an LMDB for BasicSR's ``io_backend: lmdb``.
 
-Built by :func:`basicsr.utils.lmdb_util.make_lmdb_from_imgs` (PNG-encoded images, keys = file names
-without extension, ``meta_info.txt`` beside the data). An existing LMDB is kept unless
-``--overwrite`` is given; even then the new one is built beside it and swapped in only when complete.
+The LMDB has the layout of BasicSR's :func:`basicsr.utils.lmdb_util.make_lmdb_from_imgs`: PNG-encoded
+images under keys = file names without extension, and ``meta_info.txt`` beside the data. Images are
+read as the other commands read them (size checked before decoding, EXIF orientation applied as
+training from a folder does); every unusable image is reported and nothing is written then.
+
+The LMDB is built beside ``--output`` as a hidden ``.NAME.partial.lmdb`` and renamed when complete;
+an interruption (Ctrl-C, SIGTERM) or a write error removes it. An existing ``--output`` is replaced
+only with ``--overwrite`` and only if it is an LMDB (a folder holding nothing but ``data.mdb``,
+``lock.mdb`` and ``meta_info.txt``); an output that is, contains or lies inside the input folder is refused.
 """
 import os
 import shutil
-from contextlib import redirect_stdout
+from contextlib import nullcontext
+from functools import partial
+
+import lmdb
+from tqdm import tqdm
 
 from esc_arch.cli import CommandError
-from esc_arch.cli.image_folders import add_workers_argument, list_images
+from esc_arch.cli.image_folders import (add_max_pixels_argument, add_workers_argument, failure_report, print_notice,
+                                        sigterm_as_interrupt, worker_pool)
+from esc_arch.errors import ESCError, OutputError
+from esc_arch.images import encode_image, list_images, read_image
+
+LMDB_FILES = ('data.mdb', 'lock.mdb', 'meta_info.txt')
+_COMMIT_EVERY = 5000  # images per LMDB transaction, as BasicSR
 
 
 def add_arguments(parser):
     parser.add_argument('-i', '--input', required=True,
                         help='folder of images (e.g. datasets/DIV2K/DIV2K_train_HR_sub)')
     parser.add_argument('-o', '--output', required=True, help='LMDB folder to create, ending in .lmdb')
-    parser.add_argument('--overwrite', action='store_true', help='replace an existing LMDB at --output')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace an existing LMDB at --output (only an LMDB: data.mdb, lock.mdb, meta_info.txt)')
     parser.add_argument('--compress-level', type=int, default=1, choices=range(10), metavar='0-9',
                         help='PNG compression of the stored images (default: 1, as BasicSR)')
+    add_max_pixels_argument(parser)
     add_workers_argument(parser)
 
 
@@ -33,45 +51,128 @@ def _keys(names, folder):
     return keys
 
 
+def _input_bytes(folder, names):
+    return sum(os.path.getsize(os.path.join(folder, name)) for name in names)
+
+
 def _map_size(folder, names):
     """An upper bound of the LMDB size. BasicSR's default (10x the first image) overflows when later
     images are larger; re-encoding may grow compressed files several times, and each entry takes at
     least a page. The map is reserved address space, not disk space, on Linux."""
-    file_bytes = sum(os.path.getsize(os.path.join(folder, name)) for name in names)
-    return 10 * file_bytes + 64 * 1024 * len(names) + 2**24
+    return 10 * _input_bytes(folder, names) + 64 * 1024 * len(names) + 2**24
+
+
+def check_free_space(folder, output, input_bytes):
+    """Refuse to start on a disk without room for about the inputs' size: LMDB reads its file through a memory
+    map, and a write that failed for lack of space can then crash the process (SIGBUS) instead of raising."""
+    free, needed = shutil.disk_usage(folder).free, input_bytes + 2**20
+    if free < needed:
+        raise OutputError(f'not enough free space for {output}: {free / 2**20:.1f} MiB free, about '
+                          f'{needed / 2**20:.1f} MiB needed')
+
+
+def _is_within(path, folder):
+    return os.path.commonpath([path, folder]) == folder
+
+
+def check_paths(input_folder, output):
+    """Refuse an output that is, contains or lies inside the input folder (replacing it would delete images)."""
+    real_input, real_output = os.path.realpath(input_folder), os.path.realpath(output)
+    if _is_within(real_input, real_output):
+        relation = 'is' if real_input == real_output else 'contains'
+        raise OutputError(f'--output {output} {relation} the input folder {input_folder}; choose an output outside it')
+    if _is_within(real_output, real_input):
+        raise OutputError(f'--output {output} is inside the input folder {input_folder}; choose an output outside it')
+
+
+def check_replaceable(output):
+    """Refuse to replace anything but an LMDB: nothing except LMDB files may be deleted."""
+    entries = sorted(os.listdir(output))
+    foreign = [name for name in entries if name not in LMDB_FILES]
+    if foreign or 'data.mdb' not in entries:
+        found = f'it holds {", ".join(foreign[:3])}' if foreign else 'it has no data.mdb'
+        raise OutputError(f'--output: {output} is not an LMDB ({found}); --overwrite only replaces an LMDB '
+                          f'({", ".join(LMDB_FILES)}): choose another name')
+
+
+def encode_entry(name, folder, compress_level, max_pixels):
+    """Read and PNG-encode one image; returns ``(bytes, shape)`` or an error message (picklable for workers)."""
+    try:
+        image = read_image(os.path.join(folder, name), max_pixels=max_pixels,
+                           notify=partial(print_notice, 'make-lmdb'))
+        return encode_image(image, '.png', png_compression=compress_level), image.shape
+    except ESCError as err:
+        return str(err)
+
+
+def write_lmdb(path, entries, keys, names, total, map_size, compress_level):
+    """Write ``entries`` (from :func:`encode_entry`) under ``keys``; returns the error messages of failed images."""
+    failures = []
+    environment = lmdb.open(path, map_size=map_size)
+    try:
+        transaction = environment.begin(write=True)
+        with open(os.path.join(path, 'meta_info.txt'), 'w') as meta_info:
+            for index, (entry, key, name) in enumerate(tqdm(zip(entries, keys, names), total=total, unit='image')):
+                if isinstance(entry, str):
+                    failures.append(entry)
+                    continue
+                data, shape = entry
+                transaction.put(key.encode('ascii'), data)
+                height, width, channels = (*shape, 1) if len(shape) == 2 else shape
+                meta_info.write(f'{name} ({height},{width},{channels}) {compress_level}\n')
+                if (index + 1) % _COMMIT_EVERY == 0:
+                    transaction.commit()
+                    transaction = environment.begin(write=True)
+        transaction.commit()
+    finally:
+        environment.close()
+    return failures
 
 
 def run(args):
-    from basicsr.utils.lmdb_util import make_lmdb_from_imgs
-
     output = os.path.normpath(args.output)
     if not output.endswith('.lmdb'):
         raise CommandError(f'--output must end with .lmdb (BasicSR recognises LMDBs by it); got {args.output}')
     if os.path.exists(output) and not os.path.isdir(output):
         raise CommandError(f'--output: {output} exists and is not a folder (an LMDB is a folder); choose another name')
+    if os.path.exists(args.input):
+        check_paths(args.input, output)
     if os.path.exists(output) and not args.overwrite:
         raise CommandError(f'--output: {output} already exists; pass --overwrite to replace it')
+    if os.path.exists(output):
+        check_replaceable(output)
     names = list_images(args.input, '--input')
     keys = _keys(names, args.input)
 
     parent = os.path.dirname(output)
-    os.makedirs(parent or '.', exist_ok=True)
     building = os.path.join(parent, f'.{os.path.basename(output)[:-len(".lmdb")]}.partial.lmdb')
-    shutil.rmtree(building, ignore_errors=True)  # left over from an interrupted run of this command
-    try:
-        # BasicSR's messages name the temporary folder; its progress bar (stderr) stays.
-        with open(os.devnull, 'w') as devnull, redirect_stdout(devnull):
-            make_lmdb_from_imgs(args.input, building, names, keys, compress_level=args.compress_level,
-                                multiprocessing_read=args.workers > 1, n_thread=args.workers,
-                                map_size=_map_size(args.input, names))
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
-    if os.path.exists(output):
-        retired = f'{building}.old'
-        os.replace(output, retired)
-        os.replace(building, output)
-        shutil.rmtree(retired)
-    else:
-        os.replace(building, output)
+    encode = partial(encode_entry, folder=args.input, compress_level=args.compress_level, max_pixels=args.max_pixels)
+    with sigterm_as_interrupt():
+        try:
+            os.makedirs(parent or '.', exist_ok=True)
+            shutil.rmtree(building, ignore_errors=True)  # left over from a killed run of this command
+            check_free_space(parent or '.', output, _input_bytes(args.input, names))
+            with worker_pool(args.workers) if args.workers > 1 else nullcontext() as pool:
+                entries = pool.imap(encode, names) if args.workers > 1 else map(encode, names)
+                failures = write_lmdb(building, entries, keys, names, len(names), _map_size(args.input, names),
+                                      args.compress_level)
+        except (OSError, lmdb.Error) as err:
+            shutil.rmtree(building, ignore_errors=True)
+            if isinstance(err, ESCError):
+                raise
+            raise OutputError(f'cannot write {output}: {getattr(err, "strerror", None) or err}') from None
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+        if failures:
+            shutil.rmtree(building, ignore_errors=True)
+            raise failure_report('make-lmdb', failures, output)
+        if os.path.exists(output):
+            retired = f'{building}.old'
+            os.replace(output, retired)
+            os.replace(building, output)
+            shutil.rmtree(retired)
+        else:
+            os.replace(building, output)
     print(f'{len(names)} images -> {output} (meta_info.txt inside)')
+

@@ -12,9 +12,11 @@ import numpy as np
 from basicsr.data.transforms import mod_crop
 
 from esc_arch.cli import CommandError
-from esc_arch.cli.image_folders import (add_workers_argument, list_images, new_output_folder, read_image, run_parallel,
-                                        write_image)
+from esc_arch.cli.image_folders import (add_max_pixels_argument, add_workers_argument, failure_report, print_notice,
+                                        run_parallel, sigterm_as_interrupt, staged_output_folders)
 from esc_arch.data.matlab_resize import bicubic_downsample
+from esc_arch.errors import ImageError
+from esc_arch.images import list_images, read_image, write_image
 
 
 def add_arguments(parser):
@@ -22,19 +24,27 @@ def add_arguments(parser):
     parser.add_argument('-o', '--output', required=True, help='folder that receives X2/, X3/, ... (e.g. '
                         'datasets/DIV2K/DIV2K_train_LR_bicubic)')
     parser.add_argument('--scale', type=int, nargs='+', default=[2, 3, 4], help='scales to make (default: 2 3 4)')
+    add_max_pixels_argument(parser)
     add_workers_argument(parser)
 
 
-def make_lr_image(name, hr_folder, scale_folders):
-    img = read_image(os.path.join(hr_folder, name))
-    if img.dtype != np.uint8:
-        raise CommandError(f'{os.path.join(hr_folder, name)}: {img.dtype} image; make-lr needs 8-bit images')
+def make_lr_image(name, hr_folder, scale_folders, max_pixels):
+    """Write the LR images of one HR image; returns None, or the message of why the image cannot be used."""
+    path = os.path.join(hr_folder, name)
+    try:
+        img = read_image(path, max_pixels=max_pixels, notify=partial(print_notice, 'make-lr'))
+        if img.dtype != np.uint8:
+            raise ImageError(f'{path}: {img.dtype} image; make-lr needs 8-bit images')
+        too_small = [scale for scale in scale_folders if min(img.shape[:2]) < scale]
+        if too_small:
+            raise ImageError(f'{path} is smaller than the scale {too_small[0]}')
+    except ImageError as err:
+        return str(err)
     stem = os.path.splitext(name)[0]
     for scale, folder in scale_folders.items():
-        if min(img.shape[:2]) < scale:
-            raise CommandError(f'{os.path.join(hr_folder, name)} is smaller than the scale {scale}')
         lr = bicubic_downsample(mod_crop(img, scale), scale)
         write_image(np.round(lr * 255).astype(np.uint8), os.path.join(folder, f'{stem}x{scale}.png'))
+    return None
 
 
 def run(args):
@@ -42,7 +52,12 @@ def run(args):
         raise CommandError(f'--scale: scales must be at least 2; got {args.scale}')
     names = list_images(args.input, '--input')
     scale_folders = {scale: os.path.join(args.output, f'X{scale}') for scale in sorted(set(args.scale))}
-    for folder in scale_folders.values():
-        new_output_folder(folder, '--output')
-    run_parallel(partial(make_lr_image, hr_folder=args.input, scale_folders=scale_folders), names, args.workers)
+    # All the LR folders appear together, complete, or none: a bad image (all of them are reported) or an
+    # interruption leaves nothing that would block a rerun.
+    with sigterm_as_interrupt(), staged_output_folders(list(scale_folders.values()), '--output') as staging:
+        staged = {scale: staging[os.path.normpath(folder)] for scale, folder in scale_folders.items()}
+        work = partial(make_lr_image, hr_folder=args.input, scale_folders=staged, max_pixels=args.max_pixels)
+        failures = [message for message in run_parallel(work, names, args.workers) if message]
+        if failures:
+            raise failure_report('make-lr', failures, args.output)
     print(f'{len(names)} images -> {", ".join(scale_folders.values())}')

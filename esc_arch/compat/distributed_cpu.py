@@ -7,42 +7,42 @@ Without CUDA, BasicSR's own initialisers now run with the gloo backend and no de
 there were one device); with CUDA nothing changes. ``ESCModel`` wraps its network in
 DistributedDataParallel without device ids on CPU.
 """
-import contextlib
 import functools
+from collections.abc import Callable
 
 import torch
 
-INITIALISERS = ('_init_dist_pytorch', '_init_dist_slurm')
+from .patching import Patch, patched
+
+__all__ = ['PATCHES', 'gloo_without_cuda']
+
+# While a launcher initialises without CUDA: one device, and pinning a process to it does nothing.
+_ONE_PRETEND_CUDA_DEVICE = (
+    Patch(name='pretend-cuda-device-count', target='torch.cuda:device_count', replacement=lambda original: lambda: 1,
+          reason='basicsr divides the rank by the device count', versions='basicsr 1.4.2'),
+    Patch(name='pretend-cuda-set-device', target='torch.cuda:set_device',
+          replacement=lambda original: lambda device: None,
+          reason='basicsr pins every process to a CUDA device', versions='basicsr 1.4.2'),
+)
 
 
-@contextlib.contextmanager
-def _one_pretend_cuda_device():
-    saved = torch.cuda.device_count, torch.cuda.set_device
-    torch.cuda.device_count, torch.cuda.set_device = (lambda: 1), (lambda device: None)
-    try:
-        yield
-    finally:
-        torch.cuda.device_count, torch.cuda.set_device = saved
-
-
-def gloo_without_cuda(initialise):
+def gloo_without_cuda(initialise: Callable) -> Callable:
     """Wrap one of BasicSR's ``_init_dist_*(backend, **kwargs)`` to use gloo when CUDA is unavailable."""
 
     @functools.wraps(initialise)
     def initialise_anywhere(backend, **kwargs):
         if torch.cuda.is_available():
             return initialise(backend, **kwargs)
-        with _one_pretend_cuda_device():
+        with patched(*_ONE_PRETEND_CUDA_DEVICE):
             return initialise('gloo', **kwargs)
 
-    initialise_anywhere.gloo_without_cuda = True
     return initialise_anywhere
 
 
-def apply():
-    from basicsr.utils import dist_util
-
-    for name in INITIALISERS:
-        initialise = getattr(dist_util, name)
-        if not getattr(initialise, 'gloo_without_cuda', False):
-            setattr(dist_util, name, gloo_without_cuda(initialise))
+PATCHES = tuple(
+    Patch(name=f'gloo-launcher-{launcher}',
+          target=f'basicsr.utils.dist_util:_init_dist_{launcher}',
+          replacement=gloo_without_cuda,
+          reason=f'--launcher {launcher} pins each process to a CUDA device and uses nccl, which fails without CUDA',
+          versions='basicsr 1.4.2')
+    for launcher in ('pytorch', 'slurm'))

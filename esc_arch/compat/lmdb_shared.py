@@ -9,10 +9,14 @@ its backend now shares one read-only environment per database folder instead.
 """
 import os
 
+from .patching import Patch
+
+__all__ = ['SHARED_LMDB_ENVIRONMENTS', 'open_shared']
+
 _shared_environments = {}
 
 
-def open_shared(path, readonly=True, **options):
+def open_shared(path: str, readonly: bool = True, **options) -> object:
     """Open the LMDB at ``path``, sharing read-only environments.
 
     Args:
@@ -51,7 +55,7 @@ def _backend_init(self, db_paths, client_keys='default', readonly=True, lock=Fal
     }
 
 
-def needs_fix():
+def needs_fix() -> bool:
     """Whether the installed py-lmdb refuses a second open of one environment (version 2 and later)."""
     try:
         import lmdb
@@ -60,9 +64,11 @@ def needs_fix():
     return int(lmdb.__version__.split('.')[0]) >= 2
 
 
-def apply():
-    from basicsr.utils.file_client import LmdbBackend
-
-    if needs_fix() and LmdbBackend.__init__ is not _backend_init:
-        _backend_init.replaced = LmdbBackend.__init__  # kept for the tests, which show the original failing
-        LmdbBackend.__init__ = _backend_init
+SHARED_LMDB_ENVIRONMENTS = Patch(
+    name='lmdb-shared-environments',
+    target='basicsr.utils.file_client:LmdbBackend.__init__',
+    replacement=lambda original: _backend_init,
+    reason="py-lmdb refuses a second open of one database in a process, which BasicSR's LmdbBackend does for "
+    'every dataset (and DataLoader workers inherit the open ones)',
+    versions='basicsr 1.4.2 with lmdb >= 2',
+    needed=lambda original: needs_fix())

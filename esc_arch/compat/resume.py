@@ -9,15 +9,37 @@ working directory rather than in the experiment folder the options point to.
 The replacement below keeps basicsr's behaviour otherwise (latest ``<iter>.state`` wins,
 ``check_resume`` re-points the network paths) and maps the state onto the device the
 model trains on: the current CUDA device when ``num_gpu`` is not 0 and CUDA works, else
-the CPU.
+the CPU. States are read with ``weights_only`` (tensors and plain containers only). With
+``--auto_resume``, an unreadable latest state (truncated, corrupt) is skipped, with a notice
+naming it, for the newest readable one; none readable, or an unreadable ``path:resume_state``,
+is a :class:`~esc_arch.errors.CheckpointError`.
 """
 import inspect
 import os
+import pickle
+import sys
+from collections.abc import Callable
 
 import torch
 
+from esc_arch.errors import CheckpointError
 
-def latest_training_state(state_dir):
+from .patching import Patch
+
+__all__ = ['RESUME_WITHOUT_CUDA', 'latest_training_state', 'load_resume_state', 'training_states']
+
+
+def training_states(state_dir: str) -> list[tuple[int, str]]:
+    """The ``<iter>.state`` files in ``state_dir`` as ``(iteration, path)``, newest first ([] if none)."""
+    if not os.path.isdir(state_dir):
+        return []
+    iterations = [int(name[:-len('.state')]) for name in os.listdir(state_dir)
+                  if name.endswith('.state') and name[:-len('.state')].isdigit()]
+    return [(iteration, os.path.join(state_dir, f'{iteration}.state'))
+            for iteration in sorted(iterations, reverse=True)]
+
+
+def latest_training_state(state_dir: str) -> str | None:
     """Path of the ``<iter>.state`` file with the highest iteration in ``state_dir``.
 
     Args:
@@ -26,13 +48,17 @@ def latest_training_state(state_dir):
     Returns:
         str | None: None when the folder is missing or holds no state.
     """
-    if not os.path.isdir(state_dir):
-        return None
-    iterations = [int(name[:-len('.state')]) for name in os.listdir(state_dir)
-                  if name.endswith('.state') and name[:-len('.state')].isdigit()]
-    if not iterations:
-        return None
-    return os.path.join(state_dir, f'{max(iterations)}.state')
+    states = training_states(state_dir)
+    return states[0][1] if states else None
+
+
+def _read_state(path, device):
+    """The training state in ``path`` (tensors and plain containers only), or the reason it cannot be read."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True), None
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as error:
+        lines = str(error).strip().splitlines()
+        return None, (lines[0] if lines else type(error).__name__)
 
 
 def _state_device(opt):
@@ -41,7 +67,7 @@ def _state_device(opt):
     return torch.device('cpu')
 
 
-def load_resume_state(opt):
+def load_resume_state(opt: dict) -> dict | None:
     """Drop-in replacement for ``basicsr.train.load_resume_state``.
 
     Args:
@@ -53,19 +79,34 @@ def load_resume_state(opt):
     """
     from basicsr.utils import check_resume
 
+    device = _state_device(opt)
     if opt['auto_resume']:
-        found = latest_training_state(opt['path']['training_states'])
-        if found is not None:
-            opt['path']['resume_state'] = found
-    state_path = opt['path'].get('resume_state')
-    if not state_path:
+        states = training_states(opt['path']['training_states'])
+        skipped = []
+        for _, path in states:
+            resume_state, problem = _read_state(path, device)
+            if resume_state is not None:
+                opt['path']['resume_state'] = path
+                resume_state['skipped_states'] = skipped
+                check_resume(opt, resume_state['iter'])
+                return resume_state
+            # ESC writes states atomically, but a copy, a full disk or another tool can leave a broken file.
+            skipped.append(path)
+            print(f'Skipping the unreadable training state {path} ({problem}).', file=sys.stderr)
+        if states:
+            raise CheckpointError(f'--auto_resume: none of the {len(states)} training state(s) in '
+                                  f'{opt["path"]["training_states"]} can be read (last error: {problem})')
+    path = opt['path'].get('resume_state')
+    if not path:
         return None
-    resume_state = torch.load(state_path, map_location=_state_device(opt), weights_only=True)
+    resume_state, problem = _read_state(path, device)
+    if resume_state is None:
+        raise CheckpointError(f'path:resume_state {path} cannot be read as a training state: {problem}')
     check_resume(opt, resume_state['iter'])
     return resume_state
 
 
-def needs_fix(function):
+def needs_fix(function: Callable) -> bool:
     """Whether basicsr's ``load_resume_state`` hard-codes CUDA (unreadable source counts as yes)."""
     try:
         return '.cuda(' in inspect.getsource(function)
@@ -73,10 +114,11 @@ def needs_fix(function):
         return True
 
 
-def apply():
-    import basicsr.train
-
-    original = basicsr.train.load_resume_state
-    if original is not load_resume_state and needs_fix(original):
-        load_resume_state.replaced = original  # kept for the tests, which show the original failing
-        basicsr.train.load_resume_state = load_resume_state
+RESUME_WITHOUT_CUDA = Patch(
+    name='resume-without-cuda',
+    target='basicsr.train:load_resume_state',
+    replacement=lambda original: load_resume_state,
+    reason='basicsr maps resumed training states onto CUDA, and finds --auto_resume states from the working '
+    'directory',
+    versions='basicsr 1.4.2 (load_resume_state with map_location=storage.cuda(...))',
+    needed=needs_fix)

@@ -8,11 +8,19 @@ Two problems are handled:
   those ops still fails, which basicsr never does.
 * ``torchvision.transforms.functional_tensor`` was removed (torchvision 0.17), but
   basicsr's ``data/degradations.py`` imports ``rgb_to_grayscale`` from it.
+
+The first replaces nothing (it declares op schemas torchvision lacks), so it is a function,
+:func:`import_torchvision`; the second is the patch :data:`FUNCTIONAL_TENSOR_ALIAS`.
 """
+import importlib
 import sys
 import types
 
 import torch
+
+from .patching import MISSING, Patch
+
+__all__ = ['FUNCTIONAL_TENSOR_ALIAS', 'import_torchvision']
 
 # Schemas of the compiled ops that torchvision's Python code registers fake kernels for.
 _MISSING_OP_SCHEMAS = {
@@ -45,7 +53,7 @@ def _op_exists(name):
     return True
 
 
-def import_torchvision():
+def import_torchvision() -> types.ModuleType:
     """Import torchvision, declaring its compiled ops first if they cannot be loaded."""
     try:
         import torchvision
@@ -58,20 +66,29 @@ def import_torchvision():
     return torchvision
 
 
-def alias_functional_tensor():
-    """Provide ``torchvision.transforms.functional_tensor`` where torchvision removed it."""
+def _functional_tensor_is_missing(original: object) -> bool:
+    if original is not MISSING:
+        return False
     try:
-        __import__(FUNCTIONAL_TENSOR)
-        return
+        importlib.import_module(FUNCTIONAL_TENSOR)
     except ImportError:
-        pass
+        return True
+    return False
+
+
+def _functional_tensor_alias(original: object) -> types.ModuleType:
     from torchvision.transforms import functional
+
     module = types.ModuleType(FUNCTIONAL_TENSOR)
     module.rgb_to_grayscale = functional.rgb_to_grayscale
     module.__doc__ = 'Alias created by esc_arch for basicsr 1.4.2 (removed in torchvision 0.17).'
-    sys.modules[FUNCTIONAL_TENSOR] = module
+    return module
 
 
-def apply():
-    import_torchvision()
-    alias_functional_tensor()
+FUNCTIONAL_TENSOR_ALIAS = Patch(
+    name='torchvision-functional-tensor',
+    target=f'sys:modules[{FUNCTIONAL_TENSOR}]',
+    replacement=_functional_tensor_alias,
+    reason="basicsr's data/degradations.py imports rgb_to_grayscale from torchvision.transforms.functional_tensor",
+    versions='basicsr 1.4.2 with torchvision >= 0.17 (which removed the module)',
+    needed=_functional_tensor_is_missing)

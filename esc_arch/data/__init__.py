@@ -1,5 +1,12 @@
 """Datasets (registered in BasicSR's DATASET_REGISTRY on import) and MATLAB-style bicubic resizing."""
+from .arbitrary_scale_dataset import ArbitraryScaleDataset  # noqa: F401  (ESC+LTE samples; registered)
+from .downsample_dataset import DownsampleImageDataset, pil_bicubic_downsample
 from .hr_only_dataset import HROnlyBicubicDataset
+from .real_world_dataset import RealESRGANDataset
 from .matlab_resize import bicubic_downsample, matlab_imresize
+from .paired_image_dataset import CheckedPairedImageDataset
 
-__all__ = ['HROnlyBicubicDataset', 'bicubic_downsample', 'matlab_imresize']
+__all__ = [
+    'CheckedPairedImageDataset', 'DownsampleImageDataset', 'HROnlyBicubicDataset', 'RealESRGANDataset',
+    'bicubic_downsample', 'matlab_imresize', 'pil_bicubic_downsample'
+]

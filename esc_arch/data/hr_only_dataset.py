@@ -9,7 +9,7 @@ from basicsr.data.transforms import augment, mod_crop
 from basicsr.utils import FileClient, imfrombytes, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 
-from esc_arch.compat.paired_dataset_errors import DatasetError
+from esc_arch.errors import DatasetError
 
 from .matlab_resize import bicubic_downsample
 
@@ -20,7 +20,9 @@ _CONTEXT = 2
 
 @DATASET_REGISTRY.register()
 class HROnlyBicubicDataset(data.Dataset):
-    """HR images only; each LR is the MATLAB-bicubic downsampling of its HR (the paper's DFLIP setting).
+    """HR images only; each LR is the MATLAB-bicubic downsampling of its HR, as ``basicsr make-lr`` makes it.
+
+    Not the paper's DFLIP setting, whose LR is PIL's bicubic: that is :class:`DownsampleImageDataset`.
 
     The LR equals what ``basicsr make-lr`` (MATLAB ``imresize(modcrop(HR, s), 1/s, 'bicubic')`` on
     uint8) would have stored, so training from HR folders matches training from prepared LR files.
@@ -38,7 +40,7 @@ class HROnlyBicubicDataset(data.Dataset):
             phase (str): ``train``, ``val`` or ``test``, added by BasicSR.
     """
 
-    def __init__(self, opt):
+    def __init__(self, opt: dict):
         super().__init__()
         self.opt = opt
         self.scale = opt['scale']

@@ -37,7 +37,7 @@ def _to_uint8_levels(images):
     return torch.floor(images.clamp(0, 255) + 0.5)
 
 
-def matlab_imresize(images, scale, quantize=False):
+def matlab_imresize(images: torch.Tensor, scale: float, quantize: bool = False) -> torch.Tensor:
     """Resize like MATLAB ``imresize(images, scale, 'bicubic')`` (antialiased when shrinking).
 
     Args:
@@ -66,7 +66,7 @@ def matlab_imresize(images, scale, quantize=False):
     return (levels / 255).to(images.dtype)
 
 
-def bicubic_downsample(img, scale):
+def bicubic_downsample(img: np.ndarray, scale: int) -> np.ndarray:
     """MATLAB ``imresize(img, 1/scale, 'bicubic')`` of a uint8 image, as the benchmarks' LR files hold.
 
     Args:

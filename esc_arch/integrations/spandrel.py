@@ -5,8 +5,10 @@ spandrel is the model loader of chaiNNer, ComfyUI and other image tools. After t
 hyperparameter from the state dict's keys and shapes and returns an ``ImageModelDescriptor``.
 Needs the optional extra: ``pip install spandrel``.
 """
-from spandrel import MAIN_REGISTRY, ArchSupport, Architecture, ImageModelDescriptor
+import torch
+from spandrel import MAIN_REGISTRY, ArchRegistry, ArchSupport, Architecture, ImageModelDescriptor
 from spandrel.util import KeyCondition
+from torch import nn
 
 from ..archs import ESC, ESCFP, ESCReal
 from ..checkpoint import infer_network_config, matching_preset
@@ -20,14 +22,14 @@ class ESCFamilyArch(Architecture):
 
     Args:
         network_class (type): :class:`ESC`, :class:`ESCFP` or :class:`ESCReal`.
-        distinctive_keys (tuple[str]): Keys only this class has (besides the shared block keys).
+        distinctive_keys (tuple[str | KeyCondition]): Keys only this class has (besides the shared block keys).
     """
 
-    def __init__(self, network_class, distinctive_keys):
+    def __init__(self, network_class: type[nn.Module], distinctive_keys: tuple[str | KeyCondition, ...]):
         super().__init__(id=network_class.__name__, detect=KeyCondition.has_all(*_BLOCK_KEYS, *distinctive_keys))
         self.network_class = network_class
 
-    def load(self, state_dict):
+    def load(self, state_dict: dict[str, torch.Tensor]) -> ImageModelDescriptor:
         config = infer_network_config(state_dict)
         network = self.network_class(**{key: value for key, value in config.items() if key != 'type'})
         network.load_state_dict(state_dict)
@@ -52,11 +54,12 @@ class ESCFamilyArch(Architecture):
 ARCHITECTURES = (
     ESCFamilyArch(ESC, ('plk_filter', 'to_img.weight', 'blocks.0.pconvs.0.plk.dwc_proj.3.weight')),
     ESCFamilyArch(ESCFP, ('lk_channel', 'lk_spatial', 'ln_last.weight', 'to_img.weight')),
-    ESCFamilyArch(ESCReal, ('plk_filter', 'skip.0.weight', 'to_img.8.weight')),
+    # ESC-Real's upsampler: to_img.0 at x2, to_img.8 at x4 (see esc_arch.archs.heads.real_upsampler)
+    ESCFamilyArch(ESCReal, ('plk_filter', 'skip.0.weight', KeyCondition.has_any('to_img.0.weight', 'to_img.8.weight'))),
 )
 
 
-def add_to_spandrel(registry=MAIN_REGISTRY):
+def add_to_spandrel(registry: ArchRegistry = MAIN_REGISTRY) -> list[ArchSupport]:
     """Register ESC, ESCFP and ESCReal in a spandrel registry (spandrel's main one by default).
 
     Calling it again does nothing.

@@ -1,4 +1,6 @@
 """BasicSR model classes for ESC (registered in BasicSR's MODEL_REGISTRY on import)."""
-from .esc_model import ESCModel, ESRModel, NonFiniteLossError
+from .arbitrary_scale_model import ArbitraryScaleModel  # noqa: F401  (ESC+LTE; registered)
+from .esc_model import ESCModel, ESRModel
+from .real_world import ESCRealGANModel, ESCRealNetModel, RealHATGANModel, RealHATMSEModel
 
-__all__ = ['ESCModel', 'ESRModel', 'NonFiniteLossError']
+__all__ = ['ESCModel', 'ESRModel', 'ESCRealGANModel', 'ESCRealNetModel', 'RealHATGANModel', 'RealHATMSEModel']

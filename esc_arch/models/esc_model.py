@@ -2,6 +2,7 @@
 import math
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from functools import partial
 from os import path as osp
 
@@ -13,26 +14,28 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 
-from esc_arch.archs.base import PixelShuffleHeadMixin
+from esc_arch.archs.heads import PixelShuffleHeadMixin
 from esc_arch.checkpoint import load_into_network, load_state_dict
+from esc_arch.errors import CheckpointError, NonFiniteLossError, OutputError
+from esc_arch.models.authors_options import translate_authors_keys
 from esc_arch.models.stop_on_signal import SaveOnStopMixin
-from esc_arch.tiling import tiled_forward
+from esc_arch.inference.tiling import tiled_forward
+from esc_arch.inference.window_padding import forward_padded_to_window
+from esc_arch.inference.compilation import compile_network
+from esc_arch.models.progress import LoggedProgress, progress_choice
 
-__all__ = ['ESCModel', 'ESRModel', 'NonFiniteLossError', 'save_atomically', 'self_ensemble']
+__all__ = ['ESCModel', 'ESRModel', 'save_atomically', 'self_ensemble']
 
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 PIXEL_SHUFFLE_HEAD = ('to_img.weight', 'to_img.bias')
 
 
-class NonFiniteLossError(RuntimeError):
-    """Training stopped after too many steps in a row with a non-finite loss or gradient."""
-
-
-def save_atomically(obj, path):
+def save_atomically(obj: object, path: str) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename it into place.
 
     A crash or kill while writing leaves any previous ``path`` intact. The temporary name does not
-    end in ``.state`` or ``.pth``, so resuming never picks up a half-written file.
+    end in ``.state`` or ``.pth``, so resuming never picks up a half-written file. A write that fails
+    (full disk, read-only folder) raises :class:`~esc_arch.errors.OutputError` naming ``path``.
     """
     temporary = osp.join(osp.dirname(path), f'.{osp.basename(path)}.{os.getpid()}.tmp')
     try:
@@ -41,13 +44,16 @@ def save_atomically(obj, path):
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         if osp.exists(temporary):
             os.remove(temporary)
+        if isinstance(error, OSError) and not isinstance(error, OutputError):
+            raise OutputError(f'cannot write {path}: {error.strerror or error} (the previous file, if any, is '
+                              'kept)') from None
         raise
 
 
-def self_ensemble(forward, images):
+def self_ensemble(forward: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:
     """Average ``forward`` over the 8 flips/transposes of ``images``, each mapped back (x8 ensemble)."""
     total = 0
     for transpose in (False, True):
@@ -77,12 +83,29 @@ class ESCModel(SaveOnStopMixin, SRModel):
       in place (checkpoint keys unchanged). Default: off.
     * ``train.max_consecutive_nonfinite``: a step whose loss (or clipped gradient norm) is NaN/inf is
       skipped, leaving weights, optimizer and EMA untouched; after this many such steps in a row
-      training stops with :class:`NonFiniteLossError`. All ranks skip together. Default: 10.
+      training stops with :class:`NonFiniteLossError`, naming the newest training state saved before
+      the first skipped step to resume from. All ranks skip together. Default: 10.
+    * ``train.optim_*.lr`` on resume: when it differs from the resumed state's initial learning rate
+      (lowered after a divergence, say), the options' rate is used, the schedule keeping its position;
+      logged.
     * ``val.tile_size`` / ``val.tile_pad``: validate/test large images in tiles of ``tile_size`` LR
-      pixels with ``tile_pad`` pixels of context (:func:`esc_arch.tiling.tiled_forward`). Default: whole image.
+      pixels with ``tile_pad`` pixels of context (:func:`esc_arch.inference.tiled_forward`). Default: whole image.
     * ``val.self_ensemble``: average over the 8 flips/rotations of the input (x8). Default: false.
+    * ``val.compile``: ``true`` or a dict of ``torch.compile`` arguments: ``basicsr test`` runs the network
+      compiled (:func:`esc_arch.inference.compilation.compile_network`; eager with a notice where compiling
+      is unavailable). Default: off.
+    * ``val.pbar``: progress of validation/testing, on by default for ``basicsr test``: BasicSR's bar on a
+      terminal, a log line per image otherwise.
+    * ``use_amp`` / ``gradient_clip`` (the authors' keys, in ``train:`` or at the top level): read as
+      ``train.mixed_precision: bf16`` / ``train.clip_grad_norm`` (:mod:`esc_arch.models.authors_options`).
+      ``network_g.attn_type: flex`` runs as ``sdpa`` (the same attention) on CPU.
+    * ``val.pad_to_window``: test as the authors do: reflect-pad the LR image at the bottom and right
+      to multiples of the network's ``window_size``, run, crop the output
+      (:func:`esc_arch.inference.window_padding.forward_padded_to_window`); with tiling, the padded
+      image is tiled; with self-ensemble, each flipped/rotated view is padded. Default: true for
+      networks with a ``window_size``; ``false`` feeds images as they are (the networks pad internally).
 
-    Also: test images of any size go to the network unpadded (ESC pads internally); network
+    Also: network
     checkpoints and training states are written atomically (temporary file, then rename), so a kill
     while saving leaves the previous files usable; a checkpoint of another scale loads into ESC/ESC-FP
     (``pretrain_network_g`` + ``param_key_g: params_ema``, ``strict_load_g: true`` or false), its
@@ -91,7 +114,8 @@ class ESCModel(SaveOnStopMixin, SRModel):
     the last finished iteration before stopping (:mod:`esc_arch.models.stop_on_signal`).
     """
 
-    def __init__(self, opt):
+    def __init__(self, opt: dict):
+        authors_keys = translate_authors_keys(opt)
         train_opt = opt.get('train') or {}
         precision = train_opt.get('mixed_precision') or None
         if precision is not None and precision not in AMP_DTYPES:
@@ -100,7 +124,62 @@ class ESCModel(SaveOnStopMixin, SRModel):
         self.amp_dtype = AMP_DTYPES.get(precision)
         self.grad_scaler = None
         self.nonfinite_in_a_row = 0
+        self.first_nonfinite_iter = None  # where the current run of non-finite steps began
         super().__init__(opt)
+        for note in authors_keys:
+            get_root_logger().info(f"Authors' option {note}")
+        self._replace_flex_attention_on_cpu()
+        compile_opt = (opt.get('val') or {}).get('compile')
+        if compile_opt and not self.is_train:
+            self._compile_for_testing(compile_opt if isinstance(compile_opt, dict) else {})
+
+    def _replace_flex_attention_on_cpu(self):
+        """``attn_type: flex`` (the authors' options say ``Flex``) runs as ``sdpa`` on CPU: the same attention,
+        where FlexAttention on CPU has no backward pass and compiles itself again for every image size."""
+        if self.device.type != 'cpu':
+            return
+        bare_networks = [self.get_bare_model(net) for net in (self.net_g, getattr(self, 'net_g_ema', None)) if net]
+        flex = [bare for bare in bare_networks if getattr(bare, 'attn_type', None) == 'flex']
+        for bare in flex:
+            bare.attn_type = 'sdpa'
+        if flex:
+            get_root_logger().info('network_g:attn_type flex runs as sdpa on CPU (the same attention; FlexAttention '
+                                   'on CPU cannot train and compiles for every image size)')
+
+    def _compile_for_testing(self, compile_options):
+        """``val.compile``: test through ``torch.compile`` (eager, with a notice, where it is unavailable)."""
+        logger = get_root_logger()
+        if self.get_bare_model(self.net_g) is not self.net_g:
+            logger.warning('val.compile: not compiling a network wrapped for several GPUs; testing eagerly')
+            return
+        self.net_g, _ = compile_network(self.net_g, log=logger.info, **compile_options)
+
+    def print_network(self, net):
+        """BasicSR's printout (class, parameters, structure), the structure only when training: the structure
+        of a tested network is in its options, and a train-then-test run (``basicsr demo``) logs it once."""
+        if self.is_train:
+            super().print_network(net)
+        else:
+            bare = self.get_bare_model(net)
+            get_root_logger().info(f'Network: {type(bare).__name__}, with parameters: '
+                                   f'{sum(p.numel() for p in bare.parameters()):,d}')
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        """SRModel's, with progress: ``val.pbar`` defaults to on when testing, and is a log line per image when
+        stderr is not a terminal (:mod:`esc_arch.models.progress`)."""
+        val_opt = self.opt['val']
+        bar, log_lines = progress_choice(val_opt, self.is_train)
+        if log_lines:
+            dataloader = LoggedProgress(dataloader, get_root_logger().info)
+        had_pbar, saved_pbar = 'pbar' in val_opt, val_opt.get('pbar')
+        val_opt['pbar'] = bar
+        try:
+            super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
+        finally:
+            if had_pbar:
+                val_opt['pbar'] = saved_pbar
+            else:
+                del val_opt['pbar']
 
     def model_to_device(self, net):
         if self.opt['dist'] and self.device.type == 'cpu':  # BasicSR pins DDP to a CUDA device
@@ -116,6 +195,8 @@ class ESCModel(SaveOnStopMixin, SRModel):
         compile_opt = train_opt.get('compile')
         if compile_opt:
             self.get_bare_model(self.net_g).compile(**(compile_opt if isinstance(compile_opt, dict) else {}))
+            get_root_logger().info('train.compile: the network is compiled during the first training iteration '
+                                   '(a minute or more on a CPU; the first iteration log line shows its time)')
         if self.amp_dtype is not None:
             get_root_logger().info(f'Mixed precision training: {train_opt["mixed_precision"]}')
 
@@ -125,10 +206,14 @@ class ESCModel(SaveOnStopMixin, SRModel):
             raise ValueError(f'train.optim_g.type: {optim_type!r} is not a torch.optim optimizer (e.g. Adam, AdamW)')
         return optimizer_class(params, lr, **kwargs)
 
+    def training_forward(self):
+        """The network's output for the current training batch; models whose networks take more inputs override it."""
+        return self.net_g(self.lq)
+
     def optimize_parameters(self, current_iter):
         self.optimizer_g.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            self.output = self.net_g(self.lq)
+            self.output = self.training_forward()
         l_total, loss_dict = self._losses(self.output.float())
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if not self._finite_on_all_ranks(l_total):
@@ -177,6 +262,8 @@ class ESCModel(SaveOnStopMixin, SRModel):
         return bool(finite.item())
 
     def _skip_step(self, current_iter, what):
+        if self.nonfinite_in_a_row == 0:
+            self.first_nonfinite_iter = current_iter
         self.nonfinite_in_a_row += 1
         limit = self.opt['train'].get('max_consecutive_nonfinite', 10)
         message = (f'Iteration {current_iter}: non-finite {what}; step skipped, weights and EMA unchanged '
@@ -185,18 +272,39 @@ class ESCModel(SaveOnStopMixin, SRModel):
         if self.nonfinite_in_a_row >= limit:
             raise NonFiniteLossError(
                 f'{self.nonfinite_in_a_row} training steps in a row had a non-finite {what} (last at iteration '
-                f'{current_iter}); stopping. Lower the learning rate or set train.clip_grad_norm, then resume '
-                'from the last saved state with --auto_resume.')
+                f'{current_iter}); stopping. Lower the learning rate or set train.clip_grad_norm, then '
+                + self._where_to_resume())
+
+    def _where_to_resume(self):
+        """How to resume from the newest training state saved before the non-finite steps began."""
+        from esc_arch.compat.resume import training_states
+
+        first = self.first_nonfinite_iter
+        states = training_states(self.opt['path'].get('training_states') or '')
+        before = [(iteration, path) for iteration, path in states if iteration < first]
+        if not before:
+            return (f'start again: no training state was saved before the first non-finite step (iteration '
+                    f'{first}).')
+        iteration, path = before[0]
+        newer = '' if states[0][1] == path else (f' (not --auto_resume: it would take {states[0][1]}, saved '
+                                                 'after the non-finite steps began)')
+        return (f'resume from {path} (iteration {iteration}, before the first non-finite step at iteration '
+                f'{first}) with --force_yml path:resume_state={path}{newer}.')
 
     def test(self):
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
         was_training = net.training
         net.eval()
         val_opt = self.opt.get('val') or {}
+        scale = self.opt['scale']
         tiling = {'tile_size': val_opt.get('tile_size')}
         if val_opt.get('tile_pad') is not None:
             tiling['tile_pad'] = val_opt['tile_pad']
-        forward = partial(tiled_forward, net, scale=self.opt['scale'], **tiling)
+        forward = partial(tiled_forward, net, scale=scale, **tiling)
+        window_size = getattr(self.get_bare_model(net), 'window_size', None)
+        if val_opt.get('pad_to_window', True) and isinstance(window_size, int) and window_size > 1:
+            # The authors' test protocol (their ESRModel.test), with which the paper's tables were made.
+            forward = partial(forward_padded_to_window, forward, window_size=window_size, scale=scale)
         with torch.no_grad():
             self.output = self_ensemble(forward, self.lq) if val_opt.get('self_ensemble') else forward(self.lq)
         net.train(was_training)
@@ -211,8 +319,14 @@ class ESCModel(SaveOnStopMixin, SRModel):
         self._print_different_keys_loading(bare, state_dict, strict)
         if strict:
             load_into_network(bare, state_dict, source=load_path)
-        else:
+            return
+        try:
             bare.load_state_dict(state_dict, strict=False)
+        except RuntimeError as error:  # strict=False skips missing/unexpected tensors, not mismatched shapes
+            mismatch = next((line.strip() for line in str(error).splitlines() if 'size mismatch' in line),
+                            ' '.join(str(error).split()))
+            raise CheckpointError(f'{load_path} does not fit {bare.__class__.__name__} (strict_load_g: false): '
+                                  f'{mismatch}') from None
 
     def _print_different_keys_loading(self, crt_net, load_net, strict=True):
         bare = self.get_bare_model(crt_net)
@@ -257,9 +371,42 @@ class ESCModel(SaveOnStopMixin, SRModel):
         save_atomically(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
 
     def resume_training(self, resume_state):
+        """BasicSR's resume; learning rates changed in the options since the state was saved win (logged)."""
         super().resume_training(resume_state)
         if self.grad_scaler is not None and 'grad_scaler' in resume_state:
             self.grad_scaler.load_state_dict(resume_state['grad_scaler'])
+        for skipped in resume_state.get('skipped_states', ()):
+            get_root_logger().warning(f'Skipped the unreadable training state {skipped}.')
+        self._learning_rates_from_options()
+
+    def _learning_rates_from_options(self):
+        """Give each optimizer the ``train:optim_*:lr`` of the options when its resumed state has another one.
+
+        BasicSR's resume restores the saved learning rate, so lowering it after a divergence had no effect.
+        The saved rates (current, initial and the scheduler's base rates) are scaled by new / saved initial
+        rate: the schedule goes on from where it was (a decay already applied stays applied).
+        """
+        for key, optim_opt in self.opt['train'].items():
+            optimizer = getattr(self, f'optimizer_{key.removeprefix("optim_")}', None) if key.startswith('optim_') \
+                else None
+            if optimizer is None or not isinstance(optim_opt, dict) or 'lr' not in optim_opt:
+                continue
+            groups = optimizer.param_groups
+            saved, wanted = groups[0].get('initial_lr', groups[0]['lr']), float(optim_opt['lr'])
+            if math.isclose(saved, wanted, rel_tol=1e-6):
+                continue
+            ratio = wanted / saved
+            for group in groups:
+                group['lr'] *= ratio
+                if 'initial_lr' in group:
+                    group['initial_lr'] *= ratio
+            index = next((i for i, known in enumerate(self.optimizers) if known is optimizer), None)
+            if index is not None and index < len(self.schedulers):
+                scheduler = self.schedulers[index]
+                scheduler.base_lrs = [lr * ratio for lr in scheduler.base_lrs]
+                scheduler._last_lr = [group['lr'] for group in groups]
+            get_root_logger().info(f'train:{key}:lr is {wanted:g} in the options and {saved:g} in the resumed state: '
+                                   f'using {wanted:g} (current learning rate {groups[0]["lr"]:g}).')
 
 
 @MODEL_REGISTRY.register()

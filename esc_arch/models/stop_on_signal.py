@@ -14,11 +14,16 @@ import contextlib
 import os
 import signal
 import threading
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.distributed as dist
 from basicsr.data import worker_init_fn as basicsr_worker_init_fn
 from basicsr.utils import get_root_logger
+
+from esc_arch.compat.patching import Patch, patched
+
+__all__ = ['SaveOnStopMixin', 'TrainingInterrupted', 'save_on_stop_signals', 'worker_init_ignoring_stop_signals']
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # What the handler has seen: the first stop signal, whether a training loop acts on it, the process
@@ -39,7 +44,7 @@ def _handle_stop_signal(signum, frame):
     _stop['signal'] = signum
 
 
-def worker_init_ignoring_stop_signals(worker_id, num_workers, rank, seed):
+def worker_init_ignoring_stop_signals(worker_id: int, num_workers: int, rank: int, seed: int) -> None:
     """BasicSR's DataLoader ``worker_init_fn``; the worker also leaves stop signals to the training process.
 
     Clusters signal every process of a job. Torch's SIGTERM handler ends a DataLoader worker at once
@@ -59,29 +64,41 @@ def _end_on_sigterm_from_parent():
             os._exit(0)
 
 
-@contextlib.contextmanager
-def save_on_stop_signals():
-    """Within this context, SIGINT and SIGTERM make a model with :class:`SaveOnStopMixin` save and stop."""
-    import basicsr.data
-    import basicsr.train
-
-    create_loaders = basicsr.train.create_train_val_dataloader
+def _keeping_sampler(create_loaders: Callable) -> Callable:
 
     def create_loaders_keeping_sampler(opt, logger):
         loaders = create_loaders(opt, logger)
         _stop['sampler'] = loaders[1]  # the loop calls its set_epoch at the start of every epoch
         return loaders
 
+    return create_loaders_keeping_sampler
+
+
+# Installed only within save_on_stop_signals.
+KEEP_TRAINING_SAMPLER = Patch(
+    name='keep-training-sampler',
+    target='basicsr.train:create_train_val_dataloader',
+    replacement=_keeping_sampler,
+    reason="a stop save records the epoch, which only the training loop's sampler knows",
+    versions='basicsr 1.4.2')
+WORKERS_IGNORE_STOP_SIGNALS = Patch(
+    name='workers-ignore-stop-signals',
+    target='basicsr.data:worker_init_fn',  # build_dataloader's (seeded) workers
+    replacement=lambda original: worker_init_ignoring_stop_signals,
+    reason='a SIGTERM sent to every process of a job ends the DataLoader workers, failing the training before it saves',
+    versions='basicsr 1.4.2',
+    needed=lambda original: hasattr(signal, 'sigwaitinfo'))  # Linux and most Unixes (not macOS, not Windows)
+
+
+@contextlib.contextmanager
+def save_on_stop_signals() -> Iterator[None]:
+    """Within this context, SIGINT and SIGTERM make a model with :class:`SaveOnStopMixin` save and stop."""
     previous = {signum: signal.signal(signum, _handle_stop_signal) for signum in STOP_SIGNALS}
-    basicsr.train.create_train_val_dataloader = create_loaders_keeping_sampler
-    if hasattr(signal, 'sigwaitinfo'):  # Linux and most Unixes (not macOS, not Windows)
-        basicsr.data.worker_init_fn = worker_init_ignoring_stop_signals  # build_dataloader's (seeded) workers
     _stop.update(signal=None, training=False, pid=os.getpid(), sampler=None)
     try:
-        yield
+        with patched(KEEP_TRAINING_SAMPLER, WORKERS_IGNORE_STOP_SIGNALS):
+            yield
     finally:
-        basicsr.train.create_train_val_dataloader = create_loaders
-        basicsr.data.worker_init_fn = basicsr_worker_init_fn
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         _stop.update(signal=None, training=False, pid=None, sampler=None)

@@ -1,4 +1,4 @@
-"""Name the image files when BasicSR's ``PairedImageDataset`` cannot use an LR/HR pair.
+"""``CheckedPairedImageDataset``: BasicSR's ``PairedImageDataset`` with errors that name the image files.
 
 basicsr 1.4.2's ``PairedImageDataset``
 
@@ -9,25 +9,32 @@ basicsr 1.4.2's ``PairedImageDataset``
   made for another scale is scored against the top-left part of each HR image, silently;
 * stops with an ``AssertionError`` when the LR and HR folders do not pair up.
 
-Each of these now raises :class:`DatasetError` (a ``ValueError``, also raised by the ESC datasets)
+In :class:`CheckedPairedImageDataset` each of these raises :class:`~esc_arch.errors.DatasetError`
 naming the dataset and the files; any other error keeps its type and gets the pair as a note. At
 validation and test the HR size is read from the file header and must be LR size x ``scale`` plus
 less than ``scale`` pixels (the remainder that BasicSR crops). Images are still decoded as BasicSR
 decodes them (OpenCV ``IMREAD_COLOR``): grayscale is replicated to three channels, alpha is dropped
 and 16-bit images are reduced to 8 bits.
+
+Options files name it ``type: CheckedPairedImageDataset``; the ``basicsr`` command (and
+:func:`esc_arch.compat.apply_all`) also builds it for ``type: PairedImageDataset``
+(:data:`CHECKED_PAIRED_DATASETS`).
 """
-import functools
 import io
 
 import cv2
 import numpy as np
+from basicsr.data.paired_image_dataset import PairedImageDataset
+from basicsr.utils.registry import DATASET_REGISTRY
 from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from esc_arch.compat.patching import Patch
+from esc_arch.errors import DatasetError
+
+__all__ = ['CHECKED_PAIRED_DATASETS', 'CheckedPairedImageDataset']
 
 _EXIF_ORIENTATION = 0x0112  # values 5 to 8 mean the stored image is turned by 90 degrees
-
-
-class DatasetError(ValueError):
-    """A dataset or one of its images cannot be used; the message names the dataset or the files."""
 
 
 def _dataset_name(opt):
@@ -41,7 +48,7 @@ def _location(dataset, path, client_key):
     return path
 
 
-def unreadable_reason(dataset, path, client_key):
+def unreadable_reason(dataset: Dataset, path: str, client_key: str) -> str | None:
     """Why the image ``path`` of ``dataset`` cannot be decoded, or None when it can."""
     try:
         content = dataset.file_client.get(path, client_key)
@@ -56,7 +63,7 @@ def unreadable_reason(dataset, path, client_key):
     return None
 
 
-def explain_error(dataset, pair, error):
+def explain_error(dataset: Dataset, pair: dict, error: Exception) -> Exception:
     """The error to raise for ``error`` from loading ``pair`` (a dict with ``lq_path`` and ``gt_path``)."""
     name = _dataset_name(dataset.opt)
     lq, gt = (_location(dataset, pair[f'{key}_path'], key) for key in ('lq', 'gt'))
@@ -72,7 +79,7 @@ def explain_error(dataset, pair, error):
     return error
 
 
-def check_pair_sizes(dataset, pair, item):
+def check_pair_sizes(dataset: Dataset, pair: dict, item: dict) -> None:
     """At validation/test, the HR image (before BasicSR crops it) must be LR size x scale, up to scale - 1 more."""
     scale = dataset.opt['scale']
     lq_height, lq_width = item['lq'].shape[-2:]
@@ -91,27 +98,28 @@ def check_pair_sizes(dataset, pair, item):
             f'(up to {scale - 1} more pixels are cropped). Was the LR made for another scale?')
 
 
-def _init_naming_folders(init):
+@DATASET_REGISTRY.register()
+class CheckedPairedImageDataset(PairedImageDataset):
+    """BasicSR's ``PairedImageDataset`` (same options) whose errors name the dataset and the image files,
+    and which refuses, at validation and test, an LR/HR pair whose sizes do not fit ``scale``.
 
-    @functools.wraps(init)
-    def wrapper(self, opt):
+    Args:
+        opt (dict): ``PairedImageDataset``'s options (``dataroot_gt``, ``dataroot_lq``, ``io_backend``,
+            ``filename_tmpl``, ``gt_size``, ``use_hflip``, ``use_rot``, ``scale``, ``phase``...).
+    """
+
+    def __init__(self, opt: dict):
         try:
-            init(self, opt)
+            super().__init__(opt)
         except AssertionError as error:  # basicsr's paired_paths_from_* pair the folders with asserts
             raise DatasetError(
                 f'{_dataset_name(opt)}: {error} (dataroot_lq {opt.get("dataroot_lq")}, dataroot_gt '
                 f'{opt.get("dataroot_gt")}, filename_tmpl "{opt.get("filename_tmpl", "{}")}")') from None
 
-    return wrapper
-
-
-def _getitem_naming_files(getitem):
-
-    @functools.wraps(getitem)
-    def wrapper(self, index):
+    def __getitem__(self, index: int) -> dict:
         pair = self.paths[index]
         try:
-            item = getitem(self, index)
+            item = super().__getitem__(index)
         except Exception as error:
             explained = explain_error(self, pair, error)
             if explained is error:
@@ -121,13 +129,11 @@ def _getitem_naming_files(getitem):
             check_pair_sizes(self, pair, item)
         return item
 
-    wrapper.names_files = True
-    return wrapper
 
-
-def apply():
-    from basicsr.data.paired_image_dataset import PairedImageDataset
-
-    if not getattr(PairedImageDataset.__getitem__, 'names_files', False):
-        PairedImageDataset.__init__ = _init_naming_folders(PairedImageDataset.__init__)
-        PairedImageDataset.__getitem__ = _getitem_naming_files(PairedImageDataset.__getitem__)
+CHECKED_PAIRED_DATASETS = Patch(
+    name='checked-paired-image-dataset',
+    target='basicsr.utils.registry:DATASET_REGISTRY._obj_map[PairedImageDataset]',
+    replacement=lambda original: CheckedPairedImageDataset,
+    reason="BasicSR's PairedImageDataset names no file when an image is unreadable or a pair does not fit the scale, "
+    'and scores a validation pair of another scale silently',
+    versions='basicsr 1.4.2')

@@ -13,18 +13,17 @@ import os
 from os import path as osp
 
 import torch
-from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY
+from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY, Registry
+
+from esc_arch.errors import OptionsError
+from esc_arch.options.values import check_values
 
 # Constructor arguments that are the upscaling factor (ESC's name, and that of BasicSR's own networks).
 SCALE_ARGUMENTS = ('upscaling_factor', 'upscale')
 LMDB_FILES = ('data.mdb', 'meta_info.txt')
 
 
-class OptionsError(ValueError):
-    """A mistake in BasicSR options, described in one line that names the option."""
-
-
-def check_options(opt, is_train=True, resuming=False):
+def check_options(opt: dict, is_train: bool = True, resuming: bool = False, world_size: int = 1) -> None:
     """Check BasicSR options (as loaded from YAML, ``--force_yml`` applied) for what users get wrong.
 
     Checked: ``model_type``, every ``network_*`` section (registered type, known keys, values the
@@ -39,9 +38,15 @@ def check_options(opt, is_train=True, resuming=False):
         resuming (bool): The training resumes a saved state (see :func:`resumes_training`), so BasicSR
             replaces ``path:pretrain_network_*`` by the experiment's own checkpoints. A training with
             ``path:resume_state`` set resumes anyway; ``basicsr test`` never does. Default: False.
+        world_size (int): Number of training processes (``--launcher``, see
+            :func:`esc_arch.options.values.check_launcher`). Default: 1.
+
+    Then the values (:func:`esc_arch.options.values.check_values`: types, ranges, GPUs, optimizers,
+    schedulers, losses, misspelt keys, and a training set that gives at least one batch).
 
     Raises:
         OptionsError: The first problem found.
+        TrainingError: The training would run no iteration.
     """
     if 'model_type' in opt:
         registered(MODEL_REGISTRY, opt['model_type'], 'model_type')
@@ -54,9 +59,10 @@ def check_options(opt, is_train=True, resuming=False):
     check_datasets(opt.get('datasets') or {}, is_train)
     path_opt = opt.get('path') or {}
     check_checkpoint_paths(path_opt, is_train and (resuming or bool(path_opt.get('resume_state'))), is_train)
+    check_values(opt, is_train, world_size)
 
 
-def resumes_training(opt, auto_resume):
+def resumes_training(opt: dict, auto_resume: bool) -> bool:
     """Whether ``basicsr train`` will resume a saved training state rather than start afresh.
 
     As BasicSR's ``load_resume_state`` (with :mod:`esc_arch.compat.resume`): ``path:resume_state``
@@ -75,7 +81,7 @@ def resumes_training(opt, auto_resume):
     return bool(auto_resume) and latest_training_state(state_dir) is not None
 
 
-def registered(registry, name, option):
+def registered(registry: Registry, name: str, option: str) -> object:
     """The object registered as ``name``, or an :class:`OptionsError` suggesting the closest name."""
     objects = dict(iter(registry))
     for key in (name, f'{name}_basicsr'):  # the names Registry.get accepts (it prints when falling back)
@@ -87,7 +93,7 @@ def registered(registry, name, option):
                        f'registered: {", ".join(sorted(objects))}')
 
 
-def constructor_parameters(cls):
+def constructor_parameters(cls: type) -> tuple[dict[str, inspect.Parameter], bool]:
     """The named keyword arguments of ``cls``, and whether it takes any other keyword (``**kwargs``)."""
     parameters = inspect.signature(cls).parameters.values()
     named = {
@@ -97,7 +103,7 @@ def constructor_parameters(cls):
     return named, any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters)
 
 
-def check_network(network_opt, section):
+def check_network(network_opt: dict, section: str) -> dict[str, inspect.Parameter]:
     """Check a ``network_*`` section: its type, its keys (against the constructor) and, for the ESC
     networks, their values. Returns the constructor's named parameters (:func:`constructor_parameters`).
 
@@ -130,7 +136,7 @@ def check_network(network_opt, section):
     return parameters
 
 
-def check_scale(opt, parameters):
+def check_scale(opt: dict, parameters: dict[str, inspect.Parameter]) -> None:
     """``scale`` must exist and equal ``network_g``'s upscaling factor (given or default), when it has one.
 
     Args:
@@ -153,7 +159,7 @@ def check_scale(opt, parameters):
         return
 
 
-def check_datasets(datasets, is_train):
+def check_datasets(datasets: dict, is_train: bool) -> None:
     """Check each dataset: its phase, registered type, and the folders, LMDBs and files it reads."""
     for phase, dataset in datasets.items():
         where = f'datasets:{phase}'
@@ -174,7 +180,7 @@ def check_datasets(datasets, is_train):
                 raise OptionsError(_not_found(f'{where}:meta_info_file', meta_info))
 
 
-def check_dataset_folder(folder, backend, option):
+def check_dataset_folder(folder: str, backend: str, option: str) -> None:
     """A ``disk`` dataset root must be a folder that is not empty; an ``lmdb`` one a BasicSR LMDB."""
     expanded = osp.expanduser(folder)
     if not osp.isdir(expanded):
@@ -194,7 +200,7 @@ def check_dataset_folder(folder, backend, option):
                 raise OptionsError(f'{option}: folder {folder} is empty')
 
 
-def check_checkpoint_paths(path_opt, resuming, is_train=True):
+def check_checkpoint_paths(path_opt: dict, resuming: bool, is_train: bool = True) -> None:
     """``path:resume_state`` (read by training only) and, unless resuming, ``path:pretrain_network_*``
     must be existing files."""
     for key, value in path_opt.items():

@@ -1,7 +1,11 @@
 """Tiled inference: upscale an image in overlapping pieces so that memory stays bounded."""
+from collections.abc import Callable
+
+from torch import Tensor
 
 
-def tiled_forward(network, lr, scale, tile_size, tile_pad=16, progress=None):
+def tiled_forward(network: Callable[[Tensor], Tensor], lr: Tensor, scale: int, tile_size: int | None,
+                  tile_pad: int = 16, progress: Callable[[int, int], None] | None = None) -> Tensor:
     """Run ``network`` on ``lr`` tile by tile and stitch the results.
 
     Each tile of ``tile_size`` x ``tile_size`` LR pixels is processed with ``tile_pad`` pixels of

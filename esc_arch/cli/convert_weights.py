@@ -1,0 +1,24 @@
+"""``basicsr convert-weights IN OUT``: rewrite weights as a BasicSR ``.pth`` or a ``.safetensors`` file.
+
+Typical uses: the authors' arbitrary-scale checkpoint (``{'model': {'name', 'args', 'sd'}}``) to
+a BasicSR ``params_ema`` file for ``pretrain_network_g``; ``.pth`` to ``.safetensors`` and back.
+"""
+from esc_arch.inference.conversion import PARAM_KEYS, TARGET_SUFFIXES, convert_weights
+
+
+def add_arguments(parser):
+    """Add the ``convert-weights`` options to an argparse parser."""
+    parser.add_argument('input', help='weights to read: BasicSR .pth, the authors\' checkpoint, a bare state dict or '
+                        '.safetensors')
+    parser.add_argument('output', help=f'file to write; its extension ({", ".join(TARGET_SUFFIXES)}) picks the format')
+    parser.add_argument('--param-key', choices=PARAM_KEYS, default='params_ema',
+                        help='entry read from a BasicSR checkpoint and written to a .pth (default: params_ema)')
+    parser.add_argument('--overwrite', action='store_true', help='replace OUTPUT if it exists (never the input)')
+    return parser
+
+
+def run(args):
+    """Convert and say what was written."""
+    state_dict = convert_weights(args.input, args.output, args.param_key, overwrite=args.overwrite)
+    print(f'wrote {args.output} ({len(state_dict)} tensors, {sum(v.numel() for v in state_dict.values()):,} '
+          f'values, param key {args.param_key})')

@@ -1,0 +1,87 @@
+"""Upscale one image array as it was read from a file: any layout (gray, BGR, BGRA) and depth (8, 16 bits, float)."""
+import cv2
+import numpy as np
+import torch
+from basicsr.utils.img_util import img2tensor, tensor2img
+from torch import nn
+from tqdm import tqdm
+
+from esc_arch.errors import ESCError, ImageError
+
+from .arbitrary_scale import is_arbitrary_scale, upscale_arbitrary
+from .tiling import tiled_forward
+
+__all__ = ['upscale_image']
+
+_PIXEL_MAX = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0}
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+@torch.inference_mode()
+def upscale_image(network: nn.Module, image: np.ndarray, scale: int, tile: int = 0,
+                  tile_pad: int | None = None) -> np.ndarray:
+    """Upscale an OpenCV image array (BGR/BGRA/gray, uint8/uint16/float32), keeping its layout and depth.
+
+    Grayscale images are upscaled as RGB and returned as grayscale (BT.601 luma); an alpha channel is
+    upscaled separately with bicubic interpolation.
+
+    Args:
+        network (nn.Module): Super-resolution network (RGB in [0, 1]).
+        image (ndarray): HxW, HxWx1, HxWx3 (BGR) or HxWx4 (BGRA) array.
+        scale (int): The network's upscaling factor; any positive number for an arbitrary-scale network
+            (ESC-LTE), whose output is ``round(h * scale) x round(w * scale)``.
+        tile (int): Tile size in input pixels, rounded up to a multiple of the network's attention
+            window (``window_size``, if it has one): window-aligned tiles partition the image into the
+            same windows as a whole-image pass. 0 processes the whole image at once.
+        tile_pad (int | None): Context pixels around each tile, rounded up likewise. Default (None):
+            two windows, which keeps tiled results within about 1e-3 of a whole-image pass.
+
+    Returns:
+        ndarray: The upscaled image, same dtype and channel layout.
+
+    Raises:
+        ImageError: The device ran out of memory (a smaller ``tile`` helps).
+        ESCError: The network's precision (fp16/bf16) is not supported on its device.
+    """
+    tile = tile or 0
+    if tile < 0 or (tile_pad or 0) < 0:
+        raise ValueError(f'tile and tile_pad must be non-negative; got {tile} and {tile_pad}')
+    window = getattr(network, 'window_size', 1)
+    tile = _round_up(tile, window)
+    tile_pad = _round_up(2 * window if tile_pad is None else tile_pad, window)
+    pixel_max = _PIXEL_MAX[image.dtype]
+    pixels = image.astype(np.float32) / pixel_max
+    gray = pixels.ndim == 2 or pixels.shape[2] == 1
+    alpha = pixels[..., 3] if not gray and pixels.shape[2] == 4 else None
+    color = cv2.cvtColor(pixels, cv2.COLOR_GRAY2BGR) if gray else pixels[..., :3]
+
+    parameter = next(network.parameters())
+    lr = img2tensor(np.ascontiguousarray(color)).unsqueeze(0).to(parameter.device, parameter.dtype)
+    with tqdm(desc='tiles', unit='tile', leave=False, disable=None if tile else True) as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            forward = upscale_arbitrary if is_arbitrary_scale(network) else tiled_forward
+            sr = forward(network, lr, scale, tile, tile_pad, progress=progress)
+        except torch.cuda.OutOfMemoryError:
+            raise ImageError(f'out of memory on {parameter.device.type}: use a smaller --tile') from None
+        except RuntimeError as err:
+            if parameter.dtype == torch.float32:
+                raise
+            raise ESCError(f'{parameter.dtype} inference failed on {parameter.device.type} '
+                           f'({str(err).splitlines()[0]}); use --precision fp32') from None
+    result = tensor2img(sr, rgb2bgr=True, out_type=np.float32)
+    if gray:
+        result = cv2.cvtColor(result, cv2.COLOR_BGR2GRAY)
+    if alpha is not None:
+        height, width = result.shape[:2]
+        upscaled_alpha = cv2.resize(alpha, (width, height), interpolation=cv2.INTER_CUBIC)
+        result = np.dstack([result, np.clip(upscaled_alpha, 0, 1)])
+    if image.dtype == np.float32:
+        return result
+    return np.round(result * pixel_max).astype(image.dtype)

@@ -1,0 +1,185 @@
+"""Load BasicSR options files and ``--force_yml`` overrides without running code from them.
+
+BasicSR 1.4.2 reads options with PyYAML's full loader (a ``!!python/object/apply:os.system [...]`` tag
+runs when the file is read), ``eval``s ``--force_yml`` values that start with ``[`` and ``exec``s the
+override's keys. Here options files are read with :class:`OptionsLoader` (PyYAML's safe loader: plain
+YAML types only; BasicSR's ``!!float 1e-4`` tags work, mappings keep their order) which also refuses a
+key given twice in one mapping, and override values are parsed as YAML scalars or lists
+(:func:`override_value`). :func:`parse_options` gives BasicSR's ``parse_options`` the options read
+this way (declared as patches in :mod:`esc_arch.compat.safe_options`).
+"""
+import argparse
+import inspect
+import re
+import sys
+
+import yaml
+
+from esc_arch.compat.patching import Patch, patched
+from esc_arch.errors import OptionsError
+from esc_arch.options.test_sets import drop_missing_test_sets
+
+__all__ = ['OptionsLoader', 'load_options', 'override_value', 'apply_overrides', 'parse_options']
+
+# A number PyYAML's YAML 1.1 resolver leaves as a string (``1e-4`` needs a dot there); BasicSR users write it.
+NUMBER = re.compile(r'[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?')
+# BasicSR's override parser reads these as None; YAML reads only ``~``/``null``.
+NONE_WORDS = ('none', '~', 'null')
+
+
+class OptionsLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (no Python objects) that refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)):
+                continue  # the safe loader itself refuses keys that cannot be dictionary keys
+            if key in seen:
+                raise OptionsError(f'{key_node.start_mark.name}, line {key_node.start_mark.line + 1}: '
+                                   f'option "{key}" is given twice in the same section')
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_options(path: str) -> object:
+    """The YAML document in ``path``, read safely (:class:`OptionsLoader`).
+
+    Raises:
+        OptionsError: ``path`` is not readable YAML, uses a tag that constructs Python objects, or
+            repeats a key in a mapping; the message is one line naming the file (and line).
+        OSError: ``path`` cannot be opened.
+    """
+    with open(path, encoding='utf-8') as stream:
+        try:
+            return yaml.load(stream, Loader=OptionsLoader)
+        except yaml.constructor.ConstructorError as error:
+            where = f', line {error.problem_mark.line + 1}' if error.problem_mark else ''
+            raise OptionsError(f'{path}{where}: {error.problem} (options files may hold plain YAML values only, '
+                               'never Python objects)') from None
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            raise OptionsError(f'cannot read {path} as YAML: {" ".join(str(error).split())}') from None
+
+
+def override_value(text: str) -> object:
+    """The value of a ``--force_yml KEY=VALUE`` entry: a YAML scalar, list or mapping, never evaluated.
+
+    As BasicSR's parser: ``none``/``~`` is None, ``true``/``false`` booleans, ``!!float 1e-4`` and
+    ``1e-4`` floats, ``[1, 2]`` a list; other words (``yes``, ``off``) and text that is not YAML
+    (``{}x4``, tags of Python objects) stay strings.
+    """
+    text = text.strip()
+    if text.lower() in NONE_WORDS:
+        return None
+    try:
+        value = yaml.load(text, Loader=OptionsLoader)
+    except (yaml.YAMLError, OptionsError):
+        return text  # not YAML (e.g. filename_tmpl={}x4): the words themselves, as BasicSR
+    if isinstance(value, bool) and text.lower() not in ('true', 'false'):
+        return text  # YAML 1.1 reads yes/no/on/off as booleans; BasicSR keeps them as words
+    if isinstance(value, str) and NUMBER.fullmatch(text):
+        return float(text)
+    return value
+
+
+def apply_overrides(options: dict, entries, path: str) -> None:
+    """Apply ``--force_yml`` entries (``KEY:SUBKEY=VALUE``) to ``options`` in place.
+
+    As BasicSR: the sections named before the last key must exist; the last key may be new.
+
+    Raises:
+        OptionsError: A malformed entry or a missing section.
+    """
+    for entry in entries or ():
+        if entry.count('=') != 1:
+            raise OptionsError(f'--force_yml entry "{entry}" is not of the form KEY:SUBKEY=VALUE')
+        keys, text = (part.strip() for part in entry.split('='))
+        keys = keys.split(':')
+        node = options
+        for depth, key in enumerate(keys[:-1]):
+            if not isinstance(node, dict) or key not in node:
+                raise OptionsError(f'--force_yml entry "{entry}": {path} has no option {":".join(keys[:depth + 1])}')
+            node = node[key]
+        if not isinstance(node, dict):
+            raise OptionsError(f'--force_yml entry "{entry}": {":".join(keys[:-1])} is not a mapping')
+        node[keys[-1]] = override_value(text)
+
+
+class _PreparedOptions:
+    """Stands in for a PyYAML loader class: "loads" options prepared beforehand, whatever the stream."""
+
+    def __init__(self, options):
+        self.options = options
+
+    def __call__(self, stream):
+        return self
+
+    def get_single_data(self):
+        return self.options
+
+    def dispose(self):
+        pass
+
+
+def _basicsr_arguments(argv):
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument('-opt', required=True)
+    parser.add_argument('--force_yml', nargs='+', default=None)
+    known, _ = parser.parse_known_args(argv)
+    return known
+
+
+def _without_overrides(argv):
+    """``argv`` without the ``--force_yml`` option and its values (they end at the next option)."""
+    kept, skipping = [], False
+    for word in argv:
+        if word == '--force_yml':
+            skipping = True
+        elif skipping and word.startswith('-'):
+            skipping = False
+        if not skipping:
+            kept.append(word)
+    return kept
+
+
+def parse_options(root_path: str, is_train: bool = True, basicsr_parse_options=None):
+    """BasicSR's ``parse_options`` with the options file read safely and ``--force_yml`` applied safely.
+
+    The file is read with :func:`load_options` and the overrides applied with :func:`apply_overrides`
+    first; BasicSR's own function then does the rest (distributed setup, seed, paths, debug mode) on
+    those options, its loader replaced and the overrides taken out of ``sys.argv``, so that it neither
+    reads the file with its loader nor ``exec``s the overrides. The returned arguments keep
+    ``force_yml``.
+
+    Args:
+        root_path (str): Where ``experiments/`` and ``results/`` go.
+        is_train (bool): Training (True) or testing options.
+        basicsr_parse_options (callable): BasicSR's original function. Default: ``basicsr.utils.options``'s.
+    """
+    from basicsr.utils import options as basicsr_options
+
+    original = basicsr_parse_options or inspect.unwrap(basicsr_options.parse_options)
+    arguments = _basicsr_arguments(sys.argv[1:])
+    options = load_options(arguments.opt)
+    if not isinstance(options, dict):
+        raise OptionsError(f'{arguments.opt} is not a BasicSR options file (expected a mapping of options)')
+    apply_overrides(options, arguments.force_yml, arguments.opt)
+    if not is_train:
+        try:  # as the command did before its checks (it printed the notices)
+            drop_missing_test_sets(options)
+        except OptionsError:
+            pass  # no set exists: BasicSR reports the first missing folder
+    reads_prepared = Patch(
+        name='prepared-options', target='basicsr.utils.options:ordered_yaml',
+        replacement=lambda ordered_yaml: lambda: (_PreparedOptions(options), ordered_yaml()[1]),
+        reason='parse_options reads the options file itself; it gets the options read safely instead',
+        versions='basicsr 1.4.2')
+    argv_without_overrides = Patch(
+        name='argv-without-overrides', target='sys:argv',
+        replacement=lambda argv: [argv[0], *_without_overrides(argv[1:])],
+        reason='parse_options execs --force_yml entries; they are applied already', versions='basicsr 1.4.2')
+    with patched(reads_prepared, argv_without_overrides):
+        opt, args = original(root_path, is_train=is_train)
+    args.force_yml = arguments.force_yml
+    return opt, args
