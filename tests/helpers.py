@@ -61,6 +61,17 @@ def run_basicsr(cwd, *arguments, timeout=600):
                           text=True, timeout=timeout, env={**os.environ, 'OMP_NUM_THREADS': '1'})
 
 
+def basicsr_succeeds(cwd, *arguments, timeout=600):
+    """Run the installed ``basicsr`` script as :func:`run_basicsr` does; fail the test unless it exits with 0.
+
+    Returns:
+        str: What it wrote to stdout and stderr.
+    """
+    result = run_basicsr(cwd, *arguments, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-3000:]
+    return result.stdout
+
+
 def make_pairs(root, count=3, size=24, seed=0):
     """``root/HR/img{i}.png`` and their MATLAB-bicubic ``root/LR/img{i}x4.png``."""
     rng = np.random.default_rng(seed)

@@ -9,6 +9,7 @@ import torch
 from esc_arch.archs import Bicubic
 from esc_arch.cli import main
 from esc_arch.data import bicubic_downsample, matlab_imresize
+from esc_arch.errors import DatasetError
 from basicsr.data.transforms import mod_crop  # noqa: E402  (after esc_arch, which makes basicsr importable)
 from basicsr.metrics import calculate_psnr  # noqa: E402
 from basicsr.utils import img2tensor, tensor2img  # noqa: E402
@@ -120,12 +121,12 @@ def test_lmdb_backend_reads_what_the_folder_holds(tmp_path):
 
 
 def test_bad_data_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match=f"dataroot_gt of dataset 'hr': folder {tmp_path / 'none'} does not"):
+    with pytest.raises(DatasetError, match=f"dataroot_gt of dataset 'hr': folder {tmp_path / 'none'} does not"):
         hr_only_dataset(tmp_path / 'none')
     (tmp_path / 'empty').mkdir()
     with pytest.raises(ValueError, match='no images in'):
         hr_only_dataset(tmp_path / 'empty')
-    with pytest.raises(FileNotFoundError, match='not an LMDB made by BasicSR'):
+    with pytest.raises(DatasetError, match='not an LMDB made by basicsr make-lmdb'):
         hr_only_dataset(tmp_path / 'empty', io_backend=dict(type='lmdb'))
     with pytest.raises(ValueError, match='gt_size 30 .* is not a multiple of scale 4'):
         hr_only_dataset(image_folder(tmp_path / 'hr', [(40, 40)]), gt_size=30)

@@ -402,3 +402,10 @@ def test_profile_command(capsys):
     assert main(['profile', '--model', 'ESC-LTE', '--scale', '2.5', '--output-size', '80x60']) == 0
     output = capsys.readouterr().out
     assert 'ESCLTE x2.5' in output and 'Params: 1,433,631' in output and '(32x24 input' in output
+
+
+def test_onnx_export_is_refused_in_one_line(tmp_path, capsys):
+    from esc_arch.cli import main
+
+    assert main(['export-onnx', '--model', 'ESC-LTE', '--scale', '2', '-o', str(tmp_path / 'lte.onnx')]) == 2
+    assert 'arbitrary-scale network' in capsys.readouterr().err and not list(tmp_path.iterdir())

@@ -78,6 +78,14 @@ def upscale_arguments(tiny_checkpoint, source, output):
     return ['upscale', '-i', str(source), '-o', str(output), '--model', str(yaml_path), '--weights', str(checkpoint)]
 
 
+def writing_command_arguments(command, tiny_checkpoint, source, output):
+    """The arguments of ``command`` (upscale, make-lr, extract-subimages or make-lmdb) from ``source`` to ``output``."""
+    if command == 'upscale':
+        return upscale_arguments(tiny_checkpoint, source, output)
+    crop = ['--crop-size', '8', '--step', '8'] if command == 'extract-subimages' else []
+    return [command, '-i', str(source), '-o', str(output), *crop, '--workers', '1']
+
+
 # ---------------------------------------------------------------- data loss
 
 
@@ -275,11 +283,7 @@ def test_sigterm_leaves_no_partial_files(tiny_checkpoint, tmp_path, monkeypatch,
 
     folder = write_images(tmp_path / 'in', size=(16, 16))
     output = tmp_path / ('out.lmdb' if command == 'make-lmdb' else 'out')
-    arguments = {'make-lr': [command, '-i', str(folder), '-o', str(output), '--workers', '1'],
-                 'extract-subimages': [command, '-i', str(folder), '-o', str(output), '--crop-size', '8',
-                                       '--step', '8', '--workers', '1'],
-                 'make-lmdb': [command, '-i', str(folder), '-o', str(output), '--workers', '1'],
-                 'upscale': upscale_arguments(tiny_checkpoint, folder, output)}[command]
+    arguments = writing_command_arguments(command, tiny_checkpoint, folder, output)
     if command == 'make-lmdb':
         monkeypatch.setattr(esc_arch.cli.make_lmdb, 'encode_entry', _terminate_self)
     else:  # killed after the temporary file of an output is written, before it is renamed
@@ -404,11 +408,7 @@ def test_full_or_read_only_disk_is_one_line_and_leaves_nothing(tiny_checkpoint, 
         subprocess.run(['mount', '-o', 'remount,ro', str(small_disk)], check=True)
         message = 'Read-only file system'
     output = small_disk / ('out.lmdb' if command == 'make-lmdb' else 'out')
-    arguments = {'make-lr': [command, '-i', str(folder), '-o', str(output), '--workers', '1'],
-                 'extract-subimages': [command, '-i', str(folder), '-o', str(output), '--crop-size', '8',
-                                       '--step', '8', '--workers', '1'],
-                 'make-lmdb': [command, '-i', str(folder), '-o', str(output), '--workers', '1'],
-                 'upscale': upscale_arguments(tiny_checkpoint, folder, output)}[command]
+    arguments = writing_command_arguments(command, tiny_checkpoint, folder, output)
     if command == 'make-lmdb' and problem == 'full':
         message = f'not enough free space for {output}'  # checked first: LMDB may crash (SIGBUS) on a full disk
     one_line_error(capsys, arguments, message)

@@ -5,10 +5,7 @@
 * a short real training of a small ESC on B100 HR crops (HR-only dataset, LR made on the fly) beats
   bicubic on Set5 x4, resumes from its saved state and saves the EMA weights as ``params_ema``.
 """
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,22 +16,13 @@ import esc_arch  # noqa: F401
 from basicsr.data import build_dataloader, build_dataset  # noqa: E402  (after esc_arch: makes basicsr importable)
 from basicsr.models import build_model  # noqa: E402
 
-from helpers import write_yaml  # noqa: E402
+from helpers import basicsr_succeeds, write_yaml  # noqa: E402
 
 OPTIONS_DIR = Path(__file__).resolve().parents[1] / 'options'
 # SOURCES.md, "PSNR-Y, MATLAB bicubic" x4 (BasicSR reads Set14's grayscale bridge.png as 3 channels).
 BICUBIC_PSNR_X4 = {'Set5': 28.43, 'Set14': 26.09, 'B100': 25.96}
 SMALL_ESC = dict(type='ESC', dim=32, pdim=8, kernel_size=7, n_blocks=2, conv_blocks=2, window_size=8, num_heads=2,
                  upscaling_factor=4)
-
-
-def basicsr(cwd, *arguments):
-    # One thread: on a shared or small machine more threads than free cores slow torch down many times.
-    result = subprocess.run([sys.executable, '-m', 'esc_arch.cli', *arguments], cwd=cwd, capture_output=True, text=True,
-                            timeout=900, env={**os.environ, 'OMP_NUM_THREADS': '1'})
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-3000:]
-    return output
 
 
 def logged_metric(output, dataset, metric='psnr'):
@@ -70,7 +58,7 @@ def test_bicubic_test_options_reproduce_the_bicubic_baselines(tmp_path, datasets
             dataset[key] = str(datasets_dir / Path(dataset[key]).relative_to('datasets'))
     write_yaml(tmp_path / 'test.yml', options)
 
-    output = basicsr(tmp_path, 'test', '-opt', 'test.yml')
+    output = basicsr_succeeds(tmp_path, 'test', '-opt', 'test.yml', timeout=900)
     for name, psnr in expected.items():
         assert logged_metric(output, name) == pytest.approx(psnr, abs=0.01), name
         assert 0 < logged_metric(output, name, 'ssim') < 1
@@ -98,9 +86,10 @@ def test_short_training_beats_bicubic_and_resumes(tmp_path, datasets_dir):
     write_yaml(tmp_path / 'train.yml', options)
     experiment = tmp_path / 'experiments' / options['name']
 
-    first = basicsr(tmp_path, 'train', '-opt', 'train.yml')
+    first = basicsr_succeeds(tmp_path, 'train', '-opt', 'train.yml', timeout=900)
     assert sorted(path.name for path in (experiment / 'training_states').iterdir()) == ['100.state', '50.state']
-    resumed = basicsr(tmp_path, 'train', '-opt', 'train.yml', '--auto_resume', '--force_yml', 'train:total_iter=150')
+    resumed = basicsr_succeeds(tmp_path, 'train', '-opt', 'train.yml', '--auto_resume', '--force_yml',
+                               'train:total_iter=150', timeout=900)
     assert 'Resuming training from epoch: ' in resumed and re.search(r'Start training from epoch: \d+, iter: 100\n',
                                                                       resumed)
     assert re.search(r'iter:\s+150,', resumed) and not re.search(r'iter:\s+50,', resumed)

@@ -1,41 +1,20 @@
 """Training and evaluation samples for arbitrary-scale SR (ESC+LTE), made as the authors' LIIF-style sampler does."""
 import math
 import random
-from os import path as osp
 
 import numpy as np
 import torch
-from PIL import Image
-from torch.utils import data
-from basicsr.data.data_util import paths_from_folder, paths_from_lmdb
-from basicsr.utils import FileClient, imfrombytes, img2tensor
+from basicsr.utils import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 
 from esc_arch.archs.esc_lte import make_cell, make_coord
 from esc_arch.errors import DatasetError
-from esc_arch.images import DEFAULT_MAX_PIXELS, read_header
+
+from .hr_images import HRImageDataset, pil_bicubic_resize
 
 __all__ = ['ArbitraryScaleDataset', 'lr_size_for_scale', 'pil_bicubic_resize']
 
 _FLOOR_EPS = 1e-9  # the authors' guard against 2.9999999 when dividing by the scale
-
-
-def pil_bicubic_resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """torchvision's ``ToTensor(Resize(size, BICUBIC)(ToPILImage()(image)))`` (the authors' ``resize_fn``).
-
-    The float image is multiplied by 255 and *truncated* to uint8, resized by PIL's antialiased
-    bicubic filter to ``size = (height, width)``, and divided by 255.
-
-    Args:
-        image (Tensor): ``(3, H, W)`` RGB float image in [0, 1].
-        size (tuple[int, int]): Output ``(height, width)``.
-
-    Returns:
-        Tensor: ``(3, height, width)`` float32, multiples of 1/255.
-    """
-    pixels = image.mul(255).byte().permute(1, 2, 0).numpy()
-    resized = Image.fromarray(pixels).resize((size[1], size[0]), Image.BICUBIC)
-    return torch.from_numpy(np.array(resized, dtype=np.uint8)).permute(2, 0, 1).float().div(255)
 
 
 def lr_size_for_scale(height: int, width: int, scale: float) -> tuple[int, int]:
@@ -44,7 +23,7 @@ def lr_size_for_scale(height: int, width: int, scale: float) -> tuple[int, int]:
 
 
 @DATASET_REGISTRY.register()
-class ArbitraryScaleDataset(data.Dataset):
+class ArbitraryScaleDataset(HRImageDataset):
     """HR images only; samples for arbitrary-scale SR as the ESC+LTE authors made them (LIIF's sampler).
 
     Train phase, per sample: a scale ``s ~ U(scale_min, scale_max)``; a random HR square of side
@@ -59,10 +38,8 @@ class ArbitraryScaleDataset(data.Dataset):
     ``(3, H', W')`` and ``scale``.
 
     Args:
-        opt (dict): Config for datasets. It contains the following keys:
-            dataroot_gt (str): Folder of HR images, or an LMDB (read through its ``meta_info.txt``)
-                with ``io_backend.type: lmdb``.
-            io_backend (dict): ``{type: disk}`` or ``{type: lmdb}``.
+        opt (dict): Config for datasets: ``dataroot_gt``, ``io_backend`` and ``meta_info_file`` (the HR
+            images, see :class:`~esc_arch.data.hr_images.HRImageDataset`), and the following keys:
             lq_size (int): LR patch side in the train phase. Default: 64.
             scale_min (float): Smallest training scale. Default: 1.
             scale_max (float): Largest training scale. Default: 4.
@@ -74,33 +51,13 @@ class ArbitraryScaleDataset(data.Dataset):
     """
 
     def __init__(self, opt: dict):
-        super().__init__()
-        self.opt = opt
-        self.name = opt.get('name', '?')
+        super().__init__(opt)
         self.train = opt['phase'] == 'train'
         self.lq_size = opt.get('lq_size', 64)
         self.scale_min, self.scale_max = float(opt.get('scale_min', 1)), float(opt.get('scale_max', 4))
         self.sample_q = opt.get('sample_q', 2304)
         self.scale = opt.get('scale')
         self._check_options()
-        self.io_backend_opt = dict(opt['io_backend'])
-        self.file_client = None
-        root = opt['dataroot_gt']
-        where = f"dataroot_gt of dataset '{self.name}'"
-        backend = self.io_backend_opt.get('type')
-        if backend == 'lmdb':
-            if not osp.isfile(osp.join(root, 'meta_info.txt')):
-                raise DatasetError(f'{where}: {root} is not an LMDB made by basicsr make-lmdb (no meta_info.txt)')
-            self.io_backend_opt.update(db_paths=[root], client_keys=['gt'])
-            self.paths = paths_from_lmdb(root)
-        elif backend == 'disk':
-            if not osp.isdir(root):
-                raise DatasetError(f'{where}: folder {root} does not exist')
-            self.paths = sorted(paths_from_folder(root))
-        else:
-            raise DatasetError(f"io_backend type of dataset '{self.name}' must be disk or lmdb; got {backend!r}")
-        if not self.paths:
-            raise DatasetError(f'{where}: no images in {root}')
 
     def _check_options(self):
         where = f"dataset '{self.name}'"
@@ -114,27 +71,9 @@ class ArbitraryScaleDataset(data.Dataset):
         elif not (isinstance(self.scale, (int, float)) and self.scale > 0):
             raise DatasetError(f'{where} needs a positive scale for {self.opt["phase"]}; got {self.scale!r}')
 
-    def _read(self, path):
-        """The image at ``path`` as an RGB float tensor ``(3, H, W)`` in [0, 1] (size checked before decoding)."""
-        if self.file_client is None:
-            backend = self.io_backend_opt.copy()
-            self.file_client = FileClient(backend.pop('type'), **backend)
-        try:
-            content = self.file_client.get(path, 'gt')
-        except (OSError, KeyError) as err:
-            raise DatasetError(f"dataset '{self.name}': cannot read {path}: {err}") from None
-        header = read_header(content) if content else None
-        if header is not None and header.pixels > DEFAULT_MAX_PIXELS:
-            raise DatasetError(f"dataset '{self.name}': {path} is {header.width}x{header.height} pixels, more than "
-                               f'the limit of {DEFAULT_MAX_PIXELS:,}')
-        image = imfrombytes(content) if content else None  # uint8 BGR, HWC
-        if image is None:
-            raise DatasetError(f"dataset '{self.name}': cannot decode image {path} (corrupt, empty or not an image)")
-        return img2tensor(image.astype(np.float32) / 255., bgr2rgb=True, float32=True)
-
     def __getitem__(self, index):
         path = self.paths[index]
-        image = self._read(path)
+        image = img2tensor(self.read_hr(path).astype(np.float32) / 255., bgr2rgb=True, float32=True)
         sample = self._training_sample(image, path) if self.train else self._evaluation_sample(image, path)
         return {**sample, 'lq_path': path, 'gt_path': path}
 
@@ -169,9 +108,6 @@ class ArbitraryScaleDataset(data.Dataset):
                                f'the scale {scale}')
         hr = image[:, :round(lr_height * scale), :round(lr_width * scale)]
         return {'lq': pil_bicubic_resize(hr, (lr_height, lr_width)), 'gt': hr.contiguous(), 'scale': scale}
-
-    def __len__(self):
-        return len(self.paths)
 
 
 def _augment(image, flip_rows, flip_cols, transpose):

@@ -1,18 +1,15 @@
 """The ESC authors' ``DownsampleImageDataset``: HR images only, LR made on the fly by PIL's bicubic (paper, Table 4)."""
 import random
-from os import path as osp
 
 import numpy as np
 import torch
-from PIL import Image
-from torch.utils import data
-from basicsr.data.data_util import paths_from_folder, paths_from_lmdb
 from basicsr.data.transforms import augment, mod_crop
-from basicsr.utils import FileClient, imfrombytes, img2tensor
+from basicsr.utils import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 
 from esc_arch.errors import DatasetError
-from esc_arch.images import DEFAULT_MAX_PIXELS, read_header
+
+from .hr_images import HRImageDataset, pil_bicubic_resize
 
 __all__ = ['DownsampleImageDataset', 'pil_bicubic_downsample']
 
@@ -32,13 +29,11 @@ def pil_bicubic_downsample(image: torch.Tensor, scale: int) -> torch.Tensor:
         Tensor: ``(3, H // scale, W // scale)`` float32 image, multiples of 1/255.
     """
     height, width = image.shape[-2:]
-    pixels = image.mul(255).byte().permute(1, 2, 0).numpy()
-    resized = Image.fromarray(pixels).resize((width // scale, height // scale), Image.BICUBIC)
-    return torch.from_numpy(np.array(resized, dtype=np.uint8)).permute(2, 0, 1).float().div(255)
+    return pil_bicubic_resize(image, (height // scale, width // scale))
 
 
 @DATASET_REGISTRY.register()
-class DownsampleImageDataset(data.Dataset):
+class DownsampleImageDataset(HRImageDataset):
     """HR images only; the LR of each training crop is made on the fly as the ESC authors did for DFLIP.
 
     In the train phase: read the HR image (BasicSR's BGR float32 in [0, 1]), take one random
@@ -48,12 +43,8 @@ class DownsampleImageDataset(data.Dataset):
     cropped to a multiple of ``scale``, is used instead of a crop, without augmentation.
 
     Args:
-        opt (dict): Config for datasets. It contains the following keys:
-            dataroot_gt (str): Folder of HR images, or an LMDB (``*.lmdb``, read through its
-                ``meta_info.txt``) with ``io_backend.type: lmdb``.
-            io_backend (dict): ``{type: disk}`` or ``{type: lmdb}``.
-            meta_info_file (str, optional): With a folder, the images to use: one file name per line
-                (relative to ``dataroot_gt``; anything after a space is ignored). Default: every image.
+        opt (dict): Config for datasets: ``dataroot_gt``, ``io_backend`` and ``meta_info_file`` (the HR
+            images, see :class:`~esc_arch.data.hr_images.HRImageDataset`), and the following keys:
             filename_tmpl (str, optional): Accepted for the authors' options files; unused (no LR files).
             gt_size (int): HR crop size in the train phase.
             use_hflip (bool): Random horizontal flips (train). Default: False.
@@ -65,62 +56,16 @@ class DownsampleImageDataset(data.Dataset):
     """
 
     def __init__(self, opt: dict):
-        super().__init__()
-        self.opt = opt
+        super().__init__(opt)
         self.scale = opt['scale']
         self.mean, self.std = opt.get('mean'), opt.get('std')
-        self.io_backend_opt = dict(opt['io_backend'])
-        self.file_client = None
-        self.name = opt.get('name', '?')
-        root = opt['dataroot_gt']
-        where = f"dataroot_gt of dataset '{self.name}'"
-        backend = self.io_backend_opt.get('type')
-        if backend == 'lmdb':
-            if not osp.isfile(osp.join(root, 'meta_info.txt')):
-                raise DatasetError(f'{where}: {root} is not an LMDB made by basicsr make-lmdb (no meta_info.txt)')
-            self.io_backend_opt.update(db_paths=[root], client_keys=['gt'])
-            self.paths = paths_from_lmdb(root)
-        elif backend == 'disk':
-            if not osp.isdir(root):
-                raise DatasetError(f'{where}: folder {root} does not exist')
-            if opt.get('meta_info_file'):
-                self.paths = self._paths_from_meta_info(root, opt['meta_info_file'])
-            else:
-                self.paths = sorted(paths_from_folder(root))
-        else:
-            raise DatasetError(f"io_backend type of dataset '{self.name}' must be disk or lmdb; got {backend!r}")
-        if not self.paths:
-            raise DatasetError(f'{where}: no images in {root}')
         if opt['phase'] == 'train' and not (isinstance(opt.get('gt_size'), int) and opt['gt_size'] >= self.scale):
             raise DatasetError(f"gt_size of dataset '{self.name}' must be an integer of at least scale {self.scale}; "
                                f"got {opt.get('gt_size')!r}")
 
-    def _paths_from_meta_info(self, root, meta_info_file):
-        try:
-            with open(meta_info_file, encoding='utf-8') as stream:
-                names = [line.split(' ')[0] for line in stream.read().splitlines() if line.strip()]
-        except (OSError, UnicodeDecodeError) as err:
-            raise DatasetError(f"meta_info_file of dataset '{self.name}': cannot read {meta_info_file}: "
-                               f'{err}') from None
-        return [osp.join(root, name) for name in names]
-
     def __getitem__(self, index):
-        if self.file_client is None:
-            backend = self.io_backend_opt.copy()
-            self.file_client = FileClient(backend.pop('type'), **backend)
         path = self.paths[index]
-        try:
-            content = self.file_client.get(path, 'gt')
-        except (OSError, KeyError) as err:
-            raise DatasetError(f"dataset '{self.name}': cannot read {path}: {err}") from None
-        header = read_header(content) if content else None
-        if header is not None and header.pixels > DEFAULT_MAX_PIXELS:  # checked before decoding
-            raise DatasetError(f"dataset '{self.name}': {path} is {header.width}x{header.height} pixels, more than "
-                               f'the limit of {DEFAULT_MAX_PIXELS:,}')
-        img_gt = imfrombytes(content) if content else None  # uint8 BGR, HWC (OpenCV raises on empty input)
-        if img_gt is None:
-            raise DatasetError(f"dataset '{self.name}': cannot decode image {path} (corrupt, empty or not an image)")
-        img_gt = img_gt.astype(np.float32) / 255.  # as BasicSR's imfrombytes(float32=True), which the authors use
+        img_gt = self.read_hr(path).astype(np.float32) / 255.  # as imfrombytes(float32=True), which the authors use
 
         if self.opt['phase'] == 'train':
             gt_size = self.opt['gt_size']
@@ -143,6 +88,3 @@ class DownsampleImageDataset(data.Dataset):
         mean = torch.tensor(self.mean if self.mean is not None else [0.0] * 3).view(-1, 1, 1)
         std = torch.tensor(self.std if self.std is not None else [1.0] * 3).view(-1, 1, 1)
         return (image - mean) / std
-
-    def __len__(self):
-        return len(self.paths)

@@ -1,16 +1,14 @@
 """Training (or validation) from HR images alone: the LR is made on the fly, MATLAB-bicubic."""
 import random
-from os import path as osp
 
 import numpy as np
-from torch.utils import data
-from basicsr.data.data_util import paths_from_folder, paths_from_lmdb
 from basicsr.data.transforms import augment, mod_crop
-from basicsr.utils import FileClient, imfrombytes, img2tensor
+from basicsr.utils import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 
 from esc_arch.errors import DatasetError
 
+from .hr_images import HRImageDataset
 from .matlab_resize import bicubic_downsample
 
 # LR pixels of context around a crop: the antialiased bicubic kernel reaches 2 LR pixels
@@ -19,7 +17,7 @@ _CONTEXT = 2
 
 
 @DATASET_REGISTRY.register()
-class HROnlyBicubicDataset(data.Dataset):
+class HROnlyBicubicDataset(HRImageDataset):
     """HR images only; each LR is the MATLAB-bicubic downsampling of its HR, as ``basicsr make-lr`` makes it.
 
     Not the paper's DFLIP setting, whose LR is PIL's bicubic: that is :class:`DownsampleImageDataset`.
@@ -30,9 +28,8 @@ class HROnlyBicubicDataset(data.Dataset):
     to be exact), then flipped/rotated; in the val/test phase the whole modcropped image is used.
 
     Args:
-        opt (dict): Config for datasets. It contains the following keys:
-            dataroot_gt (str): Folder of HR images, or an LMDB (``*.lmdb``) with ``io_backend.type: lmdb``.
-            io_backend (dict): ``{type: disk}`` or ``{type: lmdb}``.
+        opt (dict): Config for datasets: ``dataroot_gt``, ``io_backend`` and ``meta_info_file`` (the HR
+            images, see :class:`~esc_arch.data.hr_images.HRImageDataset`), and the following keys:
             gt_size (int): HR patch size in the train phase (a multiple of ``scale``).
             use_hflip (bool): Random horizontal flips (train). Default: True.
             use_rot (bool): Random 90-degree rotations and vertical flips (train). Default: True.
@@ -41,38 +38,15 @@ class HROnlyBicubicDataset(data.Dataset):
     """
 
     def __init__(self, opt: dict):
-        super().__init__()
-        self.opt = opt
+        super().__init__(opt)
         self.scale = opt['scale']
-        self.io_backend_opt = dict(opt['io_backend'])
-        self.file_client = None
-        root = opt['dataroot_gt']
-        where = f"dataroot_gt of dataset '{opt.get('name', '?')}'"
-        if self.io_backend_opt['type'] == 'lmdb':
-            if not osp.isfile(osp.join(root, 'meta_info.txt')):
-                raise FileNotFoundError(f'{where}: {root} is not an LMDB made by BasicSR (no meta_info.txt)')
-            self.io_backend_opt.update(db_paths=[root], client_keys=['gt'])
-            self.paths = paths_from_lmdb(root)
-        else:
-            if not osp.isdir(root):
-                raise FileNotFoundError(f'{where}: folder {root} does not exist')
-            self.paths = sorted(paths_from_folder(root))
-        if not self.paths:
-            raise DatasetError(f'{where}: no images in {root}')
         if opt['phase'] == 'train' and opt['gt_size'] % self.scale:
-            raise DatasetError(f"gt_size {opt['gt_size']} of dataset '{opt.get('name', '?')}' "
+            raise DatasetError(f"gt_size {opt['gt_size']} of dataset '{self.name}' "
                                f'is not a multiple of scale {self.scale}')
 
     def __getitem__(self, index):
-        if self.file_client is None:
-            backend = self.io_backend_opt.copy()
-            self.file_client = FileClient(backend.pop('type'), **backend)
         path = self.paths[index]
-        content = self.file_client.get(path, 'gt')
-        img = imfrombytes(content) if content else None  # uint8 BGR, HWC (OpenCV raises on empty input)
-        if img is None:
-            raise DatasetError(f'cannot decode image {path} (corrupt, empty or not an image)')
-
+        img = self.read_hr(path)
         if self.opt['phase'] == 'train':
             img_gt, img_lq = self._random_crop(img, path)
             img_gt, img_lq = augment([img_gt, img_lq], self.opt.get('use_hflip', True), self.opt.get('use_rot', True))
@@ -101,6 +75,3 @@ class HROnlyBicubicDataset(data.Dataset):
         img_lq = bicubic_downsample(region, scale)[lq_top:lq_top + lr_patch, lq_left:lq_left + lr_patch]
         img_gt = img[top * scale:(top + lr_patch) * scale, left * scale:(left + lr_patch) * scale]
         return img_gt.astype(np.float32) / 255., img_lq
-
-    def __len__(self):
-        return len(self.paths)
