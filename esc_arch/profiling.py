@@ -14,17 +14,22 @@ normalisation and pooling layers by forward hooks.
 import copy
 import inspect
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+import yaml
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from esc_arch.archs.attention import WindowAttention
 from esc_arch.archs.blocks import LayerNorm2d
+from esc_arch.errors import OptionsError
+from esc_arch.inference.loading import network_options
 
-__all__ = ['Profile', 'profile_network']
+__all__ = ['Profile', 'build_network_from_yaml', 'profile_network']
 
 DEFAULT_OUTPUT_SIZE = (1280, 720)
+SCALE_KEYS = ('upscaling_factor', 'upscale')  # ESC's network_g key, and that of BasicSR's SwinIR and others
 LAYER_NORM_FLOPS_PER_ELEMENT = 5  # fvcore: mean, variance, normalisation, scale and shift
 # ESC's ConvAttn folds its per-image 3x3 kernel into the shared large kernel for a batch of one (one
 # convolution instead of two). The authors' code, which the paper counted, always runs both, as ours
@@ -55,6 +60,43 @@ class Profile:
         parts = ', '.join(f'{kind} {value / 1e9:.2f} G' for kind, value in self.breakdown.items())
         return (f'Params: {self.params:,} ({self.params / 1e3:.1f} K)\n'
                 f'FLOPs: {self.flops / 1e9:.1f} G for a {out_w}x{out_h} output ({in_w}x{in_h} input; {parts})')
+
+
+def build_network_from_yaml(path: str | Path, scale: float | None = None) -> tuple[nn.Module, float, int | None]:
+    """Build the ``network_g`` of a BasicSR options file, of any registered type (ESC, BasicSR's SwinIR, ...).
+
+    Args:
+        path (str | Path): The options file.
+        scale (float | None): Upscaling factor set on the network (its ``upscaling_factor`` or ``upscale``
+            option). Default: the network's, else the file's top-level ``scale``.
+
+    Returns:
+        tuple: The network, its scale, and its ``window_size`` option (None where it has none).
+
+    Raises:
+        OptionsError: The file has no usable ``network_g``, its type is not registered, the network cannot
+            be built from its options, or its scale is unknown.
+    """
+    from basicsr.archs import build_network
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    options = network_options(path, None)
+    try:
+        accepted = inspect.signature(ARCH_REGISTRY.get(options['type'])).parameters
+    except KeyError:
+        raise OptionsError(f'network_g:type {options["type"]!r} in {path} is not a registered network') from None
+    key = next((key for key in SCALE_KEYS if key in accepted), None)  # None: an arbitrary-scale network
+    if scale and key:
+        options[key] = scale
+    try:
+        top_level_scale = yaml.safe_load(Path(path).read_text()).get('scale')
+        network = build_network(options)
+    except (TypeError, ValueError, KeyError) as err:
+        raise OptionsError(f'cannot build network {options.get("type")!r} from {path}: {err}') from None
+    network_scale = scale or (key and getattr(network, key, None)) or options.get(key) or top_level_scale
+    if not network_scale:
+        raise OptionsError(f'the scale of {options["type"]} in {path} is unknown: give --scale')
+    return network, network_scale, options.get('window_size')
 
 
 def profile_network(network: nn.Module, scale: float, output_size: tuple = DEFAULT_OUTPUT_SIZE,

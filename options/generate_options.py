@@ -24,11 +24,14 @@ def file_stem(variant):
     return variant.replace('-', '_')
 
 
-def network_section(variant, scale):
-    config = preset_config(variant, scale)
-    lines = [f'network_g:  # {variant}, as published']
+def network_g_section(config, comment):
+    lines = [f'network_g:  # {comment}']
     lines += [f'  {key}: {str(value).lower() if isinstance(value, bool) else value}' for key, value in config.items()]
     return '\n'.join(lines) + '\n'
+
+
+def network_section(variant, scale):
+    return network_g_section(preset_config(variant, scale), f'{variant}, as published')
 
 
 def paired_dataset(key, name, scale):
@@ -52,6 +55,69 @@ def metrics_section(scale):
             '      type: calculate_ssim\n'
             f'      crop_border: {scale}\n'
             '      test_y_channel: true\n')
+
+
+def optimizer_section(key, kind, lr, betas):
+    return (f'  {key}:\n'
+            f'    type: {kind}\n'
+            f'    lr: !!float {lr}\n'
+            '    weight_decay: 0\n'
+            f'    betas: [{betas}]\n')
+
+
+def scheduler_section(milestones, gamma):
+    return ('  scheduler:\n'
+            '    type: MultiStepLR\n'
+            f'    milestones: [{milestones}]\n'
+            f'    gamma: {gamma}\n')
+
+
+L1_PIXEL_LOSS = ('  pixel_opt:\n'
+                 '    type: L1Loss\n'
+                 '    loss_weight: 1.0\n'
+                 '    reduction: mean\n')
+
+
+def test_run_header(stem, scale, model='ESCModel'):
+    """How to run ``options/test/test_<stem>_x<scale>.yml`` and its top-level keys."""
+    return (f'# Run: basicsr test -opt options/test/test_{stem}_x{scale}.yml\n'
+            f'name: test_{stem}_x{scale}\n'
+            f'model_type: {model}\n'
+            f'scale: {scale}\n'
+            'num_gpu: auto\n'
+            'manual_seed: 0\n'
+            '\n')
+
+
+def training_path_section(start):
+    """The ``path`` section of a training options file; ``start`` holds its ``pretrain_network_g`` lines."""
+    return ('path:\n'
+            + start +
+            '  strict_load_g: true\n'
+            '  resume_state: ~\n')
+
+
+def test_path_section(weights):
+    """The ``path`` section of a test options file: EMA weights from the file ``weights`` (``~``: none)."""
+    return ('path:\n'
+            f'  pretrain_network_g: {weights}\n'
+            '  param_key_g: params_ema\n'
+            '  strict_load_g: true\n')
+
+
+def logger_section(checkpoint_every='!!float 5e3'):
+    """The ``logger`` and ``dist_params`` sections every training options file ends with."""
+    return ('logger:\n'
+            '  print_freq: 100\n'
+            f'  save_checkpoint_freq: {checkpoint_every}\n'
+            '  use_tb_logger: true\n'
+            '  wandb:\n'
+            '    project: ~\n'
+            '    resume_id: ~\n'
+            '\n'
+            'dist_params:  # for --launcher slurm\n'
+            '  backend: nccl\n'
+            '  port: 29500\n')
 
 
 def div2k_train_set(scale):
@@ -125,28 +191,15 @@ def train_options(variant, scale, training_set='DIV2K'):
         '\n'
         + network_section(variant, scale) +
         '\n'
-        'path:\n'
-        + start +
-        '  strict_load_g: true\n'
-        '  resume_state: ~\n'
+        + training_path_section(start) +
         '\n'
         'train:\n'
         '  ema_decay: 0.999  # the released weights are the EMA ones (params_ema)\n'
-        '  optim_g:\n'
-        '    type: AdamW\n'
-        '    lr: !!float 5e-4\n'
-        '    weight_decay: 0\n'
-        '    betas: [0.9, 0.9]\n'
-        '  scheduler:\n'
-        '    type: MultiStepLR\n'
-        '    milestones: [250000, 400000, 450000, 475000, 490000]\n'
-        '    gamma: 0.5\n'
+        + optimizer_section('optim_g', 'AdamW', '5e-4', '0.9, 0.9')
+        + scheduler_section('250000, 400000, 450000, 475000, 490000', 0.5) +
         '  total_iter: 500000\n'
         '  warmup_iter: 20000  # linear warm-up\n'
-        '  pixel_opt:\n'
-        '    type: L1Loss\n'
-        '    loss_weight: 1.0\n'
-        '    reduction: mean\n'
+        + L1_PIXEL_LOSS +
         '  # ESCModel options, off as in the paper: bf16 | fp16, a max gradient norm, torch.compile.\n'
         '  mixed_precision: ~\n'
         '  clip_grad_norm: ~\n'
@@ -157,17 +210,7 @@ def train_options(variant, scale, training_set='DIV2K'):
         '  save_img: false\n'
         + metrics_section(scale) +
         '\n'
-        'logger:\n'
-        '  print_freq: 100\n'
-        '  save_checkpoint_freq: !!float 5e3\n'
-        '  use_tb_logger: true\n'
-        '  wandb:\n'
-        '    project: ~\n'
-        '    resume_id: ~\n'
-        '\n'
-        'dist_params:  # for --launcher slurm\n'
-        '  backend: nccl\n'
-        '  port: 29500\n')
+        + logger_section())
 
 
 def released_weights(stem, scale):
@@ -183,7 +226,7 @@ def test_options(variant, scale, training_set='DIV2K'):
         description = (f'# Bicubic x{scale} (MATLAB imresize, no weights): the baseline row of the SR tables; checks\n'
                        '# the data layout and the evaluation protocol (Set5 x4: 28.43 dB PSNR-Y).\n')
         network = f'network_g:\n  type: Bicubic\n  upscaling_factor: {scale}\n'
-        weights = '  pretrain_network_g: ~\n'
+        weights = '~'
     elif variant in TRAINED:
         release = released_weights(stem, scale)
         description = (f'# Test {variant} x{scale} on the five benchmarks (paper {table}).\n'
@@ -191,26 +234,18 @@ def test_options(variant, scale, training_set='DIV2K'):
                        '#   --force_yml path:pretrain_network_g='
                        f'experiments/train_{stem}_x{scale}/models/net_g_latest.pth\n')
         network = network_section(variant, scale)
-        weights = f'  pretrain_network_g: {PRETRAINED_DIR}/{release}\n'
+        weights = f'{PRETRAINED_DIR}/{release}'
     else:
         release = released_weights(stem, scale)
         description = (f'# Test {variant} x{scale} with the authors\' released weights (no training recipe here):\n'
                        f'#   basicsr download {release}\n')
         network = network_section(variant, scale)
-        weights = f'  pretrain_network_g: {PRETRAINED_DIR}/{release}\n'
+        weights = f'{PRETRAINED_DIR}/{release}'
     datasets = ''.join(paired_dataset(f'test_{index}', name, scale) for index, name in enumerate(BENCHMARKS, 1))
-    return (description + HEADER +
-            f'# Run: basicsr test -opt options/test/test_{stem}_x{scale}.yml\n'
-            f'name: test_{stem}_x{scale}\n'
-            'model_type: ESCModel\n'
-            f'scale: {scale}\n'
-            'num_gpu: auto\n'
-            'manual_seed: 0\n'
-            '\n'
+    return (description + HEADER
+            + test_run_header(stem, scale) +
             'datasets:\n' + datasets + '\n' + network + '\n'
-            'path:\n' + weights +
-            '  param_key_g: params_ema\n'
-            '  strict_load_g: true\n'
+            + test_path_section(weights) +
             '\n'
             'val:\n'
             '  save_img: false\n'
@@ -302,21 +337,11 @@ def real_world_train_options(stage, scale):
         start = ('  pretrain_network_g: ~\n'
                  '  param_key_g: params_ema\n')
         train = ('  ema_decay: 0.999\n'
-                 '  optim_g:\n'
-                 '    type: AdamW\n'
-                 '    lr: !!float 5e-4\n'
-                 '    weight_decay: 0\n'
-                 '    betas: [0.9, 0.9]\n'
-                 '  scheduler:\n'
-                 '    type: MultiStepLR\n'
-                 '    milestones: [100000]\n'
-                 '    gamma: 0.4\n'
+                 + optimizer_section('optim_g', 'AdamW', '5e-4', '0.9, 0.9')
+                 + scheduler_section(100000, 0.4) +
                  '  total_iter: 1000000\n'
                  '  warmup_iter: -1  # no warm-up\n'
-                 '  pixel_opt:\n'
-                 '    type: L1Loss\n'
-                 '    loss_weight: 1.0\n'
-                 '    reduction: mean\n')
+                 + L1_PIXEL_LOSS)
         discriminator = ''
     else:
         title = f'stage 2 of 2: L1 + perceptual + GAN, from stage 1\'s EMA weights (train_ESC_Real_x{scale}_MSE)'
@@ -327,26 +352,12 @@ def real_world_train_options(stage, scale):
         start = (f'  pretrain_network_g: experiments/train_ESC_Real_x{scale}_MSE/models/net_g_latest.pth\n'
                  '  param_key_g: params_ema\n')
         train = ('  ema_decay: 0.999\n'
-                 '  optim_g:\n'
-                 '    type: Adam\n'
-                 '    lr: !!float 1e-4\n'
-                 '    weight_decay: 0\n'
-                 '    betas: [0.9, 0.99]\n'
-                 '  optim_d:\n'
-                 '    type: Adam\n'
-                 '    lr: !!float 1e-4\n'
-                 '    weight_decay: 0\n'
-                 '    betas: [0.9, 0.99]\n'
-                 '  scheduler:\n'
-                 '    type: MultiStepLR\n'
-                 '    milestones: [400000]\n'
-                 '    gamma: 0.5\n'
+                 + optimizer_section('optim_g', 'Adam', '1e-4', '0.9, 0.99')
+                 + optimizer_section('optim_d', 'Adam', '1e-4', '0.9, 0.99')
+                 + scheduler_section(400000, 0.5) +
                  '  total_iter: 400000\n'
                  '  warmup_iter: -1  # no warm-up\n'
-                 '  pixel_opt:\n'
-                 '    type: L1Loss\n'
-                 '    loss_weight: 1.0\n'
-                 '    reduction: mean\n'
+                 + L1_PIXEL_LOSS +
                  '  # VGG19 weights: experiments/pretrained_models/vgg19-dcbb9e9d.pth, else downloaded by torchvision\n'
                  '  perceptual_opt:\n'
                  '    type: PerceptualLoss\n'
@@ -396,11 +407,8 @@ def real_world_train_options(stage, scale):
         '\n'
         + network_section('ESC-Real', scale) +
         '\n'
-        + discriminator +
-        'path:\n'
-        + start +
-        '  strict_load_g: true\n'
-        '  resume_state: ~\n'
+        + discriminator
+        + training_path_section(start) +
         '\n'
         'train:\n'
         + train +
@@ -415,17 +423,7 @@ def real_world_train_options(stage, scale):
         '#                    io_backend: {type: disk}}}\n'
         '#   val: {val_freq: !!float 5e3, save_img: true, metrics: {niqe: {type: calculate_niqe, crop_border: 0}}}\n'
         '\n'
-        'logger:\n'
-        '  print_freq: 100\n'
-        '  save_checkpoint_freq: !!float 5e3\n'
-        '  use_tb_logger: true\n'
-        '  wandb:\n'
-        '    project: ~\n'
-        '    resume_id: ~\n'
-        '\n'
-        'dist_params:  # for --launcher slurm\n'
-        '  backend: nccl\n'
-        '  port: 29500\n')
+        + logger_section())
 
 
 def real_world_test_options(scale):
@@ -451,19 +449,10 @@ def real_world_test_options(scale):
     return (f'# Test ESC-Real x{scale} on real low-quality images (no ground truth), as the authors do: the\n'
             '# upscaled images are saved (results/<name>/visualization/); NIQE (no-reference, lower is better)\n'
             '# is computed by BasicSR. Other metrics of paper Table 7: README, "Real-world training".\n'
-            + origin + HEADER +
-            f'# Run: basicsr test -opt options/test/test_{stem}_x{scale}.yml\n'
-            f'name: test_{stem}_x{scale}\n'
-            'model_type: ESCModel\n'
-            f'scale: {scale}\n'
-            'num_gpu: auto\n'
-            'manual_seed: 0\n'
-            '\n'
+            + origin + HEADER
+            + test_run_header(stem, scale) +
             'datasets:\n' + datasets + '\n' + network_section('ESC-Real', scale) + '\n'
-            'path:\n'
-            f'  pretrain_network_g: {weights}\n'
-            '  param_key_g: params_ema\n'
-            '  strict_load_g: true\n'
+            + test_path_section(weights) +
             '\n'
             'val:\n'
             '  save_img: true\n'
@@ -488,9 +477,8 @@ LTE_WEIGHTS = f'{PRETRAINED_DIR}/ESC_LTE.pth'
 
 
 def lte_network_section():
-    lines = ['network_g:  # ESC+LTE, as published (ESC encoder 64/16/k13, 5 blocks x 5 ConvAttn; LTE 256, MLP 256x3)']
-    lines += [f'  {key}: {value}' for key, value in ESC_LTE_CONFIG.items()]
-    return '\n'.join(lines) + '\n'
+    return network_g_section(
+        ESC_LTE_CONFIG, 'ESC+LTE, as published (ESC encoder 64/16/k13, 5 blocks x 5 ConvAttn; LTE 256, MLP 256x3)')
 
 
 def lte_dataset(key, name, dataroot):
@@ -576,17 +564,7 @@ def lte_train_options():
         '  save_img: false\n'
         + lte_metrics_section() +
         '\n'
-        'logger:\n'
-        '  print_freq: 100\n'
-        f'  save_checkpoint_freq: !!float {10 * LTE_ITERS_PER_EPOCH}\n'
-        '  use_tb_logger: true\n'
-        '  wandb:\n'
-        '    project: ~\n'
-        '    resume_id: ~\n'
-        '\n'
-        'dist_params:  # for --launcher slurm\n'
-        '  backend: nccl\n'
-        '  port: 29500\n')
+        + logger_section(f'!!float {10 * LTE_ITERS_PER_EPOCH}'))
 
 
 def lte_test_options(scale):
@@ -598,19 +576,10 @@ def lte_test_options(scale):
             '# Weights: the authors\' arbitrary-scale checkpoint as it is (their {model: {name, args, sd}} format) or\n'
             '# converted (`basicsr convert-weights THEIRS.pth ESC_LTE.pth`), or your training\'s:\n'
             '#   --force_yml path:pretrain_network_g=experiments/train_ESC_LTE/models/net_g_latest.pth\n'
-            + HEADER +
-            f'# Run: basicsr test -opt options/test/test_ESC_LTE_x{scale}.yml\n'
-            f'name: test_ESC_LTE_x{scale}\n'
-            'model_type: ArbitraryScaleModel\n'
-            f'scale: {scale}\n'
-            'num_gpu: auto\n'
-            'manual_seed: 0\n'
-            '\n'
+            + HEADER
+            + test_run_header('ESC_LTE', scale, model='ArbitraryScaleModel') +
             'datasets:\n' + datasets + '\n' + lte_network_section() + '\n'
-            'path:\n'
-            f'  pretrain_network_g: {LTE_WEIGHTS}\n'
-            '  param_key_g: params_ema\n'
-            '  strict_load_g: true\n'
+            + test_path_section(LTE_WEIGHTS) +
             '\n'
             'val:\n'
             '  save_img: false\n'
@@ -637,8 +606,9 @@ def all_options():
         for scale in PUBLISHED_SCALES.get(variant, SCALES):
             make = real_world_test_options if variant == 'ESC-Real' else partial(test_options, variant)
             files[f'test/test_{file_stem(variant)}_x{scale}.yml'] = make(scale)
-    for stage in REAL_WORLD_STAGES:
-        files[f'train/train_ESC_Real_x4_{stage}.yml'] = real_world_train_options(stage, 4)
+    for scale in PUBLISHED_SCALES['ESC-Real']:  # x4 as the authors; x2 for test_ESC_Real_x2.yml's own training
+        for stage in REAL_WORLD_STAGES:
+            files[f'train/train_ESC_Real_x{scale}_{stage}.yml'] = real_world_train_options(stage, scale)
     for scale in SCALES:
         files[f'test/test_Bicubic_x{scale}.yml'] = test_options('Bicubic', scale)
     top_level_note = ('# Same as options/train/train_ESC_x4.yml (this is the name the README uses). It starts\n'

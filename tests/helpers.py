@@ -118,6 +118,18 @@ def write_yaml(path, options):
     return str(path)
 
 
+def one_line_error(capsys, arguments, message, code=2):
+    """``code`` and the error in the last line of stderr (after any progress bar), no traceback; returns stderr."""
+    from esc_arch.cli import main
+
+    assert main(arguments) == code
+    error = capsys.readouterr().err
+    assert 'Traceback' not in error
+    last_line = error.strip().splitlines()[-1].split('\r')[-1]
+    assert last_line.startswith(f'basicsr {arguments[0]}: error: ') and message in last_line, error
+    return error
+
+
 def smooth_image(height, width, seed=0, channels=3):
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 256, (max(height // 8, 2), max(width // 8, 2), channels), dtype=np.uint8)

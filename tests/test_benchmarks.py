@@ -14,10 +14,10 @@ if str(REPO_ROOT) not in sys.path:  # benchmarks/ runs from the checkout; it is 
     sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks import report, run  # noqa: E402
+from helpers import TINY  # noqa: E402
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
-TINY = ['--set', 'dim=16', '--set', 'pdim=8', '--set', 'kernel_size=5', '--set', 'n_blocks=1', '--set',
-        'conv_blocks=1', '--set', 'window_size=8', '--set', 'num_heads=2']
+TINY_ARGS = [argument for key, value in TINY.items() for argument in ('--set', f'{key}={value}')]
 
 
 def run_benchmark(*args, cwd=REPO_ROOT):
@@ -31,7 +31,7 @@ def test_tiny_cpu_run_writes_tables_json_and_chart(tmp_path):
     markdown.write_text('# Benchmarks\n\nProse written by hand.\n')
     done = run_benchmark('--device', 'cpu', '--threads', '1', '--variants', 'ESC', '--size', '48x32',
                          '--backends', 'naive', 'sdpa', '--dtypes', 'fp32', '--repeats', '2', '--train-batch', '2',
-                         '--train-patch', '16', '--tiled-size', '96x64', '--tile', '8', '--tile-pad', '4', *TINY,
+                         '--train-patch', '16', '--tiled-size', '96x64', '--tile', '8', '--tile-pad', '4', *TINY_ARGS,
                          '--output', str(markdown), '--json', str(results_file), '--chart', str(chart))
     assert done.returncode == 0, done.stderr[-3000:]
 
@@ -142,7 +142,7 @@ def test_extra_parts_compiled_swinir_and_onnxruntime(tmp_path, monkeypatch):
     markdown, results_file = tmp_path / 'BENCHMARKS.md', tmp_path / 'results.json'
     assert run.main(['--device', 'cpu', '--threads', '1', '--variants', 'ESC', '--size', '48x32', '--repeats', '1',
                      '--skip', 'forward', 'breakdown', 'train', 'layers', 'tiled',
-                     '--extra', 'compiled', 'swinir', 'onnxruntime', *TINY,
+                     '--extra', 'compiled', 'swinir', 'onnxruntime', *TINY_ARGS,
                      '--output', str(markdown), '--json', str(results_file)]) == 0
     results = json.loads(results_file.read_text())
     compiled, = results['compiled']

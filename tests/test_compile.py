@@ -66,6 +66,21 @@ def test_compile_unavailable_reason_on_this_machine():
     assert reason is None or 'C++ compiler' in reason or 'torch._inductor' in reason
 
 
+@pytest.mark.parametrize('compile_opt, compiled', [(True, False), (dict(backend='eager'), True)])
+def test_train_compile_without_a_compiler_trains_eagerly_with_a_notice(tmp_path, monkeypatch, compile_opt, compiled):
+    from basicsr.models import build_model
+    from esc_arch.models import esc_model
+    from helpers import model_options
+
+    log = _Log()
+    monkeypatch.setattr(esc_model, 'get_root_logger', lambda: log)
+    monkeypatch.setattr(esc_model, 'compile_unavailable_reason', lambda device: 'no C++ compiler was found')
+    model = build_model(model_options(tmp_path, compile=compile_opt))
+    assert (model.get_bare_model(model.net_g)._compiled_call_impl is not None) == compiled  # nn.Module.compile's
+    notice = 'train.compile: not compiling: no C++ compiler was found; training eagerly'
+    assert (notice in log) != compiled  # an explicit backend (eager, aot_eager...) needs no compiler
+
+
 # ---------------------------------------------------------------- basicsr test: val.compile, progress, printout
 
 class _Log(list):

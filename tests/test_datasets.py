@@ -56,7 +56,7 @@ def test_bicubic_network_upsamples_batches_like_matlab():
     torch.testing.assert_close(network(images)[1], imresize(images[1], 3), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize('scale, psnr', [(2, 33.68), (3, 30.40)])  # SOURCES.md, MATLAB bicubic, Set5
+@pytest.mark.parametrize('scale, psnr', [(2, 33.68), (3, 30.40)])  # MATLAB bicubic PSNR-Y, Set5
 def test_bicubic_network_gives_the_set5_baselines(datasets_dir, scale, psnr):
     network, values = Bicubic(upscaling_factor=scale), []
     for lr_path in sorted((datasets_dir / 'Set5' / 'LR_bicubic' / f'X{scale}').glob('*.png')):

@@ -188,6 +188,9 @@ def test_missing_and_nulled_test_sets_are_dropped(tmp_path):
     notices = drop_missing_test_sets(options)
     assert list(options['datasets']) == ['test_1']
     assert notices == [f'skipping Gone: datasets:test_2:dataroot_gt not found: {tmp_path / "Gone" / "HR"}']
+    # --force_yml datasets:Here=~ names the set rather than its key: it adds a null key Here
+    options['datasets'] = {'test_1': present, 'test_2': dict(present, name='Also'), 'Here': None}
+    assert drop_missing_test_sets(options) == [] and list(options['datasets']) == ['test_2']
     options['datasets'] = {'test_2': gone}
     with pytest.raises(OptionsError, match='no test set is left to run .*test_2:dataroot_gt not found'):
         drop_missing_test_sets(options)

@@ -9,6 +9,8 @@ import pytest
 from esc_arch.cli import main
 from basicsr.utils import imfrombytes  # noqa: E402  (after esc_arch, which makes basicsr importable)
 
+from helpers import one_line_error
+
 
 def write_images(folder, sizes, suffix=''):
     folder.mkdir(parents=True)
@@ -18,15 +20,6 @@ def write_images(folder, sizes, suffix=''):
         images[f'img{index}'] = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
         cv2.imwrite(str(folder / f'img{index}{suffix}.png'), images[f'img{index}'])
     return images
-
-
-def one_line_error(capsys, arguments, message):
-    """Exit code 2 and the error in the last line of stderr (after any progress bar), no traceback."""
-    assert main(arguments) == 2
-    error = capsys.readouterr().err
-    assert 'Traceback' not in error
-    last_line = error.strip().splitlines()[-1].split('\r')[-1]
-    assert last_line.startswith(f'basicsr {arguments[0]}: error: ') and message in last_line, error
 
 
 def test_make_lr_reproduces_the_set5_benchmark_files(datasets_dir, tmp_path):

@@ -11,7 +11,7 @@ from esc_arch.cli import main
 from esc_arch.profiling import profile_network
 from helpers import TINY
 
-# Paper, Table 2 (G at 1280x720 output), and the exact parameter counts of ESC_SPEC.md.
+# Paper, Table 2 (G at 1280x720 output), and the networks' exact parameter counts.
 TABLE_2 = {
     ('ESC', 2): (592.0, 946_728), ('ESC', 3): (267.6, 955_383), ('ESC', 4): (149.2, 967_500),
     ('ESC-light', 2): (359.4, 603_600), ('ESC-light', 3): (162.8, 612_255), ('ESC-light', 4): (91.0, 624_372),
@@ -33,7 +33,7 @@ def test_table_2_flops_and_params(variant, scale):
 
 
 def test_esc_x4_split_matches_fvcore_on_the_authors_code():
-    # ESC_REPRODUCTION.md section 2: conv 108.63, matmul 40.27, LayerNorm 0.28, pooling 0.02 G
+    # fvcore on the authors' ESC x4: conv 108.63, matmul 40.27, LayerNorm 0.28, pooling 0.02 G
     breakdown = profile_network(build_preset('ESC', scale=4), 4).breakdown
     assert {kind: round(value / 1e9, 2) for kind, value in breakdown.items()} == {
         'conv': 108.63, 'matmul': 40.27, 'layer_norm': 0.28, 'pooling': 0.02}

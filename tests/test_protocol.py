@@ -1,4 +1,4 @@
-"""The authors' test protocol: LR reflect-padded to whole windows, output cropped (ESC_REPRODUCTION.md, section 1)."""
+"""The authors' test protocol: LR reflect-padded to whole windows, output cropped."""
 import re
 
 import cv2
@@ -136,3 +136,15 @@ def test_networks_without_a_window_are_fed_as_they_are(tmp_path):
     model.test()
     assert seen == [(1, 3, 5, 7)]
 
+
+
+@pytest.mark.parametrize('key', ['pad_to_window', 'self_ensemble'])
+def test_val_switches_must_be_true_or_false(tmp_path, key):
+    from esc_arch.errors import OptionsError
+    from esc_arch.options.values import check_values
+
+    options = model_options(tmp_path, is_train=False, val={key: False})
+    check_values(options, is_train=False)
+    options['val'][key] = 'maybe'  # would count as true without the check
+    with pytest.raises(OptionsError, match=f"val:{key} must be true or false; got 'maybe'"):
+        check_values(options, is_train=False)

@@ -248,6 +248,19 @@ def test_options_follow_the_authors_recipe():
     assert train['gan_opt']['gan_type'] == 'vanilla' and train['gan_opt']['loss_weight'] == 0.1
 
 
+def test_x2_options_are_the_x4_recipe_at_x2_and_feed_the_x2_test_options():
+    for stage in ('MSE', 'GAN'):
+        x2, x4 = generated(f'train/train_ESC_Real_x2_{stage}.yml'), generated(f'train/train_ESC_Real_x4_{stage}.yml')
+        assert (x2['scale'], x2['network_g']['upscaling_factor'], x2['name']) == (2, 2, f'train_ESC_Real_x2_{stage}')
+        for key in ('scale', 'name', 'network_g', 'path'):
+            x2.pop(key), x4.pop(key)
+        assert x2 == x4
+    assert generated('train/train_ESC_Real_x2_GAN.yml')['path']['pretrain_network_g'] == \
+        'experiments/train_ESC_Real_x2_MSE/models/net_g_latest.pth'
+    assert generated('test/test_ESC_Real_x2.yml')['path']['pretrain_network_g'] == \
+        'experiments/train_ESC_Real_x2_GAN/models/net_g_latest.pth'
+
+
 def test_test_options_save_images_and_compute_niqe():
     for path in sorted((OPTIONS_DIR / 'test').glob('test_ESC_Real_x*.yml')):
         opt = yaml.safe_load(path.read_text())

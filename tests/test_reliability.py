@@ -135,7 +135,9 @@ def test_test_command_checks_its_datasets(tmp_path, monkeypatch, capsys):
                    datasets=dict(test_1=dict(dataset, dataroot_gt='missing/HR')), path={}, val={})
     write_yaml(tmp_path / 'test.yml', options)
     assert main(['test', '-opt', 'test.yml']) == 2
-    assert 'basicsr test: error: datasets:test_1:dataroot_gt not found: missing/HR' in capsys.readouterr().err
+    # the only set is missing: none is left to run (a set among others would be skipped with a notice)
+    assert ('basicsr test: error: no test set is left to run (datasets:test_1:dataroot_gt not found: missing/HR'
+            in capsys.readouterr().err)
     assert not (tmp_path / 'results').exists()
 
 

@@ -18,7 +18,7 @@ from esc_arch.cli import main
 from esc_arch.errors import CheckpointError, ImageError, OutputError
 from esc_arch.images import read_image, write_image
 
-from helpers import smooth_image
+from helpers import one_line_error, smooth_image
 
 try:
     import onnx  # noqa: F401
@@ -27,16 +27,6 @@ try:
 except ImportError:
     HAS_ONNX = False
 needs_onnx = pytest.mark.skipif(not HAS_ONNX, reason='needs onnx and onnxruntime')
-
-
-def one_line_error(capsys, arguments, message, code=2):
-    """``code`` and the error in the last line of stderr (after any progress bar), no traceback; returns stderr."""
-    assert main(arguments) == code
-    error = capsys.readouterr().err
-    assert 'Traceback' not in error
-    last_line = error.strip().splitlines()[-1].split('\r')[-1]
-    assert last_line.startswith(f'basicsr {arguments[0]}: error: ') and message in last_line, error
-    return error
 
 
 def write_images(folder, count=2, size=(12, 10)):

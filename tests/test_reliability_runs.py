@@ -21,7 +21,7 @@ from esc_arch.compat.resume import load_resume_state
 from esc_arch.errors import CheckpointError, NonFiniteLossError, OptionsError, OutputError, TrainingError
 from esc_arch.models.esc_model import save_atomically
 from esc_arch.models.experiment_lock import experiment_lock, lock_path
-from esc_arch.options.loading import override_value
+from esc_arch.options.loading import TRAIN_SECTIONS, override_value
 from basicsr.models import build_model  # noqa: E402  (after esc_arch, which makes basicsr importable)
 
 from helpers import SCALE, TINY, TINY_ESC, batch, console_script, make_pairs, model_options, train_options, \
@@ -377,7 +377,7 @@ def test_disk_errors_inside_the_pipeline_are_one_line(tmp_path, monkeypatch, err
         raise error
 
     with pytest.raises(OutputError, match=f'^{error.strerror} while writing under '):
-        basicsr_pipeline.run(pipeline, args, basicsr_pipeline.TRAIN_SECTIONS, 'train')
+        basicsr_pipeline.run(pipeline, args, TRAIN_SECTIONS, 'train')
     assert not (tmp_path / 'experiments').exists()  # the lock was released and its folder removed
 
 

@@ -1,7 +1,7 @@
 """End to end through ``basicsr test/train`` on the benchmark data in ../shared/datasets.
 
-* the evaluation protocol: the committed Bicubic x4 test options reproduce the bicubic baselines of
-  SOURCES.md (MATLAB column) on Set5, Set14 and B100 to 0.01 dB (x2 and x3: tests/test_datasets.py);
+* the evaluation protocol: the committed Bicubic x4 test options reproduce the MATLAB-bicubic
+  baselines (``BICUBIC_PSNR_X4``) on Set5, Set14 and B100 to 0.01 dB (x2 and x3: tests/test_datasets.py);
 * a short real training of a small ESC on B100 HR crops (HR-only dataset, LR made on the fly) beats
   bicubic on Set5 x4, resumes from its saved state and saves the EMA weights as ``params_ema``.
 """
@@ -19,7 +19,7 @@ from basicsr.models import build_model  # noqa: E402
 from helpers import basicsr_succeeds, write_yaml  # noqa: E402
 
 OPTIONS_DIR = Path(__file__).resolve().parents[1] / 'options'
-# SOURCES.md, "PSNR-Y, MATLAB bicubic" x4 (BasicSR reads Set14's grayscale bridge.png as 3 channels).
+# PSNR-Y of MATLAB bicubic x4, the SR papers' baseline (BasicSR reads Set14's grayscale bridge.png as 3 channels).
 BICUBIC_PSNR_X4 = {'Set5': 28.43, 'Set14': 26.09, 'B100': 25.96}
 SMALL_ESC = dict(type='ESC', dim=32, pdim=8, kernel_size=7, n_blocks=2, conv_blocks=2, window_size=8, num_heads=2,
                  upscaling_factor=4)

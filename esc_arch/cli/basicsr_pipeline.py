@@ -22,14 +22,9 @@ from esc_arch.errors import ESCError, OutputError, TrainingError
 from esc_arch.models.experiment_lock import experiment_lock
 from esc_arch.options import check_options, resumes_training
 from esc_arch.options.values import check_launcher
-from esc_arch.options.loading import apply_overrides, load_options
+from esc_arch.options.loading import apply_overrides, load_pipeline_options
 from esc_arch.options.test_sets import drop_missing_test_sets
 
-# Sections that BasicSR's pipelines read without checking for them.
-COMMON_SECTIONS = ('name', 'model_type', 'num_gpu', 'datasets', 'path')
-TRAIN_SECTIONS = COMMON_SECTIONS + ('train', 'logger')
-TEST_SECTIONS = COMMON_SECTIONS + ('val', )
-MAPPING_SECTIONS = ('datasets', 'path', 'train', 'logger', 'val')
 # Raised by file access inside the pipelines, for paths taken from the options.
 PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 # Raised when the experiment or results folder cannot be written: disk full, quota, read-only, no permission.
@@ -47,31 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help='set by launchers')
     parser.add_argument('--force_yml', nargs='+', default=None, metavar='KEY=VALUE',
                         help='override options, e.g. train:ema_decay=0.999 datasets:train:batch_size_per_gpu=4')
-
-
-def read_options(path: str, sections: tuple[str, ...]) -> dict:
-    """Load a BasicSR options YAML, raising :class:`CommandError` for anything BasicSR would trip on.
-
-    Args:
-        path (str): The YAML file.
-        sections (tuple[str]): Top-level keys the pipeline needs.
-
-    Returns:
-        dict: The options, read safely (:func:`esc_arch.options.loading.load_options`: no Python objects,
-        no key given twice).
-    """
-    if not os.path.isfile(path):
-        raise CommandError(f'options file not found: {path}')
-    options = load_options(path)
-    if not isinstance(options, dict):
-        raise CommandError(f'{path} is not a BasicSR options file (expected a mapping of options)')
-    missing = [name for name in sections if name not in options]
-    if missing:
-        raise CommandError(f'{path} lacks required option(s): {", ".join(missing)}')
-    for name in MAPPING_SECTIONS:
-        if name in sections and not isinstance(options[name], dict):
-            raise CommandError(f'{path}: option "{name}" must be a mapping')
-    return options
 
 
 def original_message(error: BaseException) -> str:
@@ -103,7 +73,7 @@ def run(pipeline: Callable[[str], None], args: argparse.Namespace, sections: tup
         sections (tuple[str]): Top-level option keys the pipeline needs.
         command (str): Subcommand name, recorded as the command line in the copied YAML.
     """
-    options = read_options(args.opt, sections)
+    options = load_pipeline_options(args.opt, sections)
     apply_overrides(options, args.force_yml, args.opt)
     if args.debug and not str(options['name']).startswith('debug'):
         options['name'] = f'debug_{options["name"]}'  # as BasicSR's parse_options

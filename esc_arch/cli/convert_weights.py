@@ -3,10 +3,12 @@
 Typical uses: the authors' arbitrary-scale checkpoint (``{'model': {'name', 'args', 'sd'}}``) to
 a BasicSR ``params_ema`` file for ``pretrain_network_g``; ``.pth`` to ``.safetensors`` and back.
 """
+import argparse
+
 from esc_arch.inference.conversion import PARAM_KEYS, TARGET_SUFFIXES, convert_weights
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``convert-weights`` options to an argparse parser."""
     parser.add_argument('input', help='weights to read: BasicSR .pth, the authors\' checkpoint, a bare state dict or '
                         '.safetensors')
@@ -17,7 +19,7 @@ def add_arguments(parser):
     return parser
 
 
-def run(args):
+def run(args: argparse.Namespace) -> None:
     """Convert and say what was written."""
     state_dict = convert_weights(args.input, args.output, args.param_key, overwrite=args.overwrite)
     print(f'wrote {args.output} ({len(state_dict)} tensors, {sum(v.numel() for v in state_dict.values()):,} '

@@ -11,15 +11,22 @@
    bicubic upsampling of the same LR images, and writes ``results/<test name>/comparison.png``:
    per test image, the most detailed crop of the LR input, bicubic, ESC-light and the HR image.
 """
+from __future__ import annotations  # numpy is imported only where the demo needs it
+
+import argparse
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from typing import TYPE_CHECKING
 
 from esc_arch.cli import CommandError
-from esc_arch.cli.basicsr_pipeline import TEST_SECTIONS, read_options
 from esc_arch.images import read_image
+from esc_arch.options.loading import TEST_SECTIONS, load_pipeline_options
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SCALE = 4
 DATA_DIR = os.path.join('datasets', 'demo')
@@ -31,7 +38,7 @@ TRAIN_IMAGES = ('astronaut', 'rocket', 'hubble_deep_field', 'immunohistochemistr
 TEST_IMAGES = ('chelsea', 'coffee')
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--train-options', default=TRAIN_OPTIONS, metavar='YML',
                         help=f'training options (default: {TRAIN_OPTIONS}, relative to the repository root)')
     parser.add_argument('--test-options', default=TEST_OPTIONS, metavar='YML',
@@ -40,7 +47,7 @@ def add_arguments(parser):
                         help='training iterations (default: total_iter of the training options)')
 
 
-def demo_files():
+def demo_files() -> list[str]:
     """Relative paths of every file the demo dataset holds."""
     files = []
     for split, names in (('train', TRAIN_IMAGES), ('test', TEST_IMAGES)):
@@ -55,7 +62,7 @@ def _files_under(folder):
         os.path.relpath(os.path.join(root, name), folder) for root, _, names in os.walk(folder) for name in names)
 
 
-def sample_image(name):
+def sample_image(name: str) -> np.ndarray:
     """A scikit-image sample image as uint8 RGB, cropped to a multiple of the scale."""
     import numpy as np
     import skimage.data
@@ -79,7 +86,7 @@ def _to_uint8(image):
     return np.clip(np.floor(image * 255 + 0.5), 0, 255).astype(np.uint8)
 
 
-def make_dataset(data_dir=DATA_DIR):
+def make_dataset(data_dir: str = DATA_DIR) -> bool:
     """Create the demo dataset at ``data_dir``, or reuse the one there.
 
     Returns:
@@ -121,7 +128,7 @@ def _basicsr(*arguments):
         raise CommandError(f'"basicsr {" ".join(arguments)}" failed (see its messages above)')
 
 
-def bicubic_upsample(lr):
+def bicubic_upsample(lr: np.ndarray) -> np.ndarray:
     """MATLAB ``imresize(lr, SCALE, 'bicubic')`` of a uint8 HWC image, rounded to uint8."""
     import torch
 
@@ -131,7 +138,7 @@ def bicubic_upsample(lr):
     return _to_uint8(matlab_imresize(image, SCALE).permute(1, 2, 0).numpy())
 
 
-def psnr_table(data_dir, sr_dir, sr_suffix):
+def psnr_table(data_dir: str, sr_dir: str, sr_suffix: str) -> list[tuple[str, float, float]]:
     """PSNR-Y of bicubic and of the SR images in ``sr_dir`` for every demo test image.
 
     Returns:
@@ -149,7 +156,8 @@ def psnr_table(data_dir, sr_dir, sr_suffix):
     return rows
 
 
-def write_comparison(path, data_dir, sr_dir, sr_suffix, rows):
+def write_comparison(path: str, data_dir: str, sr_dir: str, sr_suffix: str,
+                     rows: list[tuple[str, float, float]]) -> None:
     """Write the comparison picture: one row per test image, LR | bicubic | ESC-light | HR on one crop.
 
     Args:
@@ -172,8 +180,8 @@ def write_comparison(path, data_dir, sr_dir, sr_suffix, rows):
     write_image(stack_rows(pictures), path)
 
 
-def run(args):
-    test_options = read_options(args.test_options, TEST_SECTIONS)
+def run(args: argparse.Namespace) -> None:
+    test_options = load_pipeline_options(args.test_options, TEST_SECTIONS)
     if not os.path.isfile(args.train_options):
         raise CommandError(f'options file not found: {args.train_options} '
                            '(run the demo from the repository root, or pass --train-options)')

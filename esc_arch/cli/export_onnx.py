@@ -1,4 +1,5 @@
 """``basicsr export-onnx``: write a network as ONNX (dynamic batch, height, width) and check it with onnxruntime."""
+import argparse
 from pathlib import Path
 
 from esc_arch.cli import CommandError
@@ -8,7 +9,7 @@ from esc_arch.export import CHECK_TOLERANCES, ONNX_OPSET, PRECISIONS, check_onnx
 from esc_arch.inference import load_network
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``export-onnx`` options to an argparse parser."""
     parser.add_argument('--model',
                         help='preset name (ESC, ESC-light, ESC-FP, ESC-XL, ESC-Real; any case) or a BasicSR options '
@@ -27,7 +28,7 @@ def add_arguments(parser):
     return parser
 
 
-def run(args):
+def run(args: argparse.Namespace) -> None:
     """Export, then check unless ``--no-check``."""
     output = Path(args.output)
     # A missing --weights is reported by load_network below ("checkpoint not found").
@@ -49,7 +50,7 @@ def run(args):
         print(f'onnxruntime matches PyTorch (largest absolute difference per input shape: {report})')
 
 
-def check_output(output, overwrite):
+def check_output(output: Path, overwrite: bool) -> None:
     """Refuse to replace a folder or a file that is not an ONNX model, and an ONNX model without ``--overwrite``."""
     if output.is_dir():
         raise OutputError(f'--output {output} is a folder; give the .onnx file to write')
@@ -62,7 +63,7 @@ def check_output(output, overwrite):
         raise OutputError(f'--output {output} already exists; pass --overwrite to replace it')
 
 
-def is_onnx_model(path):
+def is_onnx_model(path: Path) -> bool:
     """Whether ``path`` holds an ONNX model (a ModelProto with a graph), read without its external data."""
     try:
         with open(path, 'rb') as file:

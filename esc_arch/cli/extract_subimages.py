@@ -11,6 +11,7 @@ suffix is dropped from names, so that HR and LR sub-images pair up under the sam
     basicsr extract-subimages -i datasets/DIV2K/DIV2K_train_LR_bicubic/X4 \\
         -o datasets/DIV2K/DIV2K_train_LR_bicubic/X4_sub --scale 4
 """
+import argparse
 import os
 from functools import partial
 
@@ -23,7 +24,7 @@ from esc_arch.errors import ImageError
 from esc_arch.images import list_images, read_image, write_image
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('-i', '--input', required=True, help='folder of images')
     parser.add_argument('-o', '--output', required=True, help='new folder for the sub-images')
     parser.add_argument('--crop-size', type=int, default=480, help='sub-image side in HR pixels (default: 480)')
@@ -37,7 +38,7 @@ def add_arguments(parser):
     add_workers_argument(parser)
 
 
-def window_starts(length, crop_size, step, thresh_size):
+def window_starts(length: int, crop_size: int, step: int, thresh_size: int) -> np.ndarray:
     """Start offsets of the windows along one axis (BasicSR's rule)."""
     starts = np.arange(0, length - crop_size + 1, step)
     if length - (starts[-1] + crop_size) > thresh_size:
@@ -45,7 +46,8 @@ def window_starts(length, crop_size, step, thresh_size):
     return starts
 
 
-def extract(name, input_folder, output_folder, crop_size, step, thresh_size, suffix, max_pixels):
+def extract(name: str, input_folder: str, output_folder: str, crop_size: int, step: int, thresh_size: int,
+            suffix: str, max_pixels: int) -> str | None:
     """Write the sub-images of one image; returns None, or the message of why the image cannot be used."""
     path = os.path.join(input_folder, name)
     try:
@@ -66,7 +68,7 @@ def extract(name, input_folder, output_folder, crop_size, step, thresh_size, suf
     return None
 
 
-def run(args):
+def run(args: argparse.Namespace) -> None:
     if args.scale < 1:
         raise CommandError(f'--scale must be at least 1; got {args.scale}')
     sizes = {'--crop-size': args.crop_size, '--step': args.step, '--thresh-size': args.thresh_size}

@@ -39,20 +39,50 @@ _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 @contextmanager
 def worker_pool(workers):
     """A pool of ``workers`` spawned processes (not forked: a fork of a process whose torch thread pool has run
-    can deadlock), terminated when the block ends or is interrupted.
+    can deadlock), terminated (and waited for) when the block ends or is interrupted.
 
-    Ctrl-C and SIGTERM are held back while the workers start, so that an interruption never cuts a worker's
-    start-up short (which makes it print a traceback); in the workers, Ctrl-C is left to this process.
+    Ctrl-C and SIGTERM are held back while the workers start and while they are stopped, and act once that is
+    done: an interruption in the middle would leave a worker reading its start-up data from a closed pipe, or
+    semaphores removed under it, and it would print a traceback. In the workers, Ctrl-C is left to this process
+    and SIGTERM (sent by the pool when it stops them) ends them without a word.
     """
-    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    pool = None
     try:
-        pool = multiprocessing.get_context('spawn').Pool(workers, initializer=_init_worker)
-    except BaseException:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
-        raise
-    with pool:  # terminates the workers on the way out
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)  # a signal held back is raised here
+        with _stop_signals_held():
+            # Blocked too, so that the workers start with them blocked (the mask is inherited) until _init_worker.
+            previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+            try:
+                pool = multiprocessing.get_context('spawn').Pool(workers, initializer=_init_worker)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
         yield pool
+    finally:
+        if pool is not None:
+            with _stop_signals_held():
+                pool.terminate()  # returns once the workers have ended
+
+
+@contextmanager
+def _stop_signals_held():
+    """Within the block, Ctrl-C and SIGTERM are only noted; the first one noted is raised again when it ends.
+
+    Blocking them with ``pthread_sigmask`` alone is not enough: the kernel then gives the signal to another thread
+    (tqdm's monitor, the pool's own threads) and Python still runs its handler in the main thread, at once.
+    """
+    noted = []
+    try:
+        previous = {signum: signal.signal(signum, lambda signum, frame: noted.append(signum))
+                    for signum in _STOP_SIGNALS}
+    except ValueError:  # not the main thread: signals are handled (and held) by the main thread only
+        yield
+        return
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if noted:
+        signal.raise_signal(noted[0])  # acted on by the handler the block started with
 
 
 def _init_worker():

@@ -10,25 +10,23 @@ an interruption (Ctrl-C, SIGTERM) or a write error removes it. An existing ``--o
 only with ``--overwrite`` and only if it is an LMDB (a folder holding nothing but ``data.mdb``,
 ``lock.mdb`` and ``meta_info.txt``); an output that is, contains or lies inside the input folder is refused.
 """
+import argparse
 import os
 import shutil
 from contextlib import nullcontext
 from functools import partial
 
 import lmdb
-from tqdm import tqdm
 
 from esc_arch.cli import CommandError
 from esc_arch.cli.image_folders import (add_max_pixels_argument, add_workers_argument, failure_report, print_notice,
                                         sigterm_as_interrupt, worker_pool)
+from esc_arch.data.lmdb_packing import LMDB_FILES, encode_entry, lmdb_map_size, write_lmdb
 from esc_arch.errors import ESCError, OutputError
-from esc_arch.images import encode_image, list_images, read_image
-
-LMDB_FILES = ('data.mdb', 'lock.mdb', 'meta_info.txt')
-_COMMIT_EVERY = 5000  # images per LMDB transaction, as BasicSR
+from esc_arch.images import list_images
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('-i', '--input', required=True,
                         help='folder of images (e.g. datasets/DIV2K/DIV2K_train_HR_sub)')
     parser.add_argument('-o', '--output', required=True, help='LMDB folder to create, ending in .lmdb')
@@ -55,14 +53,7 @@ def _input_bytes(folder, names):
     return sum(os.path.getsize(os.path.join(folder, name)) for name in names)
 
 
-def _map_size(folder, names):
-    """An upper bound of the LMDB size. BasicSR's default (10x the first image) overflows when later
-    images are larger; re-encoding may grow compressed files several times, and each entry takes at
-    least a page. The map is reserved address space, not disk space, on Linux."""
-    return 10 * _input_bytes(folder, names) + 64 * 1024 * len(names) + 2**24
-
-
-def check_free_space(folder, output, input_bytes):
+def check_free_space(folder: str, output: str, input_bytes: int) -> None:
     """Refuse to start on a disk without room for about the inputs' size: LMDB reads its file through a memory
     map, and a write that failed for lack of space can then crash the process (SIGBUS) instead of raising."""
     free, needed = shutil.disk_usage(folder).free, input_bytes + 2**20
@@ -75,7 +66,7 @@ def _is_within(path, folder):
     return os.path.commonpath([path, folder]) == folder
 
 
-def check_paths(input_folder, output):
+def check_paths(input_folder: str, output: str) -> None:
     """Refuse an output that is, contains or lies inside the input folder (replacing it would delete images)."""
     real_input, real_output = os.path.realpath(input_folder), os.path.realpath(output)
     if _is_within(real_input, real_output):
@@ -85,7 +76,7 @@ def check_paths(input_folder, output):
         raise OutputError(f'--output {output} is inside the input folder {input_folder}; choose an output outside it')
 
 
-def check_replaceable(output):
+def check_replaceable(output: str) -> None:
     """Refuse to replace anything but an LMDB: nothing except LMDB files may be deleted."""
     entries = sorted(os.listdir(output))
     foreign = [name for name in entries if name not in LMDB_FILES]
@@ -95,41 +86,7 @@ def check_replaceable(output):
                           f'({", ".join(LMDB_FILES)}): choose another name')
 
 
-def encode_entry(name, folder, compress_level, max_pixels):
-    """Read and PNG-encode one image; returns ``(bytes, shape)`` or an error message (picklable for workers)."""
-    try:
-        image = read_image(os.path.join(folder, name), max_pixels=max_pixels,
-                           notify=partial(print_notice, 'make-lmdb'))
-        return encode_image(image, '.png', png_compression=compress_level), image.shape
-    except ESCError as err:
-        return str(err)
-
-
-def write_lmdb(path, entries, keys, names, total, map_size, compress_level):
-    """Write ``entries`` (from :func:`encode_entry`) under ``keys``; returns the error messages of failed images."""
-    failures = []
-    environment = lmdb.open(path, map_size=map_size)
-    try:
-        transaction = environment.begin(write=True)
-        with open(os.path.join(path, 'meta_info.txt'), 'w') as meta_info:
-            for index, (entry, key, name) in enumerate(tqdm(zip(entries, keys, names), total=total, unit='image')):
-                if isinstance(entry, str):
-                    failures.append(entry)
-                    continue
-                data, shape = entry
-                transaction.put(key.encode('ascii'), data)
-                height, width, channels = (*shape, 1) if len(shape) == 2 else shape
-                meta_info.write(f'{name} ({height},{width},{channels}) {compress_level}\n')
-                if (index + 1) % _COMMIT_EVERY == 0:
-                    transaction.commit()
-                    transaction = environment.begin(write=True)
-        transaction.commit()
-    finally:
-        environment.close()
-    return failures
-
-
-def run(args):
+def run(args: argparse.Namespace) -> None:
     output = os.path.normpath(args.output)
     if not output.endswith('.lmdb'):
         raise CommandError(f'--output must end with .lmdb (BasicSR recognises LMDBs by it); got {args.output}')
@@ -146,7 +103,8 @@ def run(args):
 
     parent = os.path.dirname(output)
     building = os.path.join(parent, f'.{os.path.basename(output)[:-len(".lmdb")]}.partial.lmdb')
-    encode = partial(encode_entry, folder=args.input, compress_level=args.compress_level, max_pixels=args.max_pixels)
+    encode = partial(encode_entry, folder=args.input, compress_level=args.compress_level, max_pixels=args.max_pixels,
+                     notify=partial(print_notice, 'make-lmdb'))
     with sigterm_as_interrupt():
         try:
             os.makedirs(parent or '.', exist_ok=True)
@@ -154,7 +112,7 @@ def run(args):
             check_free_space(parent or '.', output, _input_bytes(args.input, names))
             with worker_pool(args.workers) if args.workers > 1 else nullcontext() as pool:
                 entries = pool.imap(encode, names) if args.workers > 1 else map(encode, names)
-                failures = write_lmdb(building, entries, keys, names, len(names), _map_size(args.input, names),
+                failures = write_lmdb(building, entries, keys, names, len(names), lmdb_map_size(args.input, names),
                                       args.compress_level)
         except (OSError, lmdb.Error) as err:
             shutil.rmtree(building, ignore_errors=True)

@@ -1,23 +1,18 @@
 """``basicsr profile``: parameters and FLOPs of a network for one image, as in the paper's Table 2."""
-import inspect
+import argparse
 from pathlib import Path
 
-import yaml
-
 from esc_arch.cli import CommandError
-from esc_arch.errors import ESCError
-from esc_arch.inference import load_network, network_options
-from esc_arch.profiling import DEFAULT_OUTPUT_SIZE, profile_network
-
-SCALE_KEYS = ('upscaling_factor', 'upscale')  # ESC's network_g key, and that of BasicSR's SwinIR and others
+from esc_arch.inference import load_network
+from esc_arch.profiling import DEFAULT_OUTPUT_SIZE, build_network_from_yaml, profile_network
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``profile`` options to an argparse parser."""
     parser.add_argument('--model',
-                        help='preset name (ESC, ESC-light, ESC-FP, ESC-XL, ESC-Real; any case) or a BasicSR options '
-                        'YAML whose network_g section describes the network (any registered type, e.g. SwinIR); '
-                        'default: the network the --weights checkpoint determines')
+                        help='preset name (ESC, ESC-light, ESC-FP, ESC-XL, ESC-Real, ESC-LTE; any case) or a BasicSR '
+                        'options YAML whose network_g section describes the network (any registered type, e.g. '
+                        'SwinIR); default: the network the --weights checkpoint determines')
     parser.add_argument('--scale', help="upscaling factor (default: the checkpoint's, the YAML's, else 4); any "
                         'positive number for an arbitrary-scale network such as ESCLTE')
     parser.add_argument('--output-size', default='x'.join(map(str, DEFAULT_OUTPUT_SIZE)), metavar='WxH',
@@ -27,7 +22,7 @@ def add_arguments(parser):
     return parser
 
 
-def parse_size(text):
+def parse_size(text: str) -> tuple[int, int]:
     """``'1280x720'`` -> ``(1280, 720)``."""
     try:
         width, height = (int(part) for part in text.lower().split('x'))
@@ -38,31 +33,7 @@ def parse_size(text):
     return width, height
 
 
-def build_from_yaml(path, scale):
-    """The network of a YAML's ``network_g`` (any registered type), its scale and its ``window_size`` option."""
-    from basicsr.archs import build_network
-    from basicsr.utils.registry import ARCH_REGISTRY
-
-    options = network_options(path, None)
-    try:
-        accepted = inspect.signature(ARCH_REGISTRY.get(options['type'])).parameters
-    except KeyError:
-        raise CommandError(f'network_g:type {options["type"]!r} in {path} is not a registered network') from None
-    key = next((key for key in SCALE_KEYS if key in accepted), None)  # None: an arbitrary-scale network
-    if scale and key:
-        options[key] = scale
-    try:
-        top_level_scale = yaml.safe_load(Path(path).read_text()).get('scale')
-        network = build_network(options)
-    except (TypeError, ValueError, KeyError) as err:
-        raise CommandError(f'cannot build network {options.get("type")!r} from {path}: {err}') from None
-    network_scale = scale or (key and getattr(network, key, None)) or options.get(key) or top_level_scale
-    if not network_scale:
-        raise CommandError(f'the scale of {options["type"]} in {path} is unknown: give --scale')
-    return network, network_scale, options.get('window_size')
-
-
-def parse_scale(text):
+def parse_scale(text: str) -> int | float:
     """An integer scale as an int, any other positive number as a float (arbitrary-scale networks)."""
     try:
         scale = float(text)
@@ -73,18 +44,18 @@ def parse_scale(text):
     return int(scale) if scale.is_integer() else scale
 
 
-def run(args):
+def run(args: argparse.Namespace) -> None:
     """Print the parameter count and the FLOPs."""
     output_size = parse_size(args.output_size)
     scale = parse_scale(args.scale) if args.scale is not None else None
     is_yaml = args.model is not None and Path(args.model).suffix.lower() in ('.yml', '.yaml')
+    if is_yaml and not args.weights:
+        network, scale, window_size = build_network_from_yaml(args.model, scale)
+    else:
+        (network, scale), window_size = load_network(args.model, args.weights, scale), None
     try:
-        if is_yaml and not args.weights:
-            network, scale, window_size = build_from_yaml(args.model, scale)
-        else:
-            (network, scale), window_size = load_network(args.model, args.weights, scale), None
         profile = profile_network(network, scale, output_size, window_size)
-    except (ESCError, ValueError) as err:
+    except ValueError as err:  # an output size smaller than the scale
         raise CommandError(err) from None
     print(f'{type(network).__name__} x{scale}')
     print(profile.summary())

@@ -14,7 +14,6 @@ import sys
 from functools import partial
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -28,7 +27,7 @@ from esc_arch.inference.compare import upscale_comparison
 from esc_arch.inference.compilation import compile_network
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``upscale`` options to an argparse parser."""
     parser.add_argument('-i', '--input', required=True,
                         help=f'image file or folder of images ({", ".join(IMAGE_EXTENSIONS)})')
@@ -63,7 +62,7 @@ def add_arguments(parser):
     return parser
 
 
-def _scale(text):
+def _scale(text: str) -> int | float:
     """A scale of at least 1: an int when whole (ESC-family networks), else a float (arbitrary-scale networks)."""
     try:
         value = float(text)
@@ -74,14 +73,14 @@ def _scale(text):
     return int(value) if value.is_integer() else value
 
 
-def _non_negative(text):
+def _non_negative(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f'must be >= 0, got {value}')
     return value
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     """Upscale every image of ``args.input``; returns 1 when any image failed (each is reported)."""
     jobs = plan_outputs(list_images(Path(args.input)), Path(args.output))
     device = select_device(args.device)
@@ -97,7 +96,7 @@ def run(args):
         for source, target in tqdm(jobs, desc='images', unit='img', disable=None if len(jobs) > 1 else True):
             try:
                 image = read_image(source, max_pixels=args.max_pixels, notify=notify)
-                result = upscale_layout(network, image, scale, args.tile, args.tile_pad)
+                result = upscale_image(network, image, scale, args.tile, args.tile_pad)
                 write_image(result, target)
                 if args.compare:
                     write_image(upscale_comparison(_gray_alpha_as_gray(image), _gray_alpha_as_gray(result), scale,
@@ -113,20 +112,11 @@ def run(args):
     return 1 if failures else 0
 
 
-def upscale_layout(network, image, scale, tile=0, tile_pad=None):
-    """:func:`esc_arch.inference.upscale_image`, also for HxWx2 gray+alpha images (upscaled as BGRA, returned as
-    gray+alpha, BT.601 luma)."""
-    if image.ndim == 3 and image.shape[2] == 2:
-        result = upscale_image(network, image[..., [0, 0, 0, 1]], scale, tile, tile_pad)
-        return np.dstack([cv2.cvtColor(result[..., :3], cv2.COLOR_BGR2GRAY), result[..., 3]])
-    return upscale_image(network, image, scale, tile, tile_pad)
-
-
-def _gray_alpha_as_gray(image):
+def _gray_alpha_as_gray(image: np.ndarray) -> np.ndarray:
     return image[..., 0] if image.ndim == 3 and image.shape[2] == 2 else image
 
 
-def list_images(path):
+def list_images(path: Path) -> list[Path]:
     """The image files to process: ``path`` itself, or the images directly inside the folder ``path``."""
     if path.is_dir():
         return [path / name for name in list_folder(path, '--input')]
@@ -137,7 +127,7 @@ def list_images(path):
     return [path]
 
 
-def plan_outputs(images, output_dir):
+def plan_outputs(images: list[Path], output_dir: Path) -> list[tuple[Path, Path]]:
     """Pair each input with its output path, refusing any pair that would overwrite an input."""
     if output_dir.exists() and not output_dir.is_dir():
         raise CommandError(f'output {output_dir} exists and is not a folder')
@@ -149,7 +139,7 @@ def plan_outputs(images, output_dir):
     return jobs
 
 
-def comparison_path(target):
+def comparison_path(target: Path) -> Path:
     """Where ``--compare`` writes the comparison picture of the output ``target``."""
     return target.parent / 'comparisons' / f'{target.name}.png'
 

@@ -16,7 +16,7 @@ __all__ = ['SHARED_LMDB_ENVIRONMENTS', 'open_shared']
 _shared_environments = {}
 
 
-def open_shared(path: str, readonly: bool = True, **options) -> object:
+def open_shared(path: str, readonly: bool = True, **options: object) -> object:
     """Open the LMDB at ``path``, sharing read-only environments.
 
     Args:

@@ -1,5 +1,5 @@
 """Datasets (registered in BasicSR's DATASET_REGISTRY on import) and MATLAB-style bicubic resizing."""
-from .arbitrary_scale_dataset import ArbitraryScaleDataset  # noqa: F401  (ESC+LTE samples; registered)
+from .arbitrary_scale_dataset import ArbitraryScaleDataset
 from .downsample_dataset import DownsampleImageDataset, pil_bicubic_downsample
 from .hr_only_dataset import HROnlyBicubicDataset
 from .real_world_dataset import RealESRGANDataset
@@ -7,6 +7,6 @@ from .matlab_resize import bicubic_downsample, matlab_imresize
 from .paired_image_dataset import CheckedPairedImageDataset
 
 __all__ = [
-    'CheckedPairedImageDataset', 'DownsampleImageDataset', 'HROnlyBicubicDataset', 'RealESRGANDataset',
-    'bicubic_downsample', 'matlab_imresize', 'pil_bicubic_downsample'
+    'ArbitraryScaleDataset', 'CheckedPairedImageDataset', 'DownsampleImageDataset', 'HROnlyBicubicDataset',
+    'RealESRGANDataset', 'bicubic_downsample', 'matlab_imresize', 'pil_bicubic_downsample'
 ]

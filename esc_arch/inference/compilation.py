@@ -49,7 +49,7 @@ class CompiledNetwork(nn.Module):
         **compile_options: Arguments of ``torch.compile`` (``mode``, ``dynamic``, ``backend``...).
     """
 
-    def __init__(self, network: nn.Module, log: Callable[[str], None] = _stderr, **compile_options):
+    def __init__(self, network: nn.Module, log: Callable[[str], None] = _stderr, **compile_options: object):
         super().__init__()
         self.network = network
         self.log = log
@@ -58,7 +58,7 @@ class CompiledNetwork(nn.Module):
         # Kept out of the submodules, so that the weights are not listed twice.
         object.__setattr__(self, '_compiled_forward', torch.compile(network, **compile_options))
 
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: object, **kwargs: object) -> object:
         if not self.compiled:
             return self.network(*args, **kwargs)
         first = self.first_call_seconds is None
@@ -87,7 +87,7 @@ class CompiledNetwork(nn.Module):
 
 
 def compile_network(network: nn.Module, log: Callable[[str], None] = _stderr,
-                    **compile_options) -> tuple[nn.Module, bool]:
+                    **compile_options: object) -> tuple[nn.Module, bool]:
     """Compile ``network`` for inference with ``torch.compile``, or keep it eager where that cannot work.
 
     Args:

@@ -26,11 +26,11 @@ def upscale_image(network: nn.Module, image: np.ndarray, scale: int, tile: int =
     """Upscale an OpenCV image array (BGR/BGRA/gray, uint8/uint16/float32), keeping its layout and depth.
 
     Grayscale images are upscaled as RGB and returned as grayscale (BT.601 luma); an alpha channel is
-    upscaled separately with bicubic interpolation.
+    upscaled separately with bicubic interpolation (also that of a gray+alpha image).
 
     Args:
         network (nn.Module): Super-resolution network (RGB in [0, 1]).
-        image (ndarray): HxW, HxWx1, HxWx3 (BGR) or HxWx4 (BGRA) array.
+        image (ndarray): HxW, HxWx1, HxWx2 (gray+alpha), HxWx3 (BGR) or HxWx4 (BGRA) array.
         scale (int): The network's upscaling factor; any positive number for an arbitrary-scale network
             (ESC-LTE), whose output is ``round(h * scale) x round(w * scale)``.
         tile (int): Tile size in input pixels, rounded up to a multiple of the network's attention
@@ -46,6 +46,9 @@ def upscale_image(network: nn.Module, image: np.ndarray, scale: int, tile: int =
         ImageError: The device ran out of memory (a smaller ``tile`` helps).
         ESCError: The network's precision (fp16/bf16) is not supported on its device.
     """
+    if image.ndim == 3 and image.shape[2] == 2:  # gray+alpha: as BGRA, the color part back to luma
+        result = upscale_image(network, image[..., [0, 0, 0, 1]], scale, tile, tile_pad)
+        return np.dstack([cv2.cvtColor(result[..., :3], cv2.COLOR_BGR2GRAY), result[..., 3]])
     tile = tile or 0
     if tile < 0 or (tile_pad or 0) < 0:
         raise ValueError(f'tile and tile_pad must be non-negative; got {tile} and {tile_pad}')

@@ -7,6 +7,7 @@ from basicsr.metrics import calculate_metric
 from basicsr.utils import imwrite, tensor2img
 from basicsr.utils.registry import METRIC_REGISTRY, MODEL_REGISTRY
 from torch import Tensor
+from torch.utils.data import DataLoader
 
 from esc_arch.archs.esc_lte import DEFAULT_QUERY_CHUNK
 from esc_arch.errors import DatasetError, OptionsError
@@ -75,7 +76,7 @@ class ArbitraryScaleModel(ESCModel):
     * ``clip_cell``: enlarge the cell beyond the training scales, as the authors evaluate. Default: true.
     """
 
-    def feed_data(self, data):
+    def feed_data(self, data: dict) -> None:
         self.lq = data['lq'].to(self.device)
         self.coord = data['coord'].to(self.device) if 'coord' in data else None
         self.cell = data['cell'].to(self.device) if 'cell' in data else None
@@ -83,10 +84,10 @@ class ArbitraryScaleModel(ESCModel):
             self.gt = data['gt'].to(self.device)
         self.eval_scale = float(data['scale'].flatten()[0]) if 'scale' in data else float(self.opt['scale'])
 
-    def training_forward(self):
+    def training_forward(self) -> Tensor:
         return self.net_g(self.lq, self.coord, self.cell)
 
-    def test(self):
+    def test(self) -> None:
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
         bare = self.get_bare_model(net)
         was_training = net.training
@@ -104,7 +105,8 @@ class ArbitraryScaleModel(ESCModel):
                                    clip_cell=val_opt.get('clip_cell', True))
         net.train(was_training)
 
-    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+    def nondist_validation(self, dataloader: DataLoader, current_iter: int, tb_logger: object | None,
+                           save_img: bool) -> None:
         dataset_name = dataloader.dataset.opt['name']
         metrics = (self.opt.get('val') or {}).get('metrics') or {}
         if metrics:

@@ -2,13 +2,15 @@
 import math
 import os
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from os import path as osp
 
 import torch
 import torch.distributed as dist
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
@@ -16,12 +18,12 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from esc_arch.archs.heads import PixelShuffleHeadMixin
 from esc_arch.checkpoint import load_into_network, load_state_dict
-from esc_arch.errors import CheckpointError, NonFiniteLossError, OutputError
+from esc_arch.errors import CheckpointError, NonFiniteLossError, OptionsError, OutputError
 from esc_arch.models.authors_options import translate_authors_keys
 from esc_arch.models.stop_on_signal import SaveOnStopMixin
 from esc_arch.inference.tiling import tiled_forward
 from esc_arch.inference.window_padding import forward_padded_to_window
-from esc_arch.inference.compilation import compile_network
+from esc_arch.inference.compilation import compile_network, compile_unavailable_reason
 from esc_arch.models.progress import LoggedProgress, progress_choice
 
 __all__ = ['ESCModel', 'ESRModel', 'save_atomically', 'self_ensemble']
@@ -119,8 +121,8 @@ class ESCModel(SaveOnStopMixin, SRModel):
         train_opt = opt.get('train') or {}
         precision = train_opt.get('mixed_precision') or None
         if precision is not None and precision not in AMP_DTYPES:
-            raise ValueError(f'train.mixed_precision must be one of {", ".join(AMP_DTYPES)} or null; '
-                             f'got {precision!r}')
+            raise OptionsError(f'train.mixed_precision must be one of {", ".join(AMP_DTYPES)} or null; '
+                               f'got {precision!r}')
         self.amp_dtype = AMP_DTYPES.get(precision)
         self.grad_scaler = None
         self.nonfinite_in_a_row = 0
@@ -154,7 +156,7 @@ class ESCModel(SaveOnStopMixin, SRModel):
             return
         self.net_g, _ = compile_network(self.net_g, log=logger.info, **compile_options)
 
-    def print_network(self, net):
+    def print_network(self, net: nn.Module) -> None:
         """BasicSR's printout (class, parameters, structure), the structure only when training: the structure
         of a tested network is in its options, and a train-then-test run (``basicsr demo``) logs it once."""
         if self.is_train:
@@ -164,7 +166,8 @@ class ESCModel(SaveOnStopMixin, SRModel):
             get_root_logger().info(f'Network: {type(bare).__name__}, with parameters: '
                                    f'{sum(p.numel() for p in bare.parameters()):,d}')
 
-    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+    def nondist_validation(self, dataloader: DataLoader, current_iter: int, tb_logger: object | None,
+                           save_img: bool) -> None:
         """SRModel's, with progress: ``val.pbar`` defaults to on when testing, and is a log line per image when
         stderr is not a terminal (:mod:`esc_arch.models.progress`)."""
         val_opt = self.opt['val']
@@ -181,36 +184,44 @@ class ESCModel(SaveOnStopMixin, SRModel):
             else:
                 del val_opt['pbar']
 
-    def model_to_device(self, net):
+    def model_to_device(self, net: nn.Module) -> nn.Module:
         if self.opt['dist'] and self.device.type == 'cpu':  # BasicSR pins DDP to a CUDA device
             return DistributedDataParallel(
                 net.to(self.device), find_unused_parameters=self.opt.get('find_unused_parameters', False))
         return super().model_to_device(net)
 
-    def init_training_settings(self):
+    def init_training_settings(self) -> None:
         super().init_training_settings()
         train_opt = self.opt['train']
         if self.amp_dtype == torch.float16:
             self.grad_scaler = torch.amp.GradScaler(self.device.type)
         compile_opt = train_opt.get('compile')
         if compile_opt:
-            self.get_bare_model(self.net_g).compile(**(compile_opt if isinstance(compile_opt, dict) else {}))
-            get_root_logger().info('train.compile: the network is compiled during the first training iteration '
-                                   '(a minute or more on a CPU; the first iteration log line shows its time)')
+            compile_options = compile_opt if isinstance(compile_opt, dict) else {}
+            # inductor, the default backend, needs a C++ compiler (CPU) or Triton (CUDA): without them the first
+            # iteration would fail deep inside it
+            unavailable = 'backend' not in compile_options and compile_unavailable_reason(self.device)
+            if unavailable:
+                get_root_logger().warning(f'train.compile: not compiling: {unavailable}; training eagerly')
+            else:
+                self.get_bare_model(self.net_g).compile(**compile_options)
+                get_root_logger().info('train.compile: the network is compiled during the first training '
+                                       'iteration (a minute or more on a CPU; the first iteration log line shows '
+                                       'its time)')
         if self.amp_dtype is not None:
             get_root_logger().info(f'Mixed precision training: {train_opt["mixed_precision"]}')
 
-    def get_optimizer(self, optim_type, params, lr, **kwargs):
+    def get_optimizer(self, optim_type: str, params: Iterable, lr: float, **kwargs: object) -> torch.optim.Optimizer:
         optimizer_class = getattr(torch.optim, optim_type, None)
         if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, torch.optim.Optimizer)):
-            raise ValueError(f'train.optim_g.type: {optim_type!r} is not a torch.optim optimizer (e.g. Adam, AdamW)')
+            raise OptionsError(f'train.optim_g.type: {optim_type!r} is not a torch.optim optimizer (e.g. Adam, AdamW)')
         return optimizer_class(params, lr, **kwargs)
 
-    def training_forward(self):
+    def training_forward(self) -> torch.Tensor:
         """The network's output for the current training batch; models whose networks take more inputs override it."""
         return self.net_g(self.lq)
 
-    def optimize_parameters(self, current_iter):
+    def optimize_parameters(self, current_iter: int) -> None:
         self.optimizer_g.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             self.output = self.training_forward()
@@ -291,7 +302,7 @@ class ESCModel(SaveOnStopMixin, SRModel):
         return (f'resume from {path} (iteration {iteration}, before the first non-finite step at iteration '
                 f'{first}) with --force_yml path:resume_state={path}{newer}.')
 
-    def test(self):
+    def test(self) -> None:
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
         was_training = net.training
         net.eval()
@@ -309,7 +320,8 @@ class ESCModel(SaveOnStopMixin, SRModel):
             self.output = self_ensemble(forward, self.lq) if val_opt.get('self_ensemble') else forward(self.lq)
         net.train(was_training)
 
-    def load_network(self, net, load_path, strict=True, param_key='params'):
+    def load_network(self, net: nn.Module, load_path: str, strict: bool = True,
+                     param_key: str | None = 'params') -> None:
         """BasicSR's ``load_network``, reading the file with :mod:`esc_arch.checkpoint`: tensors only
         (``weights_only``; a checkpoint that would run code is refused), and a strict load that does not
         fit the network raises :class:`~esc_arch.checkpoint.CheckpointError` saying how it differs."""
@@ -344,7 +356,8 @@ class ESCModel(SaveOnStopMixin, SRModel):
             get_root_logger().info(f'to_img resampled from x{source_scale} to x{bare.upscaling_factor}.')
 
     @master_only
-    def save_network(self, net, net_label, current_iter, param_key='params'):
+    def save_network(self, net: nn.Module | list[nn.Module], net_label: str, current_iter: int,
+                     param_key: str | list[str] = 'params') -> None:
         nets = net if isinstance(net, list) else [net]
         param_keys = param_key if isinstance(param_key, list) else [param_key]
         if len(nets) != len(param_keys):
@@ -357,7 +370,7 @@ class ESCModel(SaveOnStopMixin, SRModel):
         save_atomically(save_dict, osp.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))
 
     @master_only
-    def save_training_state(self, epoch, current_iter):
+    def save_training_state(self, epoch: int, current_iter: int) -> None:
         if current_iter == -1:
             return
         state = {
@@ -370,7 +383,7 @@ class ESCModel(SaveOnStopMixin, SRModel):
             state['grad_scaler'] = self.grad_scaler.state_dict()
         save_atomically(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
 
-    def resume_training(self, resume_state):
+    def resume_training(self, resume_state: dict) -> None:
         """BasicSR's resume; learning rates changed in the options since the state was saved win (logged)."""
         super().resume_training(resume_state)
         if self.grad_scaler is not None and 'grad_scaler' in resume_state:

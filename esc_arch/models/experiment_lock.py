@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Iterator
 
 from esc_arch.errors import TrainingError
 
@@ -44,7 +45,7 @@ def _running(pid):
 
 
 @contextlib.contextmanager
-def experiment_lock(folder: str):
+def experiment_lock(folder: str) -> Iterator[None]:
     """Hold the lock of the experiment (or results) ``folder`` for the duration of the block.
 
     Raises:

@@ -5,7 +5,8 @@ cluster job, ``basicsr test > log``) a bar is a stream of carriage returns, so t
 logged on its own line instead.
 """
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import TextIO
 
 
 class LoggedProgress:
@@ -18,7 +19,7 @@ class LoggedProgress:
         log (Callable[[str], None]): Receives the lines.
     """
 
-    def __init__(self, loader, log: Callable[[str], None]):
+    def __init__(self, loader: Iterable[dict], log: Callable[[str], None]):
         self.loader = loader
         self.dataset = loader.dataset
         self.log = log
@@ -34,7 +35,7 @@ class LoggedProgress:
             yield batch
 
 
-def progress_choice(val_opt: dict, is_train: bool, stream=None) -> tuple[bool, bool]:
+def progress_choice(val_opt: dict, is_train: bool, stream: TextIO | None = None) -> tuple[bool, bool]:
     """How validation shows progress: ``(tqdm bar, log line per image)``.
 
     ``val.pbar`` decides, and defaults to on for testing (``basicsr test``) and off during training; the

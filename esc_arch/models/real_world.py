@@ -30,7 +30,7 @@ class ContiguousDiffJPEG(DiffJPEG):
     with ``view``, which current torch refuses for such a tensor.
     """
 
-    def forward(self, x, quality):
+    def forward(self, x: torch.Tensor, quality: torch.Tensor | float) -> torch.Tensor:
         return super().forward(x, quality).contiguous()
 
 
@@ -64,7 +64,7 @@ class DegradationOnModelDeviceMixin:
         super()._dequeue_and_enqueue()
 
     @torch.no_grad()
-    def feed_data(self, data):
+    def feed_data(self, data: dict) -> None:
         super().feed_data(data)
         if 'gt' not in data:  # an image without ground truth: drop the last training batch's
             for name in ('gt', 'gt_usm'):
@@ -107,12 +107,12 @@ class ESCRealGANModel(ESCModel, DegradationOnModelDeviceMixin, RealESRGANModel):
         self.nonfinite_networks = []  # networks whose step was skipped in the current iteration
         super().__init__(opt)
 
-    def init_training_settings(self):
+    def init_training_settings(self) -> None:
         super().init_training_settings()
         for label, optimizer in (('generator', self.optimizer_g), ('discriminator', self.optimizer_d)):
             optimizer.register_step_pre_hook(partial(self._drop_nonfinite_gradients, label))
 
-    def optimize_parameters(self, current_iter):
+    def optimize_parameters(self, current_iter: int) -> None:
         self.nonfinite_networks = []
         # ESCModel's optimize_parameters trains net_g alone. BasicSR's backward passes run inside this
         # autocast too: their operations keep the dtypes of the forward ones.
@@ -123,7 +123,7 @@ class ESCRealGANModel(ESCModel, DegradationOnModelDeviceMixin, RealESRGANModel):
         else:
             self.nonfinite_in_a_row = 0
 
-    def model_ema(self, decay=0.999):
+    def model_ema(self, decay: float = 0.999) -> None:
         if 'generator' not in self.nonfinite_networks:
             super().model_ema(decay)
 

@@ -111,7 +111,7 @@ class SaveOnStopMixin:
     the iteration to stop after.
     """
 
-    def update_learning_rate(self, current_iter, warmup_iter=-1):
+    def update_learning_rate(self, current_iter: int, warmup_iter: int = -1) -> None:
         # BasicSR's training loop calls this first in every iteration: the networks, optimizers and
         # schedulers are now as a checkpoint after iteration current_iter - 1 would save them.
         _stop['training'] = True

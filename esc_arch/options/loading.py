@@ -10,8 +10,10 @@ this way (declared as patches in :mod:`esc_arch.compat.safe_options`).
 """
 import argparse
 import inspect
+import os
 import re
 import sys
+from collections.abc import Callable, Iterable
 
 import yaml
 
@@ -19,18 +21,24 @@ from esc_arch.compat.patching import Patch, patched
 from esc_arch.errors import OptionsError
 from esc_arch.options.test_sets import drop_missing_test_sets
 
-__all__ = ['OptionsLoader', 'load_options', 'override_value', 'apply_overrides', 'parse_options']
+__all__ = ['OptionsLoader', 'load_options', 'load_pipeline_options', 'override_value', 'apply_overrides',
+           'parse_options']
 
 # A number PyYAML's YAML 1.1 resolver leaves as a string (``1e-4`` needs a dot there); BasicSR users write it.
 NUMBER = re.compile(r'[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?')
 # BasicSR's override parser reads these as None; YAML reads only ``~``/``null``.
 NONE_WORDS = ('none', '~', 'null')
+# Sections that BasicSR's pipelines read without checking for them.
+COMMON_SECTIONS = ('name', 'model_type', 'num_gpu', 'datasets', 'path')
+TRAIN_SECTIONS = COMMON_SECTIONS + ('train', 'logger')
+TEST_SECTIONS = COMMON_SECTIONS + ('val', )
+MAPPING_SECTIONS = ('datasets', 'path', 'train', 'logger', 'val')
 
 
 class OptionsLoader(yaml.SafeLoader):
     """PyYAML's safe loader (no Python objects) that refuses a key given twice in one mapping."""
 
-    def construct_mapping(self, node, deep=False):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
@@ -62,6 +70,33 @@ def load_options(path: str) -> object:
             raise OptionsError(f'cannot read {path} as YAML: {" ".join(str(error).split())}') from None
 
 
+def load_pipeline_options(path: str, sections: tuple[str, ...]) -> dict:
+    """Load a BasicSR options file for one of BasicSR's pipelines, refusing what they would trip on.
+
+    Args:
+        path (str): The YAML file.
+        sections (tuple[str]): Top-level keys the pipeline needs (``train``, ``val``, ...).
+
+    Returns:
+        dict: The options, read safely (:func:`load_options`).
+
+    Raises:
+        OptionsError: The file is missing, not a mapping, lacks one of ``sections``, or one of its
+            ``datasets``, ``path``, ``train``, ``logger`` or ``val`` sections is not a mapping.
+    """
+    if not os.path.isfile(path):
+        raise OptionsError(f'options file not found: {path}')
+    options = load_options(path)
+    if not isinstance(options, dict):
+        raise OptionsError(f'{path} is not a BasicSR options file (expected a mapping of options)')
+    missing = [name for name in sections if name not in options]
+    if missing:
+        raise OptionsError(f'{path} lacks required option(s): {", ".join(missing)}')
+    for name in MAPPING_SECTIONS:
+        if name in sections and not isinstance(options[name], dict):
+            raise OptionsError(f'{path}: option "{name}" must be a mapping')
+    return options
+
 def override_value(text: str) -> object:
     """The value of a ``--force_yml KEY=VALUE`` entry: a YAML scalar, list or mapping, never evaluated.
 
@@ -83,7 +118,7 @@ def override_value(text: str) -> object:
     return value
 
 
-def apply_overrides(options: dict, entries, path: str) -> None:
+def apply_overrides(options: dict, entries: Iterable[str] | None, path: str) -> None:
     """Apply ``--force_yml`` entries (``KEY:SUBKEY=VALUE``) to ``options`` in place.
 
     As BasicSR: the sections named before the last key must exist; the last key may be new.
@@ -143,7 +178,8 @@ def _without_overrides(argv):
     return kept
 
 
-def parse_options(root_path: str, is_train: bool = True, basicsr_parse_options=None):
+def parse_options(root_path: str, is_train: bool = True,
+                  basicsr_parse_options: Callable | None = None) -> tuple[dict, argparse.Namespace]:
     """BasicSR's ``parse_options`` with the options file read safely and ``--force_yml`` applied safely.
 
     The file is read with :func:`load_options` and the overrides applied with :func:`apply_overrides`

@@ -2,7 +2,8 @@
 
 The generated test options list the five usual benchmarks; few people have all of them. A set whose
 folders are missing is left out, one set can be left out on purpose with ``--force_yml
-datasets:NAME=~`` (a null), and only options with no set left are an error.
+datasets:KEY=~`` (a null; KEY is the set's key, e.g. ``test_4``, or its ``name``, e.g. ``Urban100``), and
+only options with no set left are an error.
 """
 import os
 
@@ -26,9 +27,11 @@ def drop_missing_test_sets(options: dict) -> list[str]:
     datasets = options.get('datasets')
     if not isinstance(datasets, dict) or not datasets:
         return []  # no sets listed at all: the options checks report it
+    # --force_yml datasets:Urban100=~ adds a null key rather than replacing test_4: drop the set of that name too
+    nulled = {key for key, dataset in datasets.items() if dataset is None}
     kept, notices, first_missing = {}, [], None
     for key, dataset in datasets.items():
-        if dataset is None:  # --force_yml datasets:NAME=~
+        if dataset is None or (isinstance(dataset, dict) and dataset.get('name') in nulled):
             continue
         missing = None
         if isinstance(dataset, dict):  # anything else is left to the options checks

@@ -9,6 +9,7 @@ import difflib
 import math
 import numbers
 import os
+from collections.abc import Mapping
 
 import torch
 from basicsr.utils.registry import DATASET_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
@@ -34,6 +35,8 @@ KNOWN_KEYS = {
 # BasicSR's models build these schedulers (``BaseModel.setup_schedulers``).
 SCHEDULERS = ('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR')
 MIXED_PRECISIONS = ('bf16', 'fp16')
+# ``val`` switches read as truth values: a stray text such as ``maybe`` would silently count as true.
+VAL_SWITCHES = ('save_img', 'pbar', 'self_ensemble', 'pad_to_window')
 # What ``init_dist`` reads from the environment for each launcher.
 LAUNCHER_VARIABLES = {
     'pytorch': ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'),
@@ -43,7 +46,7 @@ LAUNCHER_HINTS = {'pytorch': 'start it with torchrun (or python -m torch.distrib
                   'slurm': 'start it with srun inside a Slurm job'}
 
 
-def check_launcher(launcher: str, environ=None) -> int:
+def check_launcher(launcher: str, environ: Mapping[str, str] | None = None) -> int:
     """The number of training processes for ``--launcher``; its environment variables must be set.
 
     Raises:
@@ -83,6 +86,10 @@ def check_values(opt: dict, is_train: bool = True, world_size: int = 1) -> None:
     check_num_gpu(opt.get('num_gpu'))
     for section in ('logger', 'val') + (('train', ) if is_train else ()):
         check_keys(opt.get(section), section)
+    val_opt = opt.get('val')
+    for key in VAL_SWITCHES if isinstance(val_opt, dict) else ():
+        if val_opt.get(key) is not None and not isinstance(val_opt[key], bool):
+            raise OptionsError(f'val:{key} must be true or false; got {val_opt[key]!r}')
     if not is_train:
         return
     train_opt = opt.get('train') or {}
@@ -109,7 +116,7 @@ def check_values(opt: dict, is_train: bool = True, world_size: int = 1) -> None:
     check_training_set(train_set, opt.get('scale'), world_size)
 
 
-def check_num_gpu(num_gpu) -> None:
+def check_num_gpu(num_gpu: int | str | None) -> None:
     """``num_gpu`` is ``auto`` or a count; a count above 0 needs CUDA."""
     if num_gpu == 'auto':
         return
@@ -120,7 +127,7 @@ def check_num_gpu(num_gpu) -> None:
                            'use num_gpu: 0 (CPU) or auto')
 
 
-def check_keys(section_opt, section: str) -> None:
+def check_keys(section_opt: dict | None, section: str) -> None:
     """A key of ``section`` that is not known but close to a known one is taken for a misspelling."""
     if section_opt is None:
         return
@@ -171,7 +178,7 @@ def _optimizer_types(model_class):
     return None  # a model with its own optimizers
 
 
-def check_scheduler(scheduler_opt) -> None:
+def check_scheduler(scheduler_opt: dict | None) -> None:
     if scheduler_opt is None:
         return
     if not isinstance(scheduler_opt, dict) or scheduler_opt.get('type') not in SCHEDULERS:
@@ -197,7 +204,7 @@ def check_losses(train_opt: dict) -> None:
                                f'registered: {", ".join(sorted(losses))}')
 
 
-def check_training_set(dataset_opt: dict, scale, world_size: int) -> None:
+def check_training_set(dataset_opt: dict, scale: int | float, world_size: int) -> None:
     """Batch, worker, crop and enlargement values of ``datasets:train``, and at least one full batch."""
     where = 'datasets:train'
     _positive_integer(dataset_opt, 'batch_size_per_gpu', where, required=True)
@@ -223,7 +230,7 @@ def check_training_set(dataset_opt: dict, scale, world_size: int) -> None:
             'batches, so no iteration would run; lower batch_size_per_gpu or raise dataset_enlarge_ratio')
 
 
-def count_images(dataset_opt: dict, scale):
+def count_images(dataset_opt: dict, scale: int | float) -> int | None:
     """The length of the training set, for dataset classes that only list files when built (no logging, no
     image reading: paired and HR-only datasets), so that it is known before BasicSR starts; else None."""
     from esc_arch.errors import ESCError
