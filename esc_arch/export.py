@@ -63,7 +63,7 @@ def export_onnx(network: nn.Module, path: str | Path, opset: int = ONNX_OPSET, p
         Path: ``path``.
 
     Raises:
-        ExportError: onnx is missing or ``precision`` is unknown.
+        ExportError: onnx is missing, ``precision`` is unknown, or the network cannot be exported with ``opset``.
     """
     if precision not in PRECISIONS:
         raise ExportError(f'precision must be one of {", ".join(PRECISIONS)}; got {precision!r}')
@@ -86,6 +86,12 @@ def export_onnx(network: nn.Module, path: str | Path, opset: int = ONNX_OPSET, p
             torch.onnx.export(traced, (sample,), str(temp_path), dynamo=False, opset_version=opset,
                               input_names=['input'], output_names=['output'], dynamic_axes=_DYNAMIC_AXES)
         os.replace(temp_path, path)
+    except (torch.onnx.errors.OnnxExporterError, RuntimeError) as err:
+        # An opset torch does not know ("Unsupported onnx_opset_version: 99") or too old for an operator.
+        if 'opset' not in str(err):
+            raise
+        raise ExportError(f'cannot export with ONNX opset {opset}: {str(err).splitlines()[0]} '
+                          f'(the default, {ONNX_OPSET}, works)') from None
     finally:
         temp_path.unlink(missing_ok=True)
     return path

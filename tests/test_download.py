@@ -197,7 +197,7 @@ def test_missing_and_nulled_test_sets_are_dropped(tmp_path):
 
 
 @pytest.mark.slow
-def test_basicsr_test_runs_on_the_sets_that_exist(tmp_path, monkeypatch, capsys):
+def test_basicsr_test_runs_on_the_sets_that_exist(tmp_path, monkeypatch, capsys, fresh_basicsr_logger):
     from helpers import make_pairs, paired_dataset, write_yaml
 
     monkeypatch.chdir(tmp_path)

@@ -425,3 +425,42 @@ def test_export_onnx_write_error_is_one_line(tmp_path, monkeypatch, capsys):
     one_line_error(capsys, ['export-onnx', '--model', 'ESC-light', '--scale', '2', '-o', str(tmp_path / 'x.onnx')],
                    f'cannot write {tmp_path / "x.onnx"}: No space left on device')
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize('opset, reason', [(99, 'Unsupported onnx_opset_version: 99'),
+                                           (7, 'ONNX export failed on arange, which is not implemented for opset 7')])
+def test_export_onnx_opset_torch_cannot_use_is_one_line(tiny_checkpoint, tmp_path, capsys, opset, reason):
+    checkpoint, yaml_path, _ = tiny_checkpoint
+    output = tmp_path / 'x.onnx'
+    one_line_error(capsys, ['export-onnx', '--model', str(yaml_path), '--weights', str(checkpoint), '-o', str(output),
+                            '--opset', str(opset)], f'cannot export with ONNX opset {opset}: {reason}')
+    assert sorted(os.listdir(tmp_path)) == ['tiny_ESC.yml', 'tiny_ESC_x2.pth']
+
+
+def test_stop_signal_while_workers_start_lets_them_start_then_stops_them(monkeypatch):
+    """SIGTERM as the pool starts (given to another thread, as tqdm's monitor can take it) acts only once the
+    workers have started, and they are all ended: no worker is cut off in its start-up (it would print a traceback)."""
+    import multiprocessing
+    import threading
+    import time
+
+    from esc_arch.cli.image_folders import sigterm_as_interrupt, worker_pool
+
+    context = multiprocessing.get_context('spawn')
+    start_pool, pools = context.Pool, []
+    send_now = threading.Event()
+    sender = threading.Thread(target=lambda: send_now.wait() and os.kill(os.getpid(), signal.SIGTERM))
+    sender.start()  # before the pool starts, so that it does not block the signal
+
+    def pool_started_after_a_signal(*args, **kwargs):
+        send_now.set()
+        sender.join()
+        for _ in range(50):  # bytecode boundaries where the handler of the signal can run
+            time.sleep(0.002)
+        pools.append(start_pool(*args, **kwargs))
+        return pools[-1]
+
+    monkeypatch.setattr(context, 'Pool', pool_started_after_a_signal)
+    with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt(), worker_pool(2):
+        pytest.fail('the signal must stop the block before it runs')
+    assert len(pools) == 1 and not any(worker.is_alive() for worker in pools[0]._pool)

@@ -319,8 +319,13 @@ def _rename(section, old, new):
      '"CosineAnnealingRestartLR"?'),
     pytest.param(_set('', num_gpu=2), 'num_gpu is 2 but CUDA is not available on this machine',
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason='needs a machine without CUDA')),
+    (_set('network_g', dim=100000, pdim=8), 'network_g (ESC): its 330,052,656,986 weights need 1320.2 GB, more than '
+     'the'),
+    (_set('train:scheduler', milestones=200000), 'train:scheduler:milestones must be a list of iteration numbers, '
+     'e.g. [200000, 400000]; got 200000'),
 ], ids=['total-iter-text', 'batch-0', 'negative-gt-size', 'lr-text', 'checkpoint-freq-0', 'val-freq-typo',
-        'logger-typo', 'loss', 'optimizer', 'basicsr-optimizer', 'precision', 'scheduler', 'num-gpu'])
+        'logger-typo', 'loss', 'optimizer', 'basicsr-optimizer', 'precision', 'scheduler', 'num-gpu', 'huge-network',
+        'milestones-scalar'])
 def test_wrong_option_values_are_one_line_before_anything_is_written(tmp_path, monkeypatch, capsys, modify, message):
     monkeypatch.chdir(tmp_path)
     options = esc_options(tmp_path)

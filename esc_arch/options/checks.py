@@ -130,10 +130,26 @@ def check_network(network_opt: dict, section: str) -> dict[str, inspect.Paramete
     if cls.__module__.startswith('esc_arch.'):
         try:
             with torch.device('meta'):
-                cls(**arguments)
+                network = cls(**arguments)
         except (TypeError, ValueError) as error:
             raise OptionsError(f'{section} ({type_name}): {error}') from None
+        check_network_size(network, f'{section} ({type_name})')
     return parameters
+
+
+def check_network_size(network: torch.nn.Module, where: str) -> None:
+    """Refuse a network whose weights alone would not fit in this machine's memory (BasicSR builds every
+    network in memory first): a typo such as ``dim: 100000`` is an allocation traceback otherwise."""
+    try:
+        memory = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    except (AttributeError, ValueError, OSError):  # not available on this system: nothing to compare with
+        return
+    tensors = [*network.parameters(), *network.buffers()]
+    weight_bytes = sum(tensor.numel() * tensor.element_size() for tensor in tensors)
+    if weight_bytes > memory:
+        raise OptionsError(f'{where}: its {sum(tensor.numel() for tensor in tensors):,} weights need '
+                           f'{weight_bytes / 1e9:.1f} GB, more than the {memory / 1e9:.1f} GB of memory of this '
+                           'machine; check its sizes (dim, n_blocks, ...)')
 
 
 def check_scale(opt: dict, parameters: dict[str, inspect.Parameter]) -> None:

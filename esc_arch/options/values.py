@@ -187,6 +187,12 @@ def check_scheduler(scheduler_opt: dict | None) -> None:
         hint = f'did you mean "{close[0]}"? ' if close else ''
         raise OptionsError(f'train:scheduler:type: BasicSR has no scheduler "{given}"; {hint}'
                            f'it has {", ".join(SCHEDULERS)}')
+    for key in ('milestones', 'periods', 'restarts'):  # iteration numbers; a scalar or text fails late or silently
+        value = scheduler_opt.get(key)
+        if value is not None and not (isinstance(value, list) and all(
+                isinstance(item, int) and not isinstance(item, bool) for item in value)):
+            raise OptionsError(f'train:scheduler:{key} must be a list of iteration numbers, e.g. [200000, 400000]; '
+                               f'got {value!r}')
 
 
 def check_losses(train_opt: dict) -> None:
