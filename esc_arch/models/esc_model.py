@@ -71,7 +71,8 @@ def self_ensemble(forward: Callable[[torch.Tensor], torch.Tensor], images: torch
 class ESCModel(SaveOnStopMixin, SRModel):
     """Super-resolution model for ESC, built on BasicSR's ``SRModel`` (EMA, warm-up, schedulers,
     metrics and saving are SRModel's). Registered as ``ESCModel`` and as ``ESRModel``, the name in the
-    authors' options files. Everything added is off unless its option is set.
+    authors' options files. Everything added is off unless its option is set, except the authors'
+    test-time padding (``val.pad_to_window``) and the test progress (``val.pbar``).
 
     Options added (YAML keys):
 
@@ -107,8 +108,7 @@ class ESCModel(SaveOnStopMixin, SRModel):
       image is tiled; with self-ensemble, each flipped/rotated view is padded. Default: true for
       networks with a ``window_size``; ``false`` feeds images as they are (the networks pad internally).
 
-    Also: network
-    checkpoints and training states are written atomically (temporary file, then rename), so a kill
+    Also: network checkpoints and training states are written atomically (temporary file, then rename), so a kill
     while saving leaves the previous files usable; a checkpoint of another scale loads into ESC/ESC-FP
     (``pretrain_network_g`` + ``param_key_g: params_ema``, ``strict_load_g: true`` or false), its
     ``to_img`` being resampled by the network; distributed training also runs on CPU (gloo); checkpoints
