@@ -13,6 +13,7 @@ import inspect
 import os
 import re
 import sys
+from typing import TextIO
 from collections.abc import Callable, Iterable
 
 import yaml
@@ -51,6 +52,15 @@ class OptionsLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _read_yaml(source: str | TextIO) -> object:
+    """One YAML document read by :class:`OptionsLoader` (a safe loader: no Python objects)."""
+    loader = OptionsLoader(source)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_options(path: str) -> object:
     """The YAML document in ``path``, read safely (:class:`OptionsLoader`).
 
@@ -61,7 +71,7 @@ def load_options(path: str) -> object:
     """
     with open(path, encoding='utf-8') as stream:
         try:
-            return yaml.load(stream, Loader=OptionsLoader)
+            return _read_yaml(stream)
         except yaml.constructor.ConstructorError as error:
             where = f', line {error.problem_mark.line + 1}' if error.problem_mark else ''
             raise OptionsError(f'{path}{where}: {error.problem} (options files may hold plain YAML values only, '
@@ -108,7 +118,7 @@ def override_value(text: str) -> object:
     if text.lower() in NONE_WORDS:
         return None
     try:
-        value = yaml.load(text, Loader=OptionsLoader)
+        value = _read_yaml(text)
     except (yaml.YAMLError, OptionsError):
         return text  # not YAML (e.g. filename_tmpl={}x4): the words themselves, as BasicSR
     if isinstance(value, bool) and text.lower() not in ('true', 'false'):
