@@ -15,7 +15,6 @@ output stay float32 (the graph casts after the input and before the output), so 
 the same arrays to either file.
 """
 import copy
-import inspect
 import os
 import warnings
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .archs.esc_lte import ESCLTE
 from .archs.layers import set_export_mode
 from .errors import ExportError
 
@@ -50,8 +50,9 @@ class _Float16WithFloat32Interface(nn.Module):
 def export_onnx(network: nn.Module, path: str | Path, opset: int = ONNX_OPSET, precision: str = 'fp32') -> Path:
     """Export a network to ONNX after its deployment re-parameterisation.
 
-    The network is prepared in place by :func:`prepare_for_export`; an ``fp16`` export traces a
-    float16 copy of it, the network itself stays float32.
+    The network is prepared in place by :func:`prepare_for_export` and traced in export mode, which is
+    switched off again afterwards (the normal path is faster, and :func:`check_onnx` compares the file
+    with it); an ``fp16`` export traces a float16 copy, the network itself stays float32.
 
     Args:
         network (nn.Module): Maps ``(N, 3, H, W)`` to ``(N, 3, sH, sW)``.
@@ -67,7 +68,7 @@ def export_onnx(network: nn.Module, path: str | Path, opset: int = ONNX_OPSET, p
     """
     if precision not in PRECISIONS:
         raise ExportError(f'precision must be one of {", ".join(PRECISIONS)}; got {precision!r}')
-    if 'coord' in inspect.signature(network.forward).parameters:  # ESCLTE: forward(x, coord, cell)
+    if isinstance(network, ESCLTE):
         raise ExportError(f'{type(network).__name__} is an arbitrary-scale network (image plus pixel queries); '
                           'its ONNX export is not supported')
     try:
@@ -75,6 +76,7 @@ def export_onnx(network: nn.Module, path: str | Path, opset: int = ONNX_OPSET, p
     except ImportError:
         raise ExportError('ONNX export needs the onnx package: pip install onnx onnxruntime') from None
     prepare_for_export(network)
+    set_export_mode(network, True)
     traced = _Float16WithFloat32Interface(network) if precision == 'fp16' else network
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,17 +95,17 @@ def export_onnx(network: nn.Module, path: str | Path, opset: int = ONNX_OPSET, p
         raise ExportError(f'cannot export with ONNX opset {opset}: {str(err).splitlines()[0]} '
                           f'(the default, {ONNX_OPSET}, works)') from None
     finally:
+        set_export_mode(network, False)
         temp_path.unlink(missing_ok=True)
     return path
 
 
 def prepare_for_export(network: nn.Module) -> nn.Module:
-    """Deployment form of a network, in place: converted, eval mode, naive attention, export mode. Returns it."""
+    """Deployment form of a network, in place: converted, eval mode, naive attention. Returns it."""
     if hasattr(network, 'convert'):
         network.convert()
     if hasattr(network, 'attn_type'):
         network.attn_type = 'naive'
-    set_export_mode(network, True)
     return network.eval()
 
 

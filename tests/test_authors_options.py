@@ -1,6 +1,5 @@
 """The authors' options files run unchanged but for paths and num_gpu: their names and keys are understood."""
 import pytest
-import yaml
 
 from esc_arch.cli import main
 from esc_arch.errors import OptionsError
@@ -139,10 +138,7 @@ val:
 
 
 def test_the_authors_names_are_registered():
-    from esc_arch.data import DownsampleImageDataset
-
     assert issubclass(MODEL_REGISTRY.get('ESRModel'), ESCModel)
-    assert DATASET_REGISTRY.get('DownsampleImageDataset') is DownsampleImageDataset
     for name in ('RealHATMSEModel', 'RealHATGANModel'):  # their real-world models test with the same padding
         assert issubclass(MODEL_REGISTRY.get(name), ESCModel)
     assert DATASET_REGISTRY.get('RealESRGANDataset').__module__.startswith('esc_arch')
@@ -198,5 +194,4 @@ def test_flex_attention_trains_on_cpu_as_sdpa(tmp_path):
     network = dict(type='ESC', upscaling_factor=SCALE, attn_type='Flex', **TINY)
     model = build_model(model_options(tmp_path, network=network))
     assert model.net_g.attn_type == 'sdpa' and model.net_g_ema.attn_type == 'sdpa'
-    assert yaml.safe_dump(model.opt['network_g'])  # the options themselves are left as written
-    assert model.opt['network_g']['attn_type'] == 'Flex'
+    assert model.opt['network_g']['attn_type'] == 'Flex'  # the options themselves are left as written

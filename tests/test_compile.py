@@ -61,9 +61,22 @@ def test_failure_at_the_first_call_falls_back_to_eager(monkeypatch):
     assert len(lines) == 2  # one notice, not one per call
 
 
-def test_compile_unavailable_reason_on_this_machine():
-    reason = compilation.compile_unavailable_reason('cpu')
-    assert reason is None or 'C++ compiler' in reason or 'torch._inductor' in reason
+def test_compile_unavailable_reason_names_the_missing_tool(monkeypatch):
+    cpp_builder = pytest.importorskip('torch._inductor.cpp_builder')
+    from torch.utils import _triton
+
+    def no_compiler():
+        raise RuntimeError('Unsupported compiler')
+
+    monkeypatch.setattr(cpp_builder, 'get_cpp_compiler', lambda: 'g++')
+    monkeypatch.setattr(_triton, 'has_triton', lambda: True)
+    assert compilation.compile_unavailable_reason('cpu') is None
+    assert compilation.compile_unavailable_reason('cuda') is None
+    monkeypatch.setattr(cpp_builder, 'get_cpp_compiler', no_compiler)
+    assert compilation.compile_unavailable_reason('cpu') == (
+        'no C++ compiler was found (torch.compile needs one on the CPU; set CXX or install g++)')
+    monkeypatch.setattr(_triton, 'has_triton', lambda: False)
+    assert compilation.compile_unavailable_reason('cuda') == 'Triton is not installed (torch.compile needs it on CUDA)'
 
 
 @pytest.mark.parametrize('compile_opt, compiled', [(True, False), (dict(backend='eager'), True)])

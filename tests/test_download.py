@@ -120,7 +120,7 @@ def test_download_differing_from_recorded_sha256_is_refused(server, tmp_path):
 
 def test_corrupted_local_file_is_detected(server, tmp_path):
     path, _ = download_release(NAME, tmp_path, server.url)
-    path.write_bytes(CONTENT[:-1] + b'\0')
+    path.write_bytes(CONTENT[:-1] + bytes([CONTENT[-1] ^ 1]))
     with pytest.raises(DownloadError, match=f'{NAME} has SHA-256 .*delete it'):
         download_release(NAME, tmp_path, server.url)
 

@@ -1,5 +1,6 @@
 """ESC+LTE (arbitrary scale): the authors' outputs, the network's contract, the sampler, the model and the protocol."""
 import math
+import random
 from pathlib import Path
 
 import cv2
@@ -12,7 +13,7 @@ from torch.utils.data import DataLoader
 import esc_arch  # noqa: F401  (registers; makes torchvision importable)
 from esc_arch.archs.esc_lte import ESC_LTE_CONFIG, ESCLTE, make_cell, make_coord
 from esc_arch.checkpoint import load_state_dict
-from esc_arch.data.arbitrary_scale_dataset import ArbitraryScaleDataset, pil_bicubic_resize
+from esc_arch.data.arbitrary_scale_dataset import ArbitraryScaleDataset
 from esc_arch.models.arbitrary_scale_model import ArbitraryScaleModel, calculate_lte_psnr
 
 from helpers import image_folder, model_options, perturbed, run_basicsr, smooth_image
@@ -165,12 +166,6 @@ def lte_dataset(root, phase, **extra):
     return ArbitraryScaleDataset({**opt, **extra})
 
 
-def test_pil_bicubic_matches_the_torchvision_path():
-    image = torch.rand(3, 37, 29)
-    for size in ((12, 9), (5, 4), (37, 29)):
-        assert torch.equal(pil_bicubic_resize(image, size), torchvision_resize(image, size))
-
-
 def test_training_sample(tmp_path):
     # one image that is exactly the crop at scale 2.5 (64 -> 16 * 2.5 = 40): the crop is the whole image
     folder = image_folder(tmp_path / 'hr', [(40, 40)])
@@ -235,6 +230,8 @@ def validation_l1(model, dataset):
 
 
 def test_short_training_lowers_the_validation_loss(tmp_path):
+    random.seed(0)  # the sampler draws with Python's random and numpy's global generator
+    np.random.seed(0)
     root = tmp_path / 'data'
     train_folder = image_folder(root / 'train', [(48, 48)] * 4)
     val_folder = image_folder(root / 'val', [(30, 33), (26, 24)], seed=10)
@@ -409,3 +406,15 @@ def test_onnx_export_is_refused_in_one_line(tmp_path, capsys):
 
     assert main(['export-onnx', '--model', 'ESC-LTE', '--scale', '2', '-o', str(tmp_path / 'lte.onnx')]) == 2
     assert 'arbitrary-scale network' in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+def test_compile_keeps_esclte_eager_and_upscaling_works():
+    """ESCLTE upscales through pixel queries, not forward: --compile must leave it as it is (it used to
+    wrap it, and the wrapped network then went down the fixed-scale path and failed)."""
+    from esc_arch.inference import compile_network, upscale_image
+
+    network = tiny_lte()
+    notices = []
+    compiled, was_compiled = compile_network(network, log=notices.append)
+    assert compiled is network and not was_compiled and 'Not compiling: ESCLTE' in notices[0]
+    assert upscale_image(compiled, smooth_image(9, 11), 2.5).shape[:2] == (22, 28)

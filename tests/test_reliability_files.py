@@ -427,6 +427,7 @@ def test_export_onnx_write_error_is_one_line(tmp_path, monkeypatch, capsys):
     assert os.listdir(tmp_path) == []
 
 
+@needs_onnx
 @pytest.mark.parametrize('opset, reason', [(99, 'Unsupported onnx_opset_version: 99'),
                                            (7, 'ONNX export failed on arange, which is not implemented for opset 7')])
 def test_export_onnx_opset_torch_cannot_use_is_one_line(tiny_checkpoint, tmp_path, capsys, opset, reason):
@@ -437,7 +438,8 @@ def test_export_onnx_opset_torch_cannot_use_is_one_line(tiny_checkpoint, tmp_pat
     assert sorted(os.listdir(tmp_path)) == ['tiny_ESC.yml', 'tiny_ESC_x2.pth']
 
 
-def test_stop_signal_while_workers_start_lets_them_start_then_stops_them(monkeypatch):
+@pytest.mark.slow
+def test_stop_signal_while_workers_start_lets_them_start_then_stops_them(monkeypatch, capfd):
     """SIGTERM as the pool starts (given to another thread, as tqdm's monitor can take it) acts only once the
     workers have started, and they are all ended: no worker is cut off in its start-up (it would print a traceback)."""
     import multiprocessing
@@ -464,3 +466,4 @@ def test_stop_signal_while_workers_start_lets_them_start_then_stops_them(monkeyp
     with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt(), worker_pool(2):
         pytest.fail('the signal must stop the block before it runs')
     assert len(pools) == 1 and not any(worker.is_alive() for worker in pools[0]._pool)
+    assert 'Traceback' not in capfd.readouterr().err

@@ -81,6 +81,20 @@ def test_basicsr_parse_options_reads_files_and_overrides_without_running_code(tm
     assert args.force_yml[0] == f'datasets:train:name={HOSTILE_VALUE}'
 
 
+@pytest.mark.parametrize('spelling', [['--force', 'KEY=1'], ['--force_y', 'KEY=1'], ['--force_yml=KEY=1']])
+def test_abbreviated_force_yml_runs_no_code_in_basicsr_parse_options(tmp_path, monkeypatch, spelling):
+    """argparse takes abbreviations and ``--opt=value``: BasicSR would exec those overrides too."""
+    monkeypatch.chdir(tmp_path)
+    write_yaml(tmp_path / 'train.yml', esc_options(tmp_path))
+    key_injection = 'name"]+__import__("os").system("touch MARKER")#'
+    argv = ['basicsr train', '-opt', 'train.yml', *(word.replace('KEY', key_injection) for word in spelling)]
+    with patched(*basicsr_patches()):
+        monkeypatch.setattr(sys, 'argv', argv)
+        opt, _ = basicsr.train.parse_options(str(tmp_path), is_train=True)
+    assert not (tmp_path / 'MARKER').exists()
+    assert opt[key_injection] == 1
+
+
 def test_force_yml_code_is_a_literal_value_and_refused_as_a_name(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     write_yaml(tmp_path / 'train.yml', esc_options(tmp_path))
@@ -235,6 +249,19 @@ def test_auto_resume_skips_a_truncated_latest_state(tmp_path, capsys):
     (states / '2.state').write_bytes(b'not a checkpoint')
     with pytest.raises(CheckpointError, match='--auto_resume: none of the 2 training state'):
         load_resume_state(opt)
+
+
+def test_auto_resume_refuses_a_latest_state_that_would_run_code_instead_of_skipping_it(tmp_path):
+    """Not a damaged file: resuming silently from an older state would redo (and overwrite) iterations."""
+    from helpers import RunsCode
+
+    opt, states = resume_options(tmp_path)
+    torch.save(dict(iter=2, epoch=0, optimizers=[], schedulers=[]), states / '2.state')
+    torch.save(dict(iter=4, epoch=0, optimizers=[], schedulers=[], payload=RunsCode(tmp_path / 'MARKER')),
+               states / '4.state')
+    with pytest.raises(CheckpointError, match='4.state was refused: loading it would run code'):
+        load_resume_state(opt)
+    assert not (tmp_path / 'MARKER').exists()
 
 
 # ---------------------------------------------------------------- one run per experiment

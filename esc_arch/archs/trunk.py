@@ -3,9 +3,9 @@
 :class:`TrunkBase` holds what ESC, ESC-FP and ESC-Real share: the hyperparameters and their checks,
 the attention-backend switch, the ONNX export switch and the layers ``proj`` (3x3 conv 3->dim),
 ``blocks`` and ``last``. A subclass supplies the network-wide ConvAttn kernel. :class:`ESCTrunk`
-is the one with ESC's dense kernel ``plk_filter``; the networks subclass it so that their state
-dict keys stay flat (``proj.weight``, as in the authors' checkpoints), and it serves on its own as
-a feature encoder.
+is the one with ESC's dense kernel ``plk_filter``; ESC and ESC-Real subclass it (ESC-FP subclasses
+:class:`TrunkBase` with its decomposed kernel) so that their state dict keys stay flat (``proj.weight``,
+as in the authors' checkpoints), and it serves on its own as ESCLTE's feature encoder.
 """
 import torch
 import torch.nn as nn

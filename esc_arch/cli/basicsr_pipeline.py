@@ -22,7 +22,7 @@ from esc_arch.errors import ESCError, OutputError, TrainingError
 from esc_arch.models.experiment_lock import experiment_lock
 from esc_arch.options import check_options, resumes_training
 from esc_arch.options.values import check_launcher
-from esc_arch.options.loading import apply_overrides, load_pipeline_options
+from esc_arch.options.loading import apply_overrides, basicsr_argv, load_pipeline_options
 from esc_arch.options.test_sets import drop_missing_test_sets
 
 # Raised by file access inside the pipelines, for paths taken from the options.
@@ -49,18 +49,6 @@ def original_message(error: BaseException) -> str:
     lines = str(error).strip().splitlines() or [type(error).__name__]
     prefix = f'{type(error).__module__}.{type(error).__qualname__}: '
     return lines[-1].removeprefix(prefix)
-
-
-def basicsr_argv(args: argparse.Namespace) -> list[str]:
-    """The argument list that BasicSR's ``parse_options`` reads for ``args``."""
-    argv = ['-opt', args.opt, '--launcher', args.launcher, '--local_rank', str(args.local_rank)]
-    if args.auto_resume:
-        argv.append('--auto_resume')
-    if args.debug:
-        argv.append('--debug')
-    if args.force_yml:
-        argv += ['--force_yml', *args.force_yml]
-    return argv
 
 
 def run(pipeline: Callable[[str], None], args: argparse.Namespace, sections: tuple[str, ...],

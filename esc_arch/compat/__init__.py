@@ -2,8 +2,9 @@
 
 Every replacement of another library's object is a :class:`~esc_arch.compat.patching.Patch` (what it
 replaces, why, which versions need it), applied by :func:`~esc_arch.compat.patching.apply`, which
-records the original so that :func:`~esc_arch.compat.patching.undo` can restore it. Each patch checks
-whether this installation needs it and otherwise leaves the target alone; applying twice is a no-op.
+records the original so that :func:`~esc_arch.compat.patching.undo` can restore it. A patch that fixes
+a version-specific fault checks whether this installation needs it (``needed``) and otherwise leaves the
+target alone; the safety and stricter-checking patches apply on every version. Applying twice is a no-op.
 
 When they apply (docs/ARCHITECTURE.md):
 

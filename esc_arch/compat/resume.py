@@ -17,6 +17,7 @@ is a :class:`~esc_arch.errors.CheckpointError`.
 import inspect
 import os
 import pickle
+import re
 import sys
 from collections.abc import Callable
 
@@ -53,10 +54,19 @@ def latest_training_state(state_dir: str) -> str | None:
 
 
 def _read_state(path, device):
-    """The training state in ``path`` (tensors and plain containers only), or the reason it cannot be read."""
+    """The training state in ``path`` (tensors and plain containers only), or why the file is damaged.
+
+    Only a damaged file gives a reason (so that ``--auto_resume`` falls back to an older state); a state
+    that would run code, or no memory to map it, is an error: an older state would not be better.
+    """
     try:
         return torch.load(path, map_location=device, weights_only=True), None
+    except torch.OutOfMemoryError:
+        raise
     except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as error:
+        if re.search(r'GLOBAL \S+|Unsupported global', str(error)):  # intact pickle, refused by weights_only
+            raise CheckpointError(f'{path} was refused: loading it would run code (only tensors and plain '
+                                  'containers are loaded)') from None
         lines = str(error).strip().splitlines()
         return None, (lines[0] if lines else type(error).__name__)
 

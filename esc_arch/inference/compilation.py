@@ -13,6 +13,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from esc_arch.archs.esc_lte import ESCLTE
+
 __all__ = ['CompiledNetwork', 'compile_network', 'compile_unavailable_reason']
 
 
@@ -100,6 +102,9 @@ def compile_network(network: nn.Module, log: Callable[[str], None] = _stderr,
         (with a one-line notice) where compilation is unavailable. A compiled network that fails to
         compile at its first call also runs eagerly from then on (with a notice).
     """
+    if isinstance(network, ESCLTE):  # it upscales through ESCLTE.upscale's pixel queries, never through forward
+        log('Not compiling: ESCLTE upscales through pixel queries, which torch.compile does not see; running eagerly')
+        return network, False
     parameter = next(network.parameters(), None)
     device = parameter.device if parameter is not None else torch.device('cpu')
     reason = compile_unavailable_reason(device) if 'backend' not in compile_options else None

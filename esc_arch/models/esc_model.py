@@ -324,7 +324,7 @@ class ESCModel(SaveOnStopMixin, SRModel):
                      param_key: str | None = 'params') -> None:
         """BasicSR's ``load_network``, reading the file with :mod:`esc_arch.checkpoint`: tensors only
         (``weights_only``; a checkpoint that would run code is refused), and a strict load that does not
-        fit the network raises :class:`~esc_arch.checkpoint.CheckpointError` saying how it differs."""
+        fit the network raises :class:`~esc_arch.errors.CheckpointError` saying how it differs."""
         bare = self.get_bare_model(net)
         state_dict = load_state_dict(load_path, param_key)
         get_root_logger().info(f'Loading {bare.__class__.__name__} model from {load_path}, param key {param_key}.')

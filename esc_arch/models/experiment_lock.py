@@ -45,7 +45,7 @@ def _running(pid):
 
 
 @contextlib.contextmanager
-def experiment_lock(folder: str) -> Iterator[None]:
+def experiment_lock(folder: str) -> Iterator[str]:
     """Hold the lock of the experiment (or results) ``folder`` for the duration of the block.
 
     Raises:

@@ -23,7 +23,7 @@ from esc_arch.errors import OptionsError
 from esc_arch.options.test_sets import drop_missing_test_sets
 
 __all__ = ['OptionsLoader', 'load_options', 'load_pipeline_options', 'override_value', 'apply_overrides',
-           'parse_options']
+           'basicsr_argv', 'parse_options']
 
 # A number PyYAML's YAML 1.1 resolver leaves as a string (``1e-4`` needs a dot there); BasicSR users write it.
 NUMBER = re.compile(r'[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?')
@@ -167,25 +167,32 @@ class _PreparedOptions:
         pass
 
 
-def _basicsr_arguments(argv):
+def _basicsr_arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """BasicSR's command-line options, declared as its ``parse_options`` declares them.
+
+    Every option is declared (abbreviations such as ``--force`` then resolve here as they would there);
+    the words no option takes are returned apart.
+    """
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument('-opt', required=True)
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
+    parser.add_argument('--auto_resume', action='store_true')
+    parser.add_argument('--debug', action='store_true')
+    parser.add_argument('--local_rank', type=int, default=0)
     parser.add_argument('--force_yml', nargs='+', default=None)
-    known, _ = parser.parse_known_args(argv)
-    return known
+    return parser.parse_known_args(argv)
 
 
-def _without_overrides(argv):
-    """``argv`` without the ``--force_yml`` option and its values (they end at the next option)."""
-    kept, skipping = [], False
-    for word in argv:
-        if word == '--force_yml':
-            skipping = True
-        elif skipping and word.startswith('-'):
-            skipping = False
-        if not skipping:
-            kept.append(word)
-    return kept
+def basicsr_argv(args: argparse.Namespace, with_overrides: bool = True) -> list[str]:
+    """The argument list that BasicSR's ``parse_options`` reads for ``args`` (its options, parsed)."""
+    argv = ['-opt', args.opt, '--launcher', args.launcher, '--local_rank', str(args.local_rank)]
+    if args.auto_resume:
+        argv.append('--auto_resume')
+    if args.debug:
+        argv.append('--debug')
+    if with_overrides and args.force_yml:
+        argv += ['--force_yml', *args.force_yml]
+    return argv
 
 
 def parse_options(root_path: str, is_train: bool = True,
@@ -206,7 +213,7 @@ def parse_options(root_path: str, is_train: bool = True,
     from basicsr.utils import options as basicsr_options
 
     original = basicsr_parse_options or inspect.unwrap(basicsr_options.parse_options)
-    arguments = _basicsr_arguments(sys.argv[1:])
+    arguments, unknown = _basicsr_arguments(sys.argv[1:])
     options = load_options(arguments.opt)
     if not isinstance(options, dict):
         raise OptionsError(f'{arguments.opt} is not a BasicSR options file (expected a mapping of options)')
@@ -223,8 +230,9 @@ def parse_options(root_path: str, is_train: bool = True,
         versions='basicsr 1.4.2')
     argv_without_overrides = Patch(
         name='argv-without-overrides', target='sys:argv',
-        replacement=lambda argv: [argv[0], *_without_overrides(argv[1:])],
-        reason='parse_options execs --force_yml entries; they are applied already', versions='basicsr 1.4.2')
+        replacement=lambda argv: [argv[0], *basicsr_argv(arguments, with_overrides=False), *unknown],
+        reason='parse_options execs --force_yml entries (however spelt or abbreviated); they are applied already',
+        versions='basicsr 1.4.2')
     with patched(reads_prepared, argv_without_overrides):
         opt, args = original(root_path, is_train=is_train)
     args.force_yml = arguments.force_yml
