@@ -1,0 +1,43 @@
+"""What tools read from any network (ESC's or another BasicSR network): the bare module, its window, its scale.
+
+The commands, the model and the profiler handle networks wrapped for training or speed
+(``DataParallel``/``DistributedDataParallel``, ``torch.compile``, ``CompiledNetwork``)
+and networks of other projects; these helpers are the one place that knows how to see through the
+wrappers and which attribute names carry the window and the scale.
+"""
+from torch import nn
+
+__all__ = ['SCALE_ATTRIBUTES', 'bare_network', 'network_scale', 'network_window']
+
+SCALE_ATTRIBUTES = ('upscaling_factor', 'upscale')
+"""The constructor argument (and attribute) that sets a network's scale: ESC's, then BasicSR's (SwinIR, ...)."""
+
+
+def bare_network(network: nn.Module) -> nn.Module:
+    """``network`` without the wrappers around it (DataParallel/DDP, ``torch.compile``, ``CompiledNetwork``)."""
+    wrappers = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+    while True:
+        if isinstance(network, wrappers):
+            network = network.module
+        elif hasattr(network, '_orig_mod') and isinstance(network._orig_mod, nn.Module):  # torch.compile
+            network = network._orig_mod
+        elif type(network).__name__ == 'CompiledNetwork':
+            network = network.network
+        else:
+            return network
+
+
+def network_window(network: nn.Module) -> int:
+    """The side of the windows the network's input is best padded to (1 for a network without windows)."""
+    window = getattr(bare_network(network), 'window_size', None)
+    return window if isinstance(window, int) and window > 1 else 1
+
+
+def network_scale(network: nn.Module) -> float | None:
+    """The network's fixed scale, or None for an arbitrary-scale network (or one that does not say)."""
+    bare = bare_network(network)
+    for name in SCALE_ATTRIBUTES:
+        value = getattr(bare, name, None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+    return None
