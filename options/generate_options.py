@@ -155,15 +155,15 @@ def train_options(variant, scale, training_set='DIV2K'):
             f'# recipe; paper Table 4, row "{variant} (Ours)" x{scale}. The LR is made on the fly from HR crops with\n'
             '# torchvision/PIL bicubic, as the authors did (DownsampleImageDataset).\n'
             + HEADER +
-            '# Data (README, "DFLIP"): the HR images of the four sets in one LMDB made by `basicsr make-lmdb`;\n'
+            '# Data (docs/data.md, "DFLIP"): the HR images of the four sets in one LMDB made by `basicsr make-lmdb`;\n'
             '# Set5 for validation.\n')
         train_set = dflip_train_set(scale)
     else:
         description = (
-            f'# {variant} x{scale}, trained on DIV2K with the paper\'s recipe (README, "Training and reproduction");\n'
+            f'# {variant} x{scale}, trained on DIV2K (docs/training.md, "The paper\'s recipe");\n'
             f'# paper Table 2, row "{variant.replace("ESC-light", "ESC-lt")} (Ours)" x{scale}.\n'
             + HEADER +
-            '# Data (README, "Preparing DIV2K and the benchmarks"): DIV2K sub-images in LMDBs made by\n'
+            '# Data (docs/data.md, "The data commands"): DIV2K sub-images in LMDBs made by\n'
             '# `basicsr make-lr`, `basicsr extract-subimages` and `basicsr make-lmdb`; Set5 for validation.\n')
         train_set = div2k_train_set(scale)
     return (
@@ -389,7 +389,7 @@ def real_world_train_options(stage, scale):
                          '\n')
     return (
         f'# ESC-Real x{scale}, {title};\n'
-        '# paper Table 7, on Real-ESRGAN\'s degradation pipeline (README, "Real-world training").\n'
+        '# paper Table 7, on Real-ESRGAN\'s degradation pipeline (docs/training.md, "Real-world training").\n'
         + HEADER +
         '# Data: DF2K + OST HR images (optionally multiscale sub-images), read from dataroot_gt.\n'
         '# Total batch 48 = 4 processes x batch_size_per_gpu 12:\n'
@@ -448,7 +448,7 @@ def real_world_test_options(scale):
         '      type: disk\n' for index, name in enumerate(REAL_WORLD_TEST_SETS, 1))
     return (f'# Test ESC-Real x{scale} on real low-quality images (no ground truth), as the authors do: the\n'
             '# upscaled images are saved (results/<name>/visualization/); NIQE (no-reference, lower is better)\n'
-            '# is computed by BasicSR. Other metrics of paper Table 7: README, "Real-world training".\n'
+            '# is computed by BasicSR. Other metrics of paper Table 7: docs/training.md, "Real-world training".\n'
             + origin + HEADER
             + test_run_header(stem, scale) +
             'datasets:\n' + datasets + '\n' + network_section('ESC-Real', scale) + '\n'
@@ -500,7 +500,7 @@ def lte_metrics_section():
 def lte_train_options():
     milestones = ', '.join(str(epoch * LTE_ITERS_PER_EPOCH) for epoch in LTE_HALVING_EPOCHS)
     return (
-        '# ESC+LTE, arbitrary-scale SR trained on DIV2K with the authors\' recipe (paper Table 6; README,\n'
+        '# ESC+LTE, arbitrary-scale SR trained on DIV2K with the authors\' recipe (paper Table 6; docs/training.md,\n'
         '# "Arbitrary-scale SR"): scales U(1, 4), LR patch 64, 2,304 sampled HR pixels, L1, Adam 2e-4, batch 32.\n'
         + HEADER +
         '# The authors count 1,000 epochs of DIV2K\'s 800 HR images repeated 20x (dataset_enlarge_ratio) with\n'
@@ -572,7 +572,7 @@ def lte_test_options(scale):
     datasets = ''.join(lte_dataset(f'test_{index}', name, f'datasets/{name}/HR')
                        for index, name in enumerate(BENCHMARKS, 1))
     return (f'# Test ESC+LTE at x{scale} ({seen}) on the five benchmarks\n'
-            '# with the authors\' protocol (paper Table 6; README, "Arbitrary-scale SR").\n'
+            '# with the authors\' protocol (paper Table 6; docs/training.md, "Arbitrary-scale SR").\n'
             '# Weights: the authors\' arbitrary-scale checkpoint as it is (their {model: {name, args, sd}} format) or\n'
             '# converted (`basicsr convert-weights THEIRS.pth ESC_LTE.pth`), or your training\'s:\n'
             '#   --force_yml path:pretrain_network_g=experiments/train_ESC_LTE/models/net_g_latest.pth\n'

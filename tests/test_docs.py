@@ -1,0 +1,332 @@
+"""README.md and docs/*.md: every command, snippet, link and file they name still works or exists.
+
+Shell blocks are parsed by the ``basicsr`` command's own argument parser and their files, release names,
+``--force_yml`` keys and extras checked; Python blocks run (a line ``EXPRESSION  # VALUE`` must give
+VALUE); YAML blocks build their network and name registered datasets; command synopses name only
+options the command has; links and #anchors resolve; every weights file an options file names is in
+the weights guide; the docs sections the generated options cite exist.
+"""
+import argparse
+import ast
+import importlib.util
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import esc_arch
+from esc_arch.cli import COMMANDS, _parser
+from esc_arch.zoo import RELEASES, find_release
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+README = REPO_ROOT / 'README.md'
+DOCS = [README, *sorted((REPO_ROOT / 'docs').glob('*.md'))]
+PAGES = ['inference', 'weights', 'training', 'data', 'reproducing', 'basicsr-integration', 'troubleshooting',
+         'security', 'options']
+WEIGHTS_GUIDE = REPO_ROOT / 'docs' / 'weights.md'
+OPTIONS_FILES = sorted(REPO_ROOT.glob('options/**/*.yml'))
+# Shell words the docs use around the commands; anything else in a shell block must be checked here.
+SHELL_WORDS = {'mkdir', 'ln', 'export', '.', 'cd', 'time'}
+BASICSR_PREFIXES = (['basicsr'], ['python', '-m', 'esc_arch.cli'])
+# Pages whose Python blocks are templates with placeholder names (a patch of 'basicsr.some.module'), not runnable.
+TEMPLATE_PAGES = {'docs/ARCHITECTURE.md'}
+
+
+def page_id(path: Path) -> str:
+    return str(path.relative_to(REPO_ROOT))
+
+
+def fenced_blocks(path: Path) -> list[tuple[str, str]]:
+    """(language, body) of each fenced code block of a Markdown file."""
+    return [(match.group(1), match.group(2))
+            for match in re.finditer(r'^```(\w*)\n(.*?)^```', path.read_text(), re.MULTILINE | re.DOTALL)]
+
+
+def without_code_blocks(text: str) -> str:
+    return re.sub(r'^```.*?^```', '', text, flags=re.MULTILINE | re.DOTALL)
+
+
+def blocks(language: str) -> list[tuple[str, str]]:
+    return [(page_id(path), body) for path in DOCS for lang, body in fenced_blocks(path) if lang == language]
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading."""
+    return re.sub(r'[^\w\- ]', '', heading.strip().lower()).replace(' ', '-')
+
+
+def headings(path: Path) -> list[str]:
+    text = without_code_blocks(path.read_text())
+    return [match.group(1).strip() for match in re.finditer(r'^#+ (.+)$', text, re.MULTILINE)]
+
+
+def brace_expansions(text: str) -> list[str]:
+    """``a_{2,3}.yml`` -> ``['a_2.yml', 'a_3.yml']`` (shell brace expansion, nested left to right)."""
+    match = re.search(r'\{([^{}]*,[^{}]*)\}', text)
+    if not match:
+        return [text]
+    return [expanded for choice in match.group(1).split(',')
+            for expanded in brace_expansions(text[:match.start()] + choice + text[match.end():])]
+
+
+def shell_commands(body: str) -> list[list[str]]:
+    """The commands of a shell block as word lists: continuations joined, comments dropped, ``for`` loops
+    run once with their first value, ``&&`` and ``;`` split."""
+    commands, variables = [], {'PWD': str(REPO_ROOT)}
+    for line in body.replace('\\\n', ' ').splitlines():
+        for part in re.split(r'&&|;', re.sub(r'(^|\s)#.*', '', line)):
+            words = shlex.split(part)
+            if words[:1] == ['do']:
+                words = words[1:]
+            if not words or words == ['done']:
+                continue
+            if words[0] == 'for' and words[2] == 'in':
+                variables[words[1]] = words[3]
+                continue
+            commands.append([re.sub(r'\$\{?(\w+)\}?', lambda m: variables.get(m.group(1), m.group(0)), word)
+                             for word in words])
+    return commands
+
+
+def basicsr_arguments(words: list[str]) -> list[str] | None:
+    """The ``basicsr`` arguments of a command line that runs ``basicsr`` (also through python -m or torchrun)."""
+    if words[0] == 'torchrun':
+        words = words[words.index('-m') - 1:]
+        words[0] = 'python'
+    for prefix in BASICSR_PREFIXES:
+        if words[:len(prefix)] == prefix:
+            return words[len(prefix):]
+    return None
+
+
+def option_exists(options: dict, keys: list[str]) -> bool:
+    node = options
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def check_basicsr_command(arguments: list[str], where: str) -> None:
+    command = arguments[0]
+    assert command in COMMANDS, f'{where}: no command "basicsr {command}"'
+    try:
+        args = _parser(command).parse_args(arguments)
+    except SystemExit:
+        pytest.fail(f'{where}: basicsr refuses the arguments {arguments}')
+    for word in arguments:
+        if word.startswith('options/'):
+            assert (REPO_ROOT / word).is_file(), f'{where}: {word} does not exist'
+        for weights in re.findall(r'experiments/pretrained_models/([\w.-]+)', word):
+            assert weights in WEIGHTS_GUIDE.read_text(), \
+                f'{where}: docs/weights.md does not say where {weights} comes from'
+    if command == 'download':
+        for name in args.names:
+            assert find_release(name), f'{where}: {name} is not a release file (basicsr download --list)'
+    if command in ('train', 'test'):
+        options = yaml.safe_load((REPO_ROOT / args.opt).read_text())
+        for entry in args.force_yml or ():
+            keys = entry.split('=')[0].split(':')
+            assert option_exists(options, keys), f'{where}: {args.opt} has no option {":".join(keys)}'
+
+
+def extras() -> set[str]:
+    setup = (REPO_ROOT / 'setup.py').read_text()
+    section = setup[setup.index('extras_require'):setup.index('}', setup.index('extras_require'))]
+    return set(re.findall(r"'([\w-]+)':", section))
+
+
+def check_other_command(words: list[str], where: str) -> None:
+    if words[0] == 'make':
+        for target in words[1:]:
+            assert re.search(rf'^{re.escape(target)}:', (REPO_ROOT / 'Makefile').read_text(), re.MULTILINE), \
+                f'{where}: the Makefile has no target {target}'
+    elif words[0] == 'pip':
+        for word in words:
+            for extra in re.findall(r'^\.\[([\w,-]+)\]$', word):
+                assert set(extra.split(',')) <= extras(), f'{where}: setup.py has no extra {extra}'
+    elif words[0] in ('python', 'python3') and words[1] == '-m':
+        in_checkout = (REPO_ROOT / (words[2].replace('.', '/') + '.py')).is_file()
+        assert in_checkout or importlib.util.find_spec(words[2]) is not None, f'{where}: no module {words[2]}'
+    elif words[0] == 'python':
+        assert (REPO_ROOT / words[1]).is_file(), f'{where}: no script {words[1]}'
+    else:
+        assert words[0] in SHELL_WORDS, f'{where}: tests/test_docs.py does not know how to check {words}'
+
+
+def test_readme_is_short_and_the_manual_has_its_pages():
+    assert len(README.read_text().splitlines()) < 200
+    assert {path.stem for path in DOCS} >= set(PAGES)
+    for page in PAGES:
+        assert f'docs/{page}.md' in README.read_text(), f'README.md does not point to docs/{page}.md'
+
+
+@pytest.mark.parametrize('page', DOCS, ids=page_id)
+def test_links_and_anchors_resolve(page):
+    text = without_code_blocks(page.read_text())
+    for target in re.findall(r'\]\(([^)\s]+)\)', text):
+        if re.match(r'[a-z]+:', target):
+            continue
+        file_part, _, anchor = target.partition('#')
+        linked = (page.parent / file_part).resolve() if file_part else page
+        assert linked.exists(), f'{page_id(page)}: link to missing {target}'
+        if anchor:
+            assert anchor in [slug(heading) for heading in headings(linked)], f'{page_id(page)}: no anchor {target}'
+
+
+def test_shell_blocks_run_real_commands_with_real_files():
+    checked = 0
+    for where, body in blocks('bash'):
+        for words in shell_commands(body):
+            arguments = basicsr_arguments(words)
+            if arguments is None:
+                check_other_command(words, where)
+            else:
+                check_basicsr_command(arguments, where)
+                checked += 1
+    assert checked > 30
+
+
+@pytest.mark.parametrize('arguments', [['download', 'ESC_x4.pth'], ['upscale', '-i', 'a', '-o', 'b', '--wieghts', 'w'],
+                                       ['test', '-opt', 'options/test/test_ESC_x4.yml', '--force_yml', 'path:model=x'],
+                                       ['train', '-opt', 'options/train/train_ESC_x5.yml']])
+def test_a_wrong_command_would_be_caught(arguments):
+    with pytest.raises((AssertionError, pytest.fail.Exception)):
+        check_basicsr_command(arguments, 'example')
+
+
+def test_synopses_name_only_real_options_and_each_command_once():
+    synopses = {}
+    for where, body in blocks('text'):
+        for line in re.sub(r'\n\s+(?=[\[-])', ' ', body).splitlines():
+            words = line.split()
+            if words[:1] != ['basicsr'] or len(words) < 2 or words[1] not in COMMANDS:
+                continue
+            synopses.setdefault(words[1], []).append(where)
+            subparsers = next(action for action in _parser(words[1])._actions
+                              if isinstance(action, argparse._SubParsersAction))
+            parser = subparsers.choices[words[1]]
+            known = {option for action in parser._actions for option in action.option_strings}
+            for option in re.findall(r'(?<![\w-])(--?[a-z][\w-]*)', line):
+                assert option in known, f'{where}: basicsr {words[1]} has no option {option}'
+    assert set(synopses) == set(COMMANDS)
+    assert all(len(pages) == 1 for pages in synopses.values()), synopses
+
+
+def release_weights_file(name: str, folder: Path) -> None:
+    """A file named as a release, holding random weights of its network, for snippets that load one."""
+    release = find_release(name)
+    network = esc_arch.build_preset(release.preset, scale=release.scale)
+    torch.save({'params_ema': network.state_dict()}, folder / name)
+
+
+@pytest.mark.parametrize('snippet', [snippet for snippet in blocks('python') if snippet[0] not in TEMPLATE_PAGES],
+                         ids=lambda snippet: snippet[0])
+def test_python_snippets_run_and_give_the_values_they_show(snippet, tmp_path, monkeypatch):
+    where, body = snippet
+    if 'spandrel' in body and importlib.util.find_spec('spandrel') is None:
+        pytest.skip('spandrel is not installed (pip install -e ".[spandrel]")')
+    monkeypatch.chdir(tmp_path)
+    for name in re.findall(r"'([\w.-]+\.pth)'", body):
+        release_weights_file(name, tmp_path)
+    namespace = {'image': torch.rand(1, 3, 24, 20)}
+    lines = body.splitlines()
+    for statement in ast.parse(body).body:
+        comment = lines[statement.end_lineno - 1].partition('#')[2].strip()
+        try:
+            expected = ast.literal_eval(comment)
+        except (ValueError, SyntaxError):
+            expected = None
+        if isinstance(statement, ast.Expr) and comment and expected is not None:
+            value = eval(compile(ast.Expression(statement.value), where, 'eval'), namespace)
+            assert value == expected, f'{where}: {ast.unparse(statement)} gives {value!r}, the docs say {expected!r}'
+        else:
+            exec(compile(ast.Module([statement], []), where, 'exec'), namespace)
+    if 'image' in body:
+        assert namespace['sr'].shape == (1, 3, 24 * 4, 20 * 4)
+
+
+@pytest.mark.parametrize('snippet', blocks('yaml'), ids=lambda snippet: snippet[0])
+def test_yaml_snippets_build_their_network_and_name_registered_datasets(snippet):
+    from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY
+
+    where, body = snippet
+    options = yaml.safe_load(body)
+    assert 'network_g' in options or 'datasets' in options, where
+    if 'network_g' in options:
+        network_options = dict(options['network_g'])
+        network = ARCH_REGISTRY.get(network_options.pop('type'))(**network_options)
+        assert network(torch.rand(1, 3, 8, 8)).shape == (1, 3, 32, 32)
+    for dataset in options.get('datasets', {}).values():
+        assert dataset['type'] in DATASET_REGISTRY, f'{where}: no dataset type {dataset["type"]}'
+
+
+def test_registered_names_in_the_options_reference_exist():
+    from basicsr.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY
+
+    reference = (REPO_ROOT / 'docs' / 'options.md').read_text()
+    rows = re.findall(r'^\| (.*?) \| (dataset|model|dataset, model) \|', reference, re.MULTILINE)
+    assert len(rows) >= 6
+    for names, _ in rows:
+        for name in re.findall(r'`(\w+)`', names):
+            assert name in DATASET_REGISTRY or name in MODEL_REGISTRY, f'docs/options.md: {name} is not registered'
+
+
+def test_weights_guide_says_where_every_weights_file_of_the_options_comes_from():
+    guide = WEIGHTS_GUIDE.read_text()
+    named = {expanded for quoted in re.findall(r'`([^`\n]+)`', without_code_blocks(guide))
+             for expanded in brace_expansions(quoted)}
+    for path in OPTIONS_FILES:
+        options = yaml.safe_load(path.read_text())
+        weights = (options.get('path') or {}).get('pretrain_network_g')
+        if weights:
+            assert weights in named, f'{path.relative_to(REPO_ROOT)} needs {weights}: not in docs/weights.md'
+        if 'perceptual_opt' in (options.get('train') or {}):
+            assert 'vgg19-dcbb9e9d.pth' in named, f'{path.relative_to(REPO_ROOT)}: VGG19 weights not in the guide'
+    for name in RELEASES:
+        assert f'basicsr download {name}' in guide or f'experiments/pretrained_models/{name}' in named, name
+    assert 'not** in `basicsr download --list`' in guide and '`esc_lte.pth`' in guide
+
+
+def test_docs_sections_cited_by_the_options_exist():
+    # The generated files hold the script's comments (tests/test_options.py checks that they match it).
+    citations = set()
+    for path in OPTIONS_FILES:
+        comments = ' '.join(line.lstrip('# ') for line in path.read_text().splitlines() if line.startswith('#'))
+        citations |= set(re.findall(r'(README|docs/[\w-]+\.md), "([^"]+)"', comments))
+    assert len(citations) >= 4
+    for page, section in citations:
+        path = README if page == 'README' else REPO_ROOT / page
+        assert path.is_file() and section in headings(path), f'the options cite {page}, "{section}": no such section'
+
+
+def run_basicsr(arguments: list[str]) -> subprocess.CompletedProcess:
+    """``basicsr ARGUMENTS`` run from the checkout, as a reader would; it must succeed."""
+    result = subprocess.run([sys.executable, '-m', 'esc_arch.cli', *arguments], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+@pytest.mark.slow
+def test_documented_profile_output_is_what_the_command_prints():
+    page = (REPO_ROOT / 'docs' / 'reproducing.md').read_text()
+    documented = re.search(r'```bash\n(basicsr profile [^\n]+)\n```\n\nprints `([^`]+)` and `([^`]+)`', page)
+    assert documented, 'docs/reproducing.md no longer shows the profile example and its output'
+    command, *printed = documented.groups()
+    result = run_basicsr(shlex.split(command)[1:])
+    for text in printed:
+        assert text in result.stdout, (text, result.stdout)
+
+
+@pytest.mark.slow
+def test_download_list_shows_every_release_the_readme_lists():
+    result = run_basicsr(['download', '--list'])
+    for name in re.findall(r'^\| `([\w.]+\.pth)` \|', README.read_text(), re.MULTILINE):
+        assert name in result.stdout
