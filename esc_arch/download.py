@@ -241,13 +241,9 @@ def check_third_party_file(path: Path, item: ThirdPartyFile, origin: str | None 
 def _download_checked(url: str, target: Path, check: Callable[[Path], None], progress: Progress | None,
                       deadline_seconds: float, not_found_hint: str = '') -> None:
     """Fetch ``url`` into ``NAME.part`` (resuming it), run ``check`` on it, then rename it to ``target``."""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise DownloadError(f'cannot create the download folder {target.parent}: {err.strerror or err}') from None
     partial = target.with_name(f'{target.name}.part')
-    with _exclusive(target):
-        if target.exists():  # another process finished it while this one waited for nothing: check it
+    with _new_folders(target.parent), _exclusive(target):
+        if target.exists():  # another download finished it since this call looked
             check(target)
             return
         _fetch(url, partial, progress, time.monotonic() + deadline_seconds, not_found_hint)
@@ -258,6 +254,25 @@ def _download_checked(url: str, target: Path, check: Callable[[Path], None], pro
             raise
         with atomic_output(target) as temporary:
             os.replace(partial, temporary)
+
+
+@contextmanager
+def _new_folders(folder: Path) -> Iterator[None]:
+    """Create ``folder`` (and missing parents); if the block fails, remove those it created that are still empty."""
+    created = [path for path in (folder, *folder.parents) if not path.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DownloadError(f'cannot create the download folder {folder}: {err.strerror or err}') from None
+    try:
+        yield
+    except BaseException:
+        for path in created:  # deepest first; a kept partial download stops it
+            try:
+                path.rmdir()
+            except OSError:
+                break
+        raise
 
 
 @contextmanager

@@ -307,12 +307,15 @@ def _one_line_error(capsys, *arguments):
     return err
 
 
-def test_cli_without_connection_is_one_line(tmp_path, capsys):
-    err = _one_line_error(capsys, NAME, '--dir', str(tmp_path), '--base-url', f'http://127.0.0.1:{_closed_port()}')
+def test_cli_without_connection_is_one_line_and_leaves_no_folder(tmp_path, capsys):
+    folder = tmp_path / 'experiments' / 'pretrained_models'
+    err = _one_line_error(capsys, NAME, '--dir', str(folder), '--base-url', f'http://127.0.0.1:{_closed_port()}')
     assert err.startswith('basicsr download: error: cannot download') and 'no internet connection' in err
+    assert _names(tmp_path) == []  # the folders it made for the download are gone again
 
 
-@pytest.mark.parametrize('base_url', ['ftp://127.0.0.1/x', 'not a url', 'http://127.0.0.1:99999/', 'http:///x'])
+@pytest.mark.parametrize('base_url', ['ftp://127.0.0.1/x', 'not a url', 'http://127.0.0.1:99999/', 'http:///x',
+                                      'http://[::1'])
 def test_cli_bad_base_url_is_one_line(tmp_path, capsys, base_url):
     assert 'bad base URL' in _one_line_error(capsys, NAME, '--dir', str(tmp_path), '--base-url', base_url)
     assert _names(tmp_path) == []

@@ -88,9 +88,8 @@ class _Progress:
 def release_table() -> str:
     """The downloadable files, one per line: the authors' (with the options that use each) and third-party ones."""
     width = max(len(name) for name in RELEASES)
-    lines = ["The authors' files (release 1.0.0 publishes no hashes: a file is kept only if it loads as the "
-             'network and scale below,',
-             "which shows it fits, not that it holds the authors' trained values):",
+    lines = ["The authors' files. Release 1.0.0 publishes no hashes: a file is kept only once it loads as the network",
+             "and scale below, which shows that it fits, not that it holds the authors' trained values.",
              f'{"file":<{width}}  {"network":<9}  scale  options / in the release']
     for name, release in RELEASES.items():
         lines.append(f'{name:<{width}}  {release.preset:<9}  {scale_label(release):<5}  {release.options or "-"}')
@@ -98,6 +97,7 @@ def release_table() -> str:
             lines.append(f'{"":<{width}}  {"":<9}  {"":<5}  {release_status(release)}')
     lines += ['', f'Third-party files (into {torch_hub_checkpoints()}):']
     for item in THIRD_PARTY_FILES.values():
-        lines.append(f'{item.name}  for {item.needed_for}; only the SHA-256 prefix {item.sha256_prefix} is published '
-                     '(checked, with the tensors the file must hold)')
+        lines += [f'{item.name}  for {item.needed_for}',
+                  f'{"":<{len(item.name)}}  only the SHA-256 prefix {item.sha256_prefix} is published: checked, '
+                  'and the tensors the file must hold']
     return '\n'.join(lines)
