@@ -139,6 +139,7 @@ def download_release(name: str, directory: str | Path = PRETRAINED_DIR, base_url
         check_release_file(target, release, f'{target} (already there)')
         _record_checksum(directory, release.name, checksums)
         return target, False
+
     def check(path: Path) -> None:
         check_release_file(path, release, f'the file from {url}')
         _check_recorded(path, checksums.get(release.name), directory, f'the file from {url}')
