@@ -10,6 +10,7 @@ state dict) are read with the optional ``safetensors`` package.
 import math
 import pickle
 import re
+import zipfile
 from pathlib import Path
 
 import torch
@@ -21,6 +22,9 @@ from .errors import CheckpointError
 STATE_DICT_KEYS = ('params_ema', 'params')
 SAFETENSORS_SUFFIX = '.safetensors'
 _SHOWN_KEYS = 3
+ZIP_EXPANSION_MARGIN = 64 << 20
+"""A zip checkpoint's entries may declare at most twice the file's size plus this many bytes in all
+(torch stores them uncompressed, so a real checkpoint declares about its own size)."""
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -40,6 +44,7 @@ def read_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f'checkpoint not found: {path}')
     if path.suffix.lower() == SAFETENSORS_SUFFIX:
         return read_safetensors(path)
+    check_declared_sizes(path)
     try:
         checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as err:
@@ -55,6 +60,27 @@ def read_checkpoint(path: str | Path) -> dict:
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f'{path} holds a {type(checkpoint).__name__}, not a state dict')
     return checkpoint
+
+
+def check_declared_sizes(path: str | Path) -> None:
+    """Refuse a zip checkpoint whose entries declare far more bytes than the file holds, before reading any.
+
+    ``torch.load`` allocates each entry's declared size and would inflate a compressed one: a 1 KB file
+    could take gigabytes. The sizes are read from the zip's central directory (nothing is decompressed).
+
+    Raises:
+        CheckpointError: The declared total exceeds twice the file's size plus :data:`ZIP_EXPANSION_MARGIN`.
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(entry.file_size for entry in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return  # not a zip (a legacy checkpoint, or no checkpoint at all): torch.load explains
+    size = path.stat().st_size
+    if declared > 2 * size + ZIP_EXPANSION_MARGIN:
+        raise CheckpointError(f'{path} was refused: its zip entries declare {declared:,} bytes in a {size:,}-byte '
+                              'file (a decompression bomb?); a PyTorch checkpoint stores its tensors uncompressed')
 
 
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:

@@ -8,8 +8,8 @@ from functools import partial
 from pathlib import Path
 
 from esc_arch.archs import preset_config
-from esc_arch.archs.presets import SCALES as PUBLISHED_SCALES
 from esc_arch.archs.esc_lte import ESC_LTE_CONFIG
+from esc_arch.archs.presets import SCALES as PUBLISHED_SCALES
 from esc_arch.zoo import PRETRAINED_DIR, RELEASES
 
 OPTIONS_DIR = Path(__file__).resolve().parent
@@ -350,6 +350,7 @@ def real_world_train_options(stage, scale):
                'percep_gt_usm: true\n'
                'gan_gt_usm: false\n')
         start = (f'  pretrain_network_g: experiments/train_ESC_Real_x{scale}_MSE/models/net_g_latest.pth\n'
+                 + real_world_stage_1_release(scale) +
                  '  param_key_g: params_ema\n')
         train = ('  ema_decay: 0.999\n'
                  + optimizer_section('optim_g', 'Adam', '1e-4', '0.9, 0.99')
@@ -358,7 +359,8 @@ def real_world_train_options(stage, scale):
                  '  total_iter: 400000\n'
                  '  warmup_iter: -1  # no warm-up\n'
                  + L1_PIXEL_LOSS +
-                 '  # VGG19 weights: experiments/pretrained_models/vgg19-dcbb9e9d.pth, else downloaded by torchvision\n'
+                 f'  # VGG19 weights: {PRETRAINED_DIR}/vgg19-dcbb9e9d.pth, else torch\'s hub cache (where\n'
+                 '  # `basicsr download vgg19-dcbb9e9d.pth` puts them), else torchvision downloads them\n'
                  '  perceptual_opt:\n'
                  '    type: PerceptualLoss\n'
                  '    layer_weights:\n'
@@ -424,6 +426,17 @@ def real_world_train_options(stage, scale):
         '#   val: {val_freq: !!float 5e3, save_img: true, metrics: {niqe: {type: calculate_niqe, crop_border: 0}}}\n'
         '\n'
         + logger_section())
+
+
+def real_world_stage_1_release(scale):
+    """Comment lines naming the authors' stage-1 weights at ``scale`` as the other start of stage 2 (if any)."""
+    release = next((release for release in RELEASES.values()
+                    if release.options == f'options/train/train_ESC_Real_x{scale}_GAN.yml'), None)
+    if release is None:
+        return ''
+    unconfirmed = '' if release.confirmed else '; not confirmed to be in their release'
+    return (f'  # or the authors\' stage-1 weights (`basicsr download {release.name}`{unconfirmed}):\n'
+            f'  #   --force_yml path:pretrain_network_g={PRETRAINED_DIR}/{release.name}\n')
 
 
 def real_world_test_options(scale):
