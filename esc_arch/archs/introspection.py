@@ -5,12 +5,15 @@ The commands, the model and the profiler handle networks wrapped for training or
 and networks of other projects; these helpers are the one place that knows how to see through the
 wrappers and which attribute names carry the window and the scale.
 """
+import inspect
+
 from torch import nn
 
-__all__ = ['SCALE_ATTRIBUTES', 'bare_network', 'network_scale', 'network_window']
+__all__ = ['SCALE_ATTRIBUTES', 'bare_network', 'is_arbitrary_scale', 'network_scale', 'network_window']
 
 SCALE_ATTRIBUTES = ('upscaling_factor', 'upscale')
-"""The constructor argument (and attribute) that sets a network's scale: ESC's, then BasicSR's (SwinIR, ...)."""
+"""The constructor argument (and attribute) that sets a network's scale: ESC's, then BasicSR's (SwinIR, ...).
+The YAML key is the constructor argument's name; in the Python API the idea is called ``scale``."""
 
 
 def bare_network(network: nn.Module) -> nn.Module:
@@ -31,6 +34,13 @@ def network_window(network: nn.Module) -> int:
     """The side of the windows the network's input is best padded to (1 for a network without windows)."""
     window = getattr(bare_network(network), 'window_size', None)
     return window if isinstance(window, int) and window > 1 else 1
+
+
+def is_arbitrary_scale(network: nn.Module) -> bool:
+    """Whether the network upscales by any factor: its forward takes pixel queries, ``forward(x, coord, cell)``
+    (ESCLTE), and it has no scale of its own."""
+    bare = bare_network(network)
+    return 'coord' in inspect.signature(bare.forward).parameters and network_scale(bare) is None
 
 
 def network_scale(network: nn.Module) -> float | None:
