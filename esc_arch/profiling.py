@@ -159,8 +159,13 @@ def _breakdown(counter, extra):
 
 
 def _count(model, input_size, output_size):
-    counter = FlopCounterMode(display=False, custom_mapping={
-        op: _per_output_element(rate) for op, rate in RESAMPLING_FLOPS_PER_ELEMENT.items()})
+    # FlopCounterMode counts an operator by its overload packet but decomposes any overload that is
+    # not itself in its table (nearest upsampling into indexing): list both.
+    formulas = {}
+    for packet, rate in RESAMPLING_FLOPS_PER_ELEMENT.items():
+        formula = _per_output_element(rate)
+        formulas.update({packet: formula, **{getattr(packet, name): formula for name in packet.overloads()}})
+    counter = FlopCounterMode(display=False, custom_mapping=formulas)
     with torch.no_grad(), counter:
         model(*_inputs(model, input_size, output_size))
     return counter

@@ -31,9 +31,21 @@ def bare_network(network: nn.Module) -> nn.Module:
 
 
 def network_window(network: nn.Module) -> int:
-    """The side of the windows the network's input is best padded to (1 for a network without windows)."""
-    window = getattr(bare_network(network), 'window_size', None)
-    return window if isinstance(window, int) and window > 1 else 1
+    """The side of the windows the network's input is best padded to (1 for a network without windows).
+
+    The network's own ``window_size`` (ESC's), else the largest ``window_size`` of its layers (BasicSR's
+    SwinIR keeps it on its blocks only; its model class reads it from the options).
+    """
+    bare = bare_network(network)
+    for modules in ([bare], list(bare.modules())):
+        windows = [module.window_size for module in modules if _is_window(getattr(module, 'window_size', None))]
+        if windows:
+            return max(windows)
+    return 1
+
+
+def _is_window(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 1
 
 
 def is_arbitrary_scale(network: nn.Module) -> bool:
