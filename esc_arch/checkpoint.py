@@ -232,7 +232,7 @@ def infer_scale(state_dict: dict[str, torch.Tensor], arch_type: str) -> int:
     return math.isqrt(state_dict[PIXEL_SHUFFLE_HEAD[0]].shape[0] // 3)
 
 
-def trained_scale(state_dict: dict[str, torch.Tensor]) -> int | None:
+def state_dict_scale(state_dict: dict[str, torch.Tensor]) -> int | None:
     """The scale an ESC-family state dict was trained for; None for arbitrary-scale (ESC-LTE) or other weights."""
     try:
         return infer_network_config(state_dict).get('upscaling_factor')

@@ -59,14 +59,14 @@ def resample_head_of(state_dict: dict[str, Tensor], scale: int) -> tuple[dict[st
     weight = state_dict.get(PIXEL_SHUFFLE_HEAD[0])
     if weight is None or weight.shape[0] == 3 * scale ** 2:
         return state_dict, None
-    trained_scale = math.isqrt(weight.shape[0] // 3)
-    if 3 * trained_scale ** 2 != weight.shape[0]:
+    source_scale = math.isqrt(weight.shape[0] // 3)
+    if 3 * source_scale ** 2 != weight.shape[0]:
         return state_dict, None  # not a pixel-shuffle head: the strict load explains the mismatch
     adapted = dict(state_dict)
     for key in PIXEL_SHUFFLE_HEAD:
         if key in adapted:
             adapted[key] = resample_pixel_shuffle_head(adapted[key], scale)
-    return adapted, trained_scale
+    return adapted, source_scale
 
 
 REAL_UPSAMPLER_SCALES = (2, 4)

@@ -13,7 +13,7 @@ from esc_arch.checkpoint import (
     infer_network_config,
     load_into_network,
     load_state_dict,
-    trained_scale,
+    state_dict_scale,
 )
 from esc_arch.errors import CheckpointError, ESCError, OptionsError
 
@@ -67,7 +67,7 @@ def load_network(model: str | Path | dict | None, weights: str | Path | dict | N
         state_dict = load_state_dict(weights) if weights else None
     if model is None:
         model = _options_of_weights(state_dict, source)
-    checkpoint_scale = trained_scale(state_dict) if state_dict is not None else None
+    checkpoint_scale = state_dict_scale(state_dict) if state_dict is not None else None
     if scale and checkpoint_scale and scale != checkpoint_scale:
         raise CheckpointError(f'--scale {scale} does not match {source}, which was trained for x{checkpoint_scale}')
     network = build_network(model, scale or checkpoint_scale)
