@@ -29,8 +29,8 @@ __all__ = ['Profile', 'profile_network']
 
 DEFAULT_OUTPUT_SIZE = (1280, 720)
 LAYER_NORM_FLOPS_PER_ELEMENT = 5  # fvcore: mean, variance, normalisation, scale and shift
-# fvcore's FLOPs per output element of the resampling operators (its elementwise_flop_counter rates;
-# it counts grid_sample as bilinear whatever the mode, and bicubic upsampling not at all).
+# fvcore's FLOPs per output element of the resampling operators (ESC_REPRODUCTION.md, section 2): the
+# operator is counted whatever its mode (ESC+LTE's nearest look-ups too); bicubic upsampling is not.
 RESAMPLING_FLOPS_PER_ELEMENT = {
     torch.ops.aten.upsample_nearest2d: 1,
     torch.ops.aten.upsample_bilinear2d: 4,
