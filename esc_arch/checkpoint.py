@@ -1,4 +1,4 @@
-"""Safe checkpoint loading for ESC networks.
+"""Safe checkpoint loading for ESC networks: reading, adapting to the network, inferring its configuration.
 
 Checkpoints are read with ``torch.load(weights_only=True)``: plain tensors and containers only, so
 a file that would run code when unpickled is refused instead of executed. BasicSR checkpoints keep
@@ -6,16 +6,22 @@ the weights under ``params_ema`` (EMA) or ``params``; bare state dicts are accep
 ``module.`` prefix of DataParallel/DDP checkpoints removed. The arbitrary-scale authors' format
 ``{'model': {'name', 'args', 'sd'}}`` (ESC+LTE) gives its ``sd``. ``.safetensors`` files (a flat
 state dict) are read with the optional ``safetensors`` package.
+
+Before a strict load, :func:`adapt_state_dict` adapts weights to the network explicitly (a pixel-shuffle
+head of another scale is resampled, and the caller is told); :func:`infer_network_config` reads a
+network's ``config`` back from its weights.
 """
 import math
 import pickle
 import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from .archs.heads import real_upsampler_scale
+from .archs.heads import PIXEL_SHUFFLE_HEAD, PixelShuffleHeadMixin, real_upsampler_scale, resample_head_of
+from .archs.introspection import bare_network
 from .archs.presets import PRESETS
 from .errors import CheckpointError
 
@@ -25,6 +31,7 @@ _SHOWN_KEYS = 3
 ZIP_EXPANSION_MARGIN = 64 << 20
 """A zip checkpoint's entries may declare at most twice the file's size plus this many bytes in all
 (torch stores them uncompressed, so a real checkpoint declares about its own size)."""
+_LTE_KEYS = ('encoder.plk_filter', 'coef.weight', 'imnet.layers.0.weight')
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -161,12 +168,14 @@ def load_state_dict(path: str | Path, param_key: str | None = None) -> dict[str,
 
 
 def infer_network_config(state_dict: dict[str, torch.Tensor]) -> dict:
-    """Read an ESC network's type and hyperparameters from its state dict's keys and shapes.
+    """Read an ESC network's type and options from its state dict's keys and shapes.
 
-    ``attn_type`` is a run-time choice and is not stored, so it is left out.
+    The result has the form and keys of ``network.config`` (:mod:`esc_arch.archs.config`), so that
+    ``infer_network_config(network.state_dict()) == network.config``. ``attn_type`` is a run-time
+    choice and is not stored; nor is ESC-LTE's ``train_scale_max``, given the published value.
 
     Args:
-        state_dict (dict[str, Tensor]): Weights of an ESC, ESCFP or ESCReal network.
+        state_dict (dict[str, Tensor]): Weights of an ESC, ESCFP, ESCReal or ESCLTE network.
 
     Returns:
         dict: A ``network_g`` dict (``type`` plus constructor arguments).
@@ -174,20 +183,28 @@ def infer_network_config(state_dict: dict[str, torch.Tensor]) -> dict:
     Raises:
         CheckpointError: The keys are not those of an ESC-family network.
     """
+    if all(key in state_dict for key in _LTE_KEYS):
+        return _lte_config(state_dict)
     if 'plk_filter' in state_dict:
         arch_type = 'ESCReal' if 'skip.0.weight' in state_dict else 'ESC'
-        kernel = state_dict['plk_filter']
     elif 'lk_channel' in state_dict and 'lk_spatial' in state_dict:
-        arch_type, kernel = 'ESCFP', state_dict['lk_spatial']
+        arch_type = 'ESCFP'
     else:
-        raise CheckpointError('the weights are not those of an ESC, ESC-FP or ESC-Real network '
+        raise CheckpointError('the weights are not those of an ESC, ESC-FP, ESC-Real or ESC-LTE network '
                               f'(first keys: {_first(list(state_dict))})')
+    config = {'type': arch_type, **_trunk_config(state_dict), 'upscaling_factor': infer_scale(state_dict, arch_type)}
+    if arch_type == 'ESC':
+        config['use_ln'] = 'blocks.0.lns.0.weight' in state_dict
+    return config
+
+
+def _trunk_config(state_dict):
+    """The trunk options (:class:`~esc_arch.archs.trunk.TrunkBase`) of a state dict without prefix."""
     try:
+        kernel = state_dict['plk_filter'] if 'plk_filter' in state_dict else state_dict['lk_spatial']
         dim = state_dict['proj.weight'].shape[0]
         bias_table = state_dict['blocks.0.attn.relative_position_bias']
-        ffn_hidden = state_dict['blocks.0.convffns.0.proj.weight'].shape[0]
-        config = {
-            'type': arch_type,
+        return {
             'dim': dim,
             'pdim': kernel.shape[0],
             'kernel_size': kernel.shape[-1],
@@ -195,18 +212,28 @@ def infer_network_config(state_dict: dict[str, torch.Tensor]) -> dict:
             'conv_blocks': _count_indices(state_dict, 'blocks.0.pconvs.'),
             'window_size': (math.isqrt(bias_table.shape[1]) + 1) // 2,  # table holds (2 ws - 1)^2 offsets
             'num_heads': bias_table.shape[0],
-            'upscaling_factor': infer_scale(state_dict, arch_type),
-            'exp_ratio': _exp_ratio(ffn_hidden, dim),
+            'exp_ratio': _exp_ratio(state_dict['blocks.0.convffns.0.proj.weight'].shape[0], dim),
         }
     except KeyError as err:
         raise CheckpointError(f'the weights lack {err.args[0]!r}: not a complete ESC-family state dict') from None
-    if arch_type == 'ESC':
-        config['use_ln'] = 'blocks.0.lns.0.weight' in state_dict
-    return config
+
+
+def _lte_config(state_dict):
+    encoder = {key[len('encoder.'):]: value for key, value in state_dict.items() if key.startswith('encoder.')}
+    mlp = sorted(int(key.split('.')[2]) for key in state_dict if key.startswith('imnet.layers.') and
+                 key.endswith('.weight'))
+    return {
+        'type': 'ESCLTE',
+        **_trunk_config(encoder),
+        'use_ln': 'blocks.0.lns.0.weight' in encoder,
+        'hidden_dim': state_dict['coef.weight'].shape[0],
+        'mlp_hidden': [state_dict[f'imnet.layers.{index}.weight'].shape[0] for index in mlp[:-1]],
+        'train_scale_max': PRESETS['ESC-LTE'].options['train_scale_max'],  # not stored in the weights
+    }
 
 
 def infer_scale(state_dict: dict[str, torch.Tensor], arch_type: str) -> int:
-    """Upscaling factor of a state dict, from its ``to_img`` keys and shapes.
+    """Scale (``upscaling_factor``) of a fixed-scale ESC state dict, from its ``to_img`` keys and shapes.
 
     ESC and ESCFP: ``to_img`` has ``3 * s * s`` outputs. ESCReal: its upsampler's layers differ by
     scale (see :func:`esc_arch.archs.heads.real_upsampler_scale`).
@@ -219,14 +246,50 @@ def infer_scale(state_dict: dict[str, torch.Tensor], arch_type: str) -> int:
         int: The scale.
 
     Raises:
-        CheckpointError: ESCReal weights without a known upsampler.
+        CheckpointError: ESCReal weights without a known upsampler, or weights without ``to_img``.
     """
     if arch_type == 'ESCReal':
         scale = real_upsampler_scale(state_dict)
         if scale is None:
             raise CheckpointError('the ESC-Real weights have no known upsampler (to_img.0.* at x2, to_img.8.* at x4)')
         return scale
-    return math.isqrt(state_dict['to_img.weight'].shape[0] // 3)
+    if PIXEL_SHUFFLE_HEAD[0] not in state_dict:
+        raise CheckpointError(f'the weights lack {PIXEL_SHUFFLE_HEAD[0]!r}: not a complete ESC-family state dict')
+    return math.isqrt(state_dict[PIXEL_SHUFFLE_HEAD[0]].shape[0] // 3)
+
+
+def state_dict_scale(state_dict: dict[str, torch.Tensor]) -> int | None:
+    """The scale an ESC-family state dict was trained for; None for arbitrary-scale (ESC-LTE) or other weights."""
+    try:
+        return infer_network_config(state_dict).get('upscaling_factor')
+    except CheckpointError:
+        return None
+
+
+def adapt_state_dict(state_dict: dict[str, torch.Tensor], network: torch.nn.Module,
+                     notify: Callable[[str], None] | None = None) -> dict[str, torch.Tensor]:
+    """The state dict adapted to ``network`` before a strict load (as timm's ``checkpoint_filter_fn``).
+
+    The one adaptation: a pixel-shuffle head ``to_img`` (ESC, ESC-FP) trained for another scale is
+    resampled to the network's scale (the paper's x3/x4 training starts from the x2 weights; see
+    :func:`esc_arch.archs.heads.resample_pixel_shuffle_head`). Anything else is returned unchanged, so
+    that the strict load reports it.
+
+    Args:
+        state_dict (dict[str, Tensor]): The weights (not modified).
+        network (nn.Module): The network they are for (wrappers are seen through).
+        notify (Callable[[str], None] | None): Called with a one-line note when a head was resampled.
+
+    Returns:
+        dict[str, Tensor]: The adapted state dict (``state_dict`` itself where nothing changed).
+    """
+    bare = bare_network(network)
+    if not isinstance(bare, PixelShuffleHeadMixin):
+        return state_dict
+    adapted, source_scale = resample_head_of(state_dict, bare.upscaling_factor)
+    if source_scale is not None and notify is not None:
+        notify(f'to_img resampled from x{source_scale} to x{bare.upscaling_factor}.')
+    return adapted
 
 
 def load_into_network(network: torch.nn.Module, state_dict: dict[str, torch.Tensor],
@@ -269,15 +332,16 @@ def _likely_cause(expected, given):
     if not differences:
         return 'The checkpoint has the same configuration as the network but different weight names or shapes.'
     preset = matching_preset(found)
-    advice = f'it is {preset} x{found["upscaling_factor"]}' if preset else 'use a network_g YAML with these values'
+    scale = f' x{found["upscaling_factor"]}' if 'upscaling_factor' in found else ''
+    advice = f'it is {preset}{scale}' if preset else 'use a network_g YAML with these values'
     return f'The checkpoint has {", ".join(differences)}: {advice}.'
 
 
 def matching_preset(config: dict) -> str | None:
     """Name of the published variant (see ``PRESETS``) that ``config`` is, ignoring scale and backend; or None."""
     for name, preset in PRESETS.items():
-        if all(config.get(key, False) == value for key, value in preset.items()) and \
-                config.get('use_ln', False) == preset.get('use_ln', False):
+        if all(config.get(key, False) == value for key, value in preset.options.items()) and \
+                config.get('use_ln', False) == preset.options.get('use_ln', False):
             return name
     return None
 

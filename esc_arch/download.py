@@ -38,7 +38,6 @@ from pathlib import Path
 from esc_arch.errors import CheckpointError, DownloadError, ESCError
 from esc_arch.files import atomic_output
 from esc_arch.zoo import (
-    ESC_LTE_PRESET,
     PRETRAINED_DIR,
     RELEASE_URL,
     THIRD_PARTY_FILES,
@@ -190,29 +189,20 @@ def check_release_file(path: Path, release: Release, origin: str | None = None) 
     Raises:
         DownloadError: Naming ``origin`` (default: the path) and what it holds instead.
     """
+    from esc_arch.archs import build_preset
     from esc_arch.checkpoint import infer_network_config, load_into_network, load_state_dict, matching_preset
 
     origin = origin or str(path)
     expected = f'{release.preset} {scale_label(release)} weights, as {release.name} should be'
     try:
         state_dict = load_state_dict(path)
-        if release.preset != ESC_LTE_PRESET:
-            config = infer_network_config(state_dict)
-            found = matching_preset(config) or 'unpublished ESC-family', config['upscaling_factor']
-            if found != (release.preset, release.scale):
-                raise CheckpointError(f'it holds {found[0]} x{found[1]} weights')
-        load_into_network(_release_network(release), state_dict, source=origin)
+        config = infer_network_config(state_dict)
+        found = matching_preset(config) or 'unpublished ESC-family', config.get('upscaling_factor')
+        if found != (release.preset, release.scale):
+            raise CheckpointError(f'it holds {found[0]} {"any scale" if found[1] is None else f"x{found[1]}"} weights')
+        load_into_network(build_preset(release.preset, release.scale), state_dict, source=origin)
     except CheckpointError as err:
         raise DownloadError(f'{origin} is not {expected}: {err}') from None
-
-
-def _release_network(release: Release):
-    """The (untrained) network ``release``'s weights must fit."""
-    if release.preset == ESC_LTE_PRESET:
-        from esc_arch.archs.esc_lte import ESC_LTE_CONFIG, ESCLTE
-        return ESCLTE(**{key: value for key, value in ESC_LTE_CONFIG.items() if key != 'type'})
-    from esc_arch.archs import build_preset
-    return build_preset(release.preset, release.scale)
 
 
 def check_third_party_file(path: Path, item: ThirdPartyFile, origin: str | None = None) -> None:

@@ -15,7 +15,6 @@ output stay float32 (the graph casts after the input and before the output), so 
 the same arrays to either file.
 """
 import copy
-import os
 import warnings
 from pathlib import Path
 
@@ -23,9 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .archs.esc_lte import ESCLTE
+from .archs.introspection import is_arbitrary_scale
 from .archs.layers import set_export_mode
 from .errors import ExportError
+from .files import atomic_output
 
 ONNX_OPSET = 17
 CHECK_SHAPES = ((1, 3, 29, 53), (2, 3, 24, 61))
@@ -56,7 +56,7 @@ def export_onnx(network: nn.Module, path: str | Path, opset: int = ONNX_OPSET, p
 
     Args:
         network (nn.Module): Maps ``(N, 3, H, W)`` to ``(N, 3, sH, sW)``.
-        path (str | Path): The ``.onnx`` file to write (replaced atomically).
+        path (str | Path): The ``.onnx`` file to write (replaced atomically, :func:`esc_arch.files.atomic_output`).
         opset (int): ONNX opset. Default: 17.
         precision (str): ``fp32`` or ``fp16`` (float32 input and output either way). Default: ``fp32``.
 
@@ -65,10 +65,11 @@ def export_onnx(network: nn.Module, path: str | Path, opset: int = ONNX_OPSET, p
 
     Raises:
         ExportError: onnx is missing, ``precision`` is unknown, or the network cannot be exported with ``opset``.
+        OutputError: The file cannot be written (read-only folder, full disk, ...).
     """
     if precision not in PRECISIONS:
         raise ExportError(f'precision must be one of {", ".join(PRECISIONS)}; got {precision!r}')
-    if isinstance(network, ESCLTE):
+    if is_arbitrary_scale(network):
         raise ExportError(f'{type(network).__name__} is an arbitrary-scale network (image plus pixel queries); '
                           'its ONNX export is not supported')
     try:
@@ -78,16 +79,12 @@ def export_onnx(network: nn.Module, path: str | Path, opset: int = ONNX_OPSET, p
     prepare_for_export(network)
     set_export_mode(network, True)
     traced = _Float16WithFloat32Interface(network) if precision == 'fp16' else network
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp_path = path.with_name(f'.{path.name}.{os.getpid()}.part')
     sample = torch.rand(1, 3, 37, 45)  # not a window multiple, so the padding is traced as shape arithmetic
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        with atomic_output(path) as temporary, torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter('ignore')  # tracer warnings on shape arithmetic; the exporter's deprecation notice
-            torch.onnx.export(traced, (sample,), str(temp_path), dynamo=False, opset_version=opset,
+            torch.onnx.export(traced, (sample,), str(temporary), dynamo=False, opset_version=opset,
                               input_names=['input'], output_names=['output'], dynamic_axes=_DYNAMIC_AXES)
-        os.replace(temp_path, path)
     except (torch.onnx.errors.OnnxExporterError, RuntimeError) as err:
         # An opset torch does not know ("Unsupported onnx_opset_version: 99") or too old for an operator.
         if 'opset' not in str(err):
@@ -96,8 +93,7 @@ def export_onnx(network: nn.Module, path: str | Path, opset: int = ONNX_OPSET, p
                           f'(the default, {ONNX_OPSET}, works)') from None
     finally:
         set_export_mode(network, False)
-        temp_path.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def prepare_for_export(network: nn.Module) -> nn.Module:

@@ -7,9 +7,7 @@ After editing it, run from the repository root: ``python options/generate_option
 from functools import partial
 from pathlib import Path
 
-from esc_arch.archs import preset_config
-from esc_arch.archs.esc_lte import ESC_LTE_CONFIG
-from esc_arch.archs.presets import SCALES as PUBLISHED_SCALES
+from esc_arch.archs import PRESETS, preset_config
 from esc_arch.zoo import PRETRAINED_DIR, RELEASES
 
 OPTIONS_DIR = Path(__file__).resolve().parent
@@ -491,7 +489,8 @@ LTE_WEIGHTS = f'{PRETRAINED_DIR}/ESC_LTE.pth'
 
 def lte_network_section():
     return network_g_section(
-        ESC_LTE_CONFIG, 'ESC+LTE, as published (ESC encoder 64/16/k13, 5 blocks x 5 ConvAttn; LTE 256, MLP 256x3)')
+        preset_config('ESC-LTE'),
+        'ESC+LTE, as published (ESC encoder 64/16/k13, 5 blocks x 5 ConvAttn; LTE 256, MLP 256x3)')
 
 
 def lte_dataset(key, name, dataroot):
@@ -616,10 +615,10 @@ def all_options():
         files[f'train/train_ESC_DFLIP_x{scale}.yml'] = train_options('ESC', scale, training_set='DFLIP')
         files[f'test/test_ESC_DFLIP_x{scale}.yml'] = test_options('ESC', scale, training_set='DFLIP')
     for variant in TEST_ONLY:
-        for scale in PUBLISHED_SCALES.get(variant, SCALES):
+        for scale in PRESETS[variant].scales:
             make = real_world_test_options if variant == 'ESC-Real' else partial(test_options, variant)
             files[f'test/test_{file_stem(variant)}_x{scale}.yml'] = make(scale)
-    for scale in PUBLISHED_SCALES['ESC-Real']:  # x4 as the authors; x2 for test_ESC_Real_x2.yml's own training
+    for scale in PRESETS['ESC-Real'].scales:  # x4 as the authors; x2 for test_ESC_Real_x2.yml's own training
         for stage in REAL_WORLD_STAGES:
             files[f'train/train_ESC_Real_x{scale}_{stage}.yml'] = real_world_train_options(stage, scale)
     for scale in SCALES:

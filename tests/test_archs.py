@@ -5,17 +5,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-
-import esc_arch  # noqa: F401  (registers the networks; must precede basicsr)
 from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
-from esc_arch import (ESC, ESCFP, PRESETS, ConvAttn, ESCReal, LayerNorm2d, WindowAttention, build_preset,
-                      preset_config)
+from helpers import TINY, perturbed
+
+import esc_arch  # noqa: F401  (registers the networks; must precede basicsr)
+from esc_arch import ESC, ESCFP, PRESETS, ConvAttn, ESCReal, LayerNorm2d, WindowAttention, build_preset, preset_config
 from esc_arch.archs import ESCTrunk, SharedKernel, set_export_mode
 from esc_arch.archs.layers import mirror_pad, working_layout
-from esc_arch.checkpoint import infer_network_config
-
-from helpers import TINY, perturbed
+from esc_arch.checkpoint import adapt_state_dict, infer_network_config
 
 # Every network type at TINY size, used wherever the full size is not needed.
 TINY_NETWORKS = {
@@ -64,20 +62,34 @@ def test_reproduces_official_outputs(fixtures_dir, fixture, attn_type):
 def test_scale_transfer_matches_official(fixtures_dir, scale):
     record = torch.load(fixtures_dir / 'official_scale_transfer_ESC_light_x2.pt', weights_only=True)
     network = ESC(**{**record['source_config'], 'upscaling_factor': scale})
-    network.load_state_dict(record['source_state_dict'], strict=True)
+    notes = []
+    network.load_state_dict(adapt_state_dict(record['source_state_dict'], network, notes.append), strict=True)
+    assert notes == [f'to_img resampled from x2 to x{scale}.']
     for name, expected in record['targets'][scale].items():
         assert torch.allclose(network.state_dict()[name], expected, atol=1e-6), name
 
 
 @pytest.mark.parametrize('kind', ['ESC', 'ESCFP'])
 @pytest.mark.parametrize('source, target', [(2, 3), (2, 4), (4, 2)])
-def test_other_scale_loads_strictly(kind, source, target):
+def test_other_scale_loads_strictly_once_adapted(kind, source, target):
     state = TINY_NETWORKS[kind](source).state_dict()
     network = TINY_NETWORKS[kind](target)
-    network.load_state_dict(state, strict=True)
+    with pytest.raises(RuntimeError, match='to_img'):  # nothing is resampled behind the caller's back
+        network.load_state_dict(state, strict=True)
+    adapted = adapt_state_dict(state, network)
+    assert adapted is not state and state['to_img.weight'].shape[0] == 3 * source ** 2  # the input is left as it was
+    network.load_state_dict(adapted, strict=True)
     assert network(torch.rand(1, 3, 6, 5)).shape == (1, 3, 6 * target, 5 * target)
     # Everything but the head is taken over unchanged.
     assert torch.equal(network.state_dict()['proj.weight'], state['proj.weight'])
+
+
+@pytest.mark.parametrize('kind', list(TINY_NETWORKS))
+def test_adapting_weights_of_the_same_scale_changes_nothing(kind):
+    network = TINY_NETWORKS[kind]()
+    state = network.state_dict()
+    notes = []
+    assert adapt_state_dict(state, network, notes.append) is state and not notes
 
 
 def test_mismatched_state_dict_still_fails_strict_loading():
@@ -104,7 +116,7 @@ def test_preset_names_are_case_insensitive_and_checked():
     assert preset_config('ESC-Real', scale=2)['upscaling_factor'] == 2
     with pytest.raises(ValueError, match='ESC-Real'):
         preset_config('ESC-Real', scale=3)
-    assert set(PRESETS) == {'ESC', 'ESC-light', 'ESC-FP', 'ESC-XL', 'ESC-Real'}
+    assert set(PRESETS) == {'ESC', 'ESC-light', 'ESC-FP', 'ESC-XL', 'ESC-Real', 'ESC-LTE'}
 
 
 @pytest.mark.parametrize('kind', list(TINY_NETWORKS))

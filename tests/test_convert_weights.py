@@ -65,8 +65,6 @@ def test_authors_checkpoint_to_basicsr_and_safetensors_and_back(tmp_path, author
     basicsr_file, safetensors_file = tmp_path / 'ESC_LTE.pth', tmp_path / 'ESC_LTE.safetensors'
     back = tmp_path / 'back.pth'
     model = ['--model', tiny_lte_yaml]
-    assert main(['convert-weights', str(authors_checkpoint), str(basicsr_file)]) == 2  # not the published ESC+LTE
-    assert 'does not fit the network' in capsys.readouterr().err and not basicsr_file.exists()
     assert main(['convert-weights', str(authors_checkpoint), str(basicsr_file), *model]) == 0
     assert 'param key params_ema' in capsys.readouterr().out
     converted = torch.load(basicsr_file, weights_only=True)

@@ -281,9 +281,9 @@ def test_http_error_and_unknown_name(server, tmp_path):
 
 
 def test_the_authors_arbitrary_scale_checkpoint_is_checked_as_esc_lte(server, tmp_path):
-    from esc_arch.archs.esc_lte import ESC_LTE_CONFIG, ESCLTE
+    from esc_arch.archs import build_preset
 
-    network = ESCLTE(**{key: value for key, value in ESC_LTE_CONFIG.items() if key != 'type'})
+    network = build_preset('ESC-LTE')
     buffer = io.BytesIO()
     torch.save({'model': {'name': 'lte', 'args': {}, 'sd': network.state_dict()}, 'epoch': 1000}, buffer)
     server.files['esc_lte.pth'] = buffer.getvalue()

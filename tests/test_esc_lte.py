@@ -8,17 +8,18 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import image_folder, model_options, perturbed, run_basicsr, smooth_image
 from torch.utils.data import DataLoader
 
 import esc_arch  # noqa: F401  (registers; makes torchvision importable)
-from esc_arch.archs.esc_lte import ESC_LTE_CONFIG, ESCLTE, make_cell, make_coord
+from esc_arch.archs import preset_config
+from esc_arch.archs.esc_lte import ESCLTE, make_cell, make_coord
 from esc_arch.checkpoint import load_state_dict
 from esc_arch.data.arbitrary_scale_dataset import ArbitraryScaleDataset
 from esc_arch.models.arbitrary_scale_model import ArbitraryScaleModel, calculate_lte_psnr
 
-from helpers import image_folder, model_options, perturbed, run_basicsr, smooth_image
-
 FIXTURE = Path(__file__).resolve().parents[2] / 'shared' / 'fixtures' / 'official_arbitrary_scale_ESC_LTE.pt'
+ESC_LTE_CONFIG = preset_config('ESC-LTE')
 TINY_LTE = dict(dim=16, pdim=8, kernel_size=5, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2, hidden_dim=16,
                 mlp_hidden=[16, 16])
 
@@ -140,9 +141,10 @@ def test_chunks_and_tiles_give_the_whole_image_result():
 def test_published_configuration_is_the_default():
     network = ESCLTE()
     assert sum(p.numel() for p in network.parameters()) == 1_433_631
-    assert {key: value for key, value in ESC_LTE_CONFIG.items() if key != 'type'} == dict(
-        dim=64, pdim=16, kernel_size=13, n_blocks=5, conv_blocks=5, window_size=32, num_heads=4, exp_ratio=1.25,
-        hidden_dim=256, mlp_hidden=[256, 256, 256], train_scale_max=4.0)
+    assert ESC_LTE_CONFIG == dict(
+        type='ESCLTE', dim=64, pdim=16, kernel_size=13, n_blocks=5, conv_blocks=5, window_size=32, num_heads=4,
+        exp_ratio=1.25, hidden_dim=256, mlp_hidden=[256, 256, 256], train_scale_max=4.0)
+    assert network.config == {**ESC_LTE_CONFIG, 'use_ln': False}  # the preset is the constructor's defaults
     keys = set(network.state_dict())
     assert {'encoder.plk_filter', 'coef.weight', 'freq.bias', 'phase.weight', 'imnet.layers.6.bias'} <= keys
     assert not any(key.startswith('encoder.to_img') for key in keys)
@@ -155,8 +157,8 @@ def test_published_configuration_is_the_default():
 
 def torchvision_resize(image, size):
     """The authors' resize_fn, through torchvision itself."""
-    from torchvision import transforms
     from PIL import Image
+    from torchvision import transforms
     return transforms.ToTensor()(transforms.Resize(size, Image.BICUBIC)(transforms.ToPILImage()(image)))
 
 
@@ -319,23 +321,23 @@ def test_test_options_follow_the_authors_protocol(scale):
 
 
 def test_inference_helpers(tmp_path):
+    from esc_arch.checkpoint import infer_network_config
     from esc_arch.errors import OptionsError
-    from esc_arch.inference.arbitrary_scale import (arbitrary_scale_options, load_arbitrary_scale_network,
-                                                    upscale_arbitrary)
+    from esc_arch.inference import load_network
+    from esc_arch.inference.arbitrary_scale import is_arbitrary_scale, upscale_arbitrary
 
     network = tiny_lte()
-    assert arbitrary_scale_options('esc-lte') == ESC_LTE_CONFIG
-    assert arbitrary_scale_options(None, network.state_dict()) == ESC_LTE_CONFIG
-    assert arbitrary_scale_options('ESC') is None and arbitrary_scale_options(None, {'proj.weight': None}) is None
+    assert infer_network_config(network.state_dict()) == {**network.config, 'train_scale_max': 4.0}
+    assert is_arbitrary_scale(network) and not is_arbitrary_scale(network.encoder)
     options_file = tmp_path / 'lte.yml'
-    options_file.write_text(yaml.safe_dump({'network_g': {'type': 'ESCLTE', **TINY_LTE}}))
-    options = arbitrary_scale_options(options_file)
-    assert options == {'type': 'ESCLTE', **TINY_LTE}
-
-    loaded, scale = load_arbitrary_scale_network(options, network.state_dict(), 3.5, 'weights')
-    assert scale == 3.5 and not loaded.training
-    with pytest.raises(OptionsError, match='give --scale'):
-        load_arbitrary_scale_network(options, network.state_dict(), None, 'weights')
+    options_file.write_text(yaml.safe_dump({'scale': 4, 'network_g': {'type': 'ESCLTE', **TINY_LTE}}))
+    for model in (options_file, None):  # the network of a YAML, or the one its weights determine
+        loaded, scale = load_network(model, {'params': network.state_dict()}, 3.5)
+        assert scale == 3.5 and not loaded.training and loaded.config == network.config
+        with pytest.raises(OptionsError, match='ESCLTE upscales by any factor: give --scale'):
+            load_network(model, {'params': network.state_dict()})
+    with pytest.raises(OptionsError, match='ESC-LTE upscales by any positive factor'):
+        load_network('ESC-LTE', None, -2)
 
     x = torch.rand(1, 3, 9, 14)
     output = upscale_arbitrary(loaded, x, 3.5)

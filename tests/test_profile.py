@@ -4,12 +4,12 @@ import time
 import pytest
 import torch
 import yaml
+from helpers import TINY
 from torch import nn
 
 from esc_arch import build_preset
 from esc_arch.cli import main
 from esc_arch.profiling import profile_network
-from helpers import TINY
 
 # Paper, Table 2 (G at 1280x720 output), and the networks' exact parameter counts.
 TABLE_2 = {
@@ -36,7 +36,7 @@ def test_esc_x4_split_matches_fvcore_on_the_authors_code():
     # fvcore on the authors' ESC x4: conv 108.63, matmul 40.27, LayerNorm 0.28, pooling 0.02 G
     breakdown = profile_network(build_preset('ESC', scale=4), 4).breakdown
     assert {kind: round(value / 1e9, 2) for kind, value in breakdown.items()} == {
-        'conv': 108.63, 'matmul': 40.27, 'layer_norm': 0.28, 'pooling': 0.02}
+        'conv': 108.63, 'matmul': 40.27, 'layer_norm': 0.28, 'pooling': 0.02, 'resampling': 0}
 
 
 def test_counting_convention_on_a_known_network():
@@ -45,7 +45,7 @@ def test_counting_convention_on_a_known_network():
     profile = profile_network(network, scale=2, output_size=(40, 20))  # input 20x10
     pixels = 20 * 10
     assert profile.breakdown == {'conv': 3 * 8 * 9 * pixels, 'matmul': 8 * 5, 'layer_norm': 5 * 8 * pixels,
-                                 'pooling': 8 * pixels}
+                                 'pooling': 8 * pixels, 'resampling': 0}
     assert profile.params == sum(parameter.numel() for parameter in network.parameters())
 
 

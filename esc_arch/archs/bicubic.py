@@ -1,12 +1,14 @@
 """Bicubic upsampling as a network: the baseline row of every SR table."""
-from torch import Tensor, nn
 from basicsr.utils.registry import ARCH_REGISTRY
+from torch import Tensor, nn
 
 from esc_arch.data.matlab_resize import matlab_imresize
 
+from .config import ConfigMixin, records_config
+
 
 @ARCH_REGISTRY.register()
-class Bicubic(nn.Module):
+class Bicubic(ConfigMixin, nn.Module):
     """MATLAB ``imresize(LR, s, 'bicubic')`` upsampling, with no learned weights.
 
     Evaluated through ``basicsr test`` it gives the literature's bicubic baselines (e.g. Set5 x4
@@ -17,7 +19,8 @@ class Bicubic(nn.Module):
         upscaling_factor (int): Upscaling factor. Default: 4.
     """
 
-    def __init__(self, upscaling_factor: int = 4):
+    @records_config
+    def __init__(self, *, upscaling_factor: int = 4):
         super().__init__()
         self.upscaling_factor = upscaling_factor
 

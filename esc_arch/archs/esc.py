@@ -3,6 +3,7 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import Tensor
 
+from .config import records_config
 from .heads import PixelShuffleHeadMixin
 from .layers import working_layout
 from .trunk import ESCTrunk
@@ -13,8 +14,9 @@ class ESC(PixelShuffleHeadMixin, ESCTrunk):
     """ESC network (Lee, Yun and Ro, ICCV 2025): :class:`ESCTrunk`, a pixel-shuffle head and a nearest-neighbour skip.
 
     Any batch size and any input size (height and width >= 1) work; the attention layers pad
-    internally. A state dict trained for another scale loads strictly: its ``to_img`` is
-    resampled to this network's scale.
+    internally. A state dict trained for another scale loads after
+    :func:`esc_arch.checkpoint.adapt_state_dict` resamples its ``to_img``. Arguments are keyword-only;
+    ``network.config`` holds them.
 
     Args:
         dim, pdim, kernel_size, n_blocks, conv_blocks, window_size, num_heads, exp_ratio, attn_type, use_ln:
@@ -22,11 +24,13 @@ class ESC(PixelShuffleHeadMixin, ESCTrunk):
         upscaling_factor (int): Scale. Default: 4.
     """
 
-    def __init__(self, dim: int = 64, pdim: int = 16, kernel_size: int = 13, n_blocks: int = 5, conv_blocks: int = 5,
-                 window_size: int = 32, num_heads: int = 4, upscaling_factor: int = 4, exp_ratio: float = 1.25,
-                 attn_type: str = 'auto', use_ln: bool = False):
-        super().__init__(dim, pdim, kernel_size, n_blocks, conv_blocks, window_size, num_heads, exp_ratio, attn_type,
-                         use_ln)
+    @records_config
+    def __init__(self, *, dim: int = 64, pdim: int = 16, kernel_size: int = 13, n_blocks: int = 5,
+                 conv_blocks: int = 5, window_size: int = 32, num_heads: int = 4, upscaling_factor: int = 4,
+                 exp_ratio: float = 1.25, attn_type: str = 'auto', use_ln: bool = False):
+        super().__init__(dim=dim, pdim=pdim, kernel_size=kernel_size, n_blocks=n_blocks, conv_blocks=conv_blocks,
+                         window_size=window_size, num_heads=num_heads, exp_ratio=exp_ratio, attn_type=attn_type,
+                         use_ln=use_ln)
         self.init_pixel_shuffle_head(dim, upscaling_factor)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -6,6 +6,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import Tensor
 
 from .blocks import SharedKernel
+from .config import records_config
 from .heads import PixelShuffleHeadMixin
 from .layers import working_layout
 from .trunk import TrunkBase
@@ -17,7 +18,8 @@ class ESCFP(PixelShuffleHeadMixin, TrunkBase):
 
     Built like ESC (see :class:`TrunkBase`) with a LayerNorm before ``last``, LayerNorms before every
     ConvFFN, and a bicubic image skip. Any batch size and any input size (height and width >= 1)
-    work. A state dict trained for another scale loads strictly (``to_img`` is resampled).
+    work. A state dict trained for another scale loads after :func:`esc_arch.checkpoint.adapt_state_dict`
+    resamples its ``to_img``. Arguments are keyword-only; ``network.config`` holds them.
 
     Args:
         pdim, kernel_size, n_blocks, conv_blocks, window_size, exp_ratio, attn_type: As for :class:`ESCTrunk`
@@ -27,10 +29,12 @@ class ESCFP(PixelShuffleHeadMixin, TrunkBase):
         upscaling_factor (int): Scale. Default: 4.
     """
 
-    def __init__(self, dim: int = 48, pdim: int = 16, kernel_size: int = 13, n_blocks: int = 5, conv_blocks: int = 5,
-                 window_size: int = 32, num_heads: int = 3, upscaling_factor: int = 4, exp_ratio: float = 1.25,
-                 attn_type: str = 'auto'):
-        super().__init__(dim, pdim, kernel_size, n_blocks, conv_blocks, window_size, num_heads, exp_ratio, attn_type,
+    @records_config
+    def __init__(self, *, dim: int = 48, pdim: int = 16, kernel_size: int = 13, n_blocks: int = 5,
+                 conv_blocks: int = 5, window_size: int = 32, num_heads: int = 3, upscaling_factor: int = 4,
+                 exp_ratio: float = 1.25, attn_type: str = 'auto'):
+        super().__init__(dim=dim, pdim=pdim, kernel_size=kernel_size, n_blocks=n_blocks, conv_blocks=conv_blocks,
+                         window_size=window_size, num_heads=num_heads, exp_ratio=exp_ratio, attn_type=attn_type,
                          use_ln=True, proj_exp_ratio=1.5, decomposed=True, norm_before_last=True)
         self.init_pixel_shuffle_head(dim, upscaling_factor)
 

@@ -19,19 +19,14 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import Tensor
 
+from .config import ConfigMixin, records_config
 from .trunk import ESCTrunk, require, require_positive_int
 
-__all__ = ['ESCLTE', 'ESC_LTE_CONFIG', 'ESC_LTE_PRESET', 'LTEFeatures', 'MLP', 'pixel_centres', 'make_coord',
-           'make_cell']
+__all__ = ['ESCLTE', 'LTEFeatures', 'MLP', 'pixel_centres', 'make_coord', 'make_cell']
 
 _SHIFT_EPS = 1e-6  # the authors' nudge off pixel borders before nearest-neighbour sampling
 _AREA_EPS = 1e-9
 DEFAULT_QUERY_CHUNK = 30000  # queries per MLP pass in upscale(); the authors' evaluation batch
-
-ESC_LTE_PRESET = 'ESC-LTE'
-ESC_LTE_CONFIG = dict(type='ESCLTE', dim=64, pdim=16, kernel_size=13, n_blocks=5, conv_blocks=5, window_size=32,
-                      num_heads=4, exp_ratio=1.25, hidden_dim=256, mlp_hidden=[256, 256, 256], train_scale_max=4.0)
-"""The published ESC+LTE (``network_g`` options; the constructor's defaults), preset name ``ESC-LTE``."""
 
 
 def pixel_centres(size: int, device: torch.device | str | None = None) -> Tensor:
@@ -91,12 +86,14 @@ class LTEFeatures:
 
 
 @ARCH_REGISTRY.register()
-class ESCLTE(nn.Module):
+class ESCLTE(ConfigMixin, nn.Module):
     """ESC encoder + LTE head for arbitrary-scale super-resolution (the paper's "ESC+LTE").
 
     State-dict keys are the authors' (``encoder.*`` = ESC's keys without ``to_img``; ``coef``,
     ``freq``, ``phase``, ``imnet.layers.*``), so their checkpoints load strictly. Any batch size and
-    any input size (height and width >= 1) work.
+    any input size (height and width >= 1) work. It has no scale of its own: the scale is a request
+    (:meth:`upscale`). Arguments are keyword-only; ``network.config`` holds them (the published ones
+    are the preset ``ESC-LTE``, :data:`esc_arch.archs.presets.PRESETS`).
 
     Args:
         dim (int): Encoder feature channels. Default: 64.
@@ -115,10 +112,11 @@ class ESCLTE(nn.Module):
             larger scales to this scale's ("cell clipping", as the authors evaluate). Default: 4.
     """
 
-    def __init__(self, dim: int = 64, pdim: int = 16, kernel_size: int = 13, n_blocks: int = 5, conv_blocks: int = 5,
-                 window_size: int = 32, num_heads: int = 4, exp_ratio: float = 1.25, attn_type: str = 'auto',
-                 use_ln: bool = False, hidden_dim: int = 256, mlp_hidden: list[int] | tuple[int, ...] = (256, 256, 256),
-                 train_scale_max: float = 4.0):
+    @records_config
+    def __init__(self, *, dim: int = 64, pdim: int = 16, kernel_size: int = 13, n_blocks: int = 5,
+                 conv_blocks: int = 5, window_size: int = 32, num_heads: int = 4, exp_ratio: float = 1.25,
+                 attn_type: str = 'auto', use_ln: bool = False, hidden_dim: int = 256,
+                 mlp_hidden: list[int] | tuple[int, ...] = (256, 256, 256), train_scale_max: float = 4.0):
         super().__init__()
         require_positive_int('hidden_dim', hidden_dim)
         require(hidden_dim % 2 == 0, 'hidden_dim', f'must be even (frequencies come in pairs); got {hidden_dim}')
@@ -126,8 +124,9 @@ class ESCLTE(nn.Module):
         for width in mlp_hidden:
             require_positive_int('mlp_hidden', width)
         require(train_scale_max > 0, 'train_scale_max', f'must be positive; got {train_scale_max!r}')
-        self.encoder = ESCTrunk(dim, pdim, kernel_size, n_blocks, conv_blocks, window_size, num_heads, exp_ratio,
-                                attn_type, use_ln)
+        self.encoder = ESCTrunk(dim=dim, pdim=pdim, kernel_size=kernel_size, n_blocks=n_blocks,
+                                conv_blocks=conv_blocks, window_size=window_size, num_heads=num_heads,
+                                exp_ratio=exp_ratio, attn_type=attn_type, use_ln=use_ln)
         self.coef = nn.Conv2d(dim, hidden_dim, 3, padding=1)
         self.freq = nn.Conv2d(dim, hidden_dim, 3, padding=1)
         self.phase = nn.Linear(2, hidden_dim // 2, bias=False)

@@ -3,6 +3,7 @@ import torch.nn as nn
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import Tensor
 
+from .config import records_config
 from .heads import real_upsampler
 from .layers import MirrorPaddedConv2d, PointwiseConv2d, working_layout
 from .trunk import ESCTrunk
@@ -14,7 +15,8 @@ class ESCReal(ESCTrunk):
     and a conv upsampler ``to_img`` (see :func:`~esc_arch.archs.heads.real_upsampler`).
 
     The authors published x4; x2 has an upsampler of its own (a pixel-shuffle stage). Any batch
-    size and any input size (height and width >= 1) work.
+    size and any input size (height and width >= 1) work. Arguments are keyword-only; ``network.config``
+    holds them.
 
     Args:
         dim, pdim, kernel_size, conv_blocks, window_size, num_heads, attn_type: As for :class:`ESCTrunk`
@@ -24,11 +26,13 @@ class ESCReal(ESCTrunk):
         exp_ratio (float): Expansion of the ConvFFNs beside ConvAttn. Default: 2.
     """
 
-    def __init__(self, dim: int = 64, pdim: int = 16, kernel_size: int = 13, n_blocks: int = 10, conv_blocks: int = 5,
-                 window_size: int = 32, num_heads: int = 4, upscaling_factor: int = 4, exp_ratio: float = 2.0,
-                 attn_type: str = 'auto'):
+    @records_config
+    def __init__(self, *, dim: int = 64, pdim: int = 16, kernel_size: int = 13, n_blocks: int = 10,
+                 conv_blocks: int = 5, window_size: int = 32, num_heads: int = 4, upscaling_factor: int = 4,
+                 exp_ratio: float = 2.0, attn_type: str = 'auto'):
         upsampler = real_upsampler(dim, upscaling_factor)  # checks the scale before building the trunk
-        super().__init__(dim, pdim, kernel_size, n_blocks, conv_blocks, window_size, num_heads, exp_ratio, attn_type,
+        super().__init__(dim=dim, pdim=pdim, kernel_size=kernel_size, n_blocks=n_blocks, conv_blocks=conv_blocks,
+                         window_size=window_size, num_heads=num_heads, exp_ratio=exp_ratio, attn_type=attn_type,
                          use_ln=True)
         self.upscaling_factor = upscaling_factor
         self.to_img = upsampler

@@ -24,15 +24,15 @@ def resample_pixel_shuffle_head(tensor: Tensor, scale: int) -> Tensor:
 class PixelShuffleHeadMixin:
     """The head ``to_img`` (3x3 conv dim -> 3*s*s, then pixel shuffle) of ESC and ESC-FP.
 
-    A state dict whose ``to_img`` was trained for another scale loads strictly: it is resampled
-    (the paper's x2 -> x3/x4 start, see :func:`resample_pixel_shuffle_head`).
+    A state dict whose ``to_img`` was trained for another scale loads once :func:`resample_head_of`
+    (called by :func:`esc_arch.checkpoint.adapt_state_dict`) has resampled it: the paper's x2 -> x3/x4 start.
     """
 
-    def init_pixel_shuffle_head(self, dim: int, upscaling_factor: int) -> None:
-        """Check the scale and create ``to_img``."""
-        require_positive_int('upscaling_factor', upscaling_factor)
-        self.upscaling_factor = upscaling_factor
-        self.to_img = nn.Conv2d(dim, 3 * upscaling_factor ** 2, 3, padding=1)
+    def init_pixel_shuffle_head(self, dim: int, scale: int) -> None:
+        """Check the scale (the option ``upscaling_factor``) and create ``to_img``."""
+        require_positive_int('upscaling_factor', scale)
+        self.upscaling_factor = scale
+        self.to_img = nn.Conv2d(dim, 3 * scale ** 2, 3, padding=1)
 
     def upscale(self, feat: Tensor, residual: Tensor | None = None) -> Tensor:
         """``pixel_shuffle(to_img(feat) + residual)``; ``residual`` has ``3*s*s`` channels (or is None)."""
@@ -44,34 +44,46 @@ class PixelShuffleHeadMixin:
     def extra_repr(self) -> str:
         return f'{super().extra_repr()}, upscaling_factor={self.upscaling_factor}'
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        channels = 3 * self.upscaling_factor ** 2
-        for name in ('weight', 'bias'):
-            key = f'{prefix}to_img.{name}'
-            stored = state_dict.get(key)
-            if stored is None or stored.shape[0] == channels:
-                continue
-            s_in = math.isqrt(stored.shape[0] // 3)
-            if 3 * s_in * s_in == stored.shape[0]:
-                state_dict[key] = resample_pixel_shuffle_head(stored, self.upscaling_factor)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+PIXEL_SHUFFLE_HEAD = ('to_img.weight', 'to_img.bias')
+"""The state-dict keys of :class:`PixelShuffleHeadMixin`'s head."""
+
+
+def resample_head_of(state_dict: dict[str, Tensor], scale: int) -> tuple[dict[str, Tensor], int | None]:
+    """``state_dict`` with a pixel-shuffle ``to_img`` of another scale resampled to ``scale``.
+
+    Returns:
+        tuple: The state dict (a new dict where something was resampled, else ``state_dict`` itself) and
+        the scale its head was trained for where it was resampled (None where nothing was done).
+    """
+    weight = state_dict.get(PIXEL_SHUFFLE_HEAD[0])
+    if weight is None or weight.shape[0] == 3 * scale ** 2:
+        return state_dict, None
+    source_scale = math.isqrt(weight.shape[0] // 3)
+    if 3 * source_scale ** 2 != weight.shape[0]:
+        return state_dict, None  # not a pixel-shuffle head: the strict load explains the mismatch
+    adapted = dict(state_dict)
+    for key in PIXEL_SHUFFLE_HEAD:
+        if key in adapted:
+            adapted[key] = resample_pixel_shuffle_head(adapted[key], scale)
+    return adapted, source_scale
 
 
 REAL_UPSAMPLER_SCALES = (2, 4)
 """Scales ESC-Real's upsampler is defined for."""
 
 
-def real_upsampler(dim: int, upscaling_factor: int) -> nn.Sequential:
+def real_upsampler(dim: int, scale: int) -> nn.Sequential:
     """ESC-Real's ``to_img``: x2 stages of upsampling + 3x3 conv + LeakyReLU(0.2), two more convs to RGB.
 
     x4 (the authors'): [nearest x2, conv, lrelu, nearest x2, conv, lrelu, conv, lrelu, conv], parameters
     at indices 1, 4, 6, 8. x2: [conv dim -> 4 dim, pixel shuffle x2, lrelu, conv, lrelu, conv], parameters
     at 0, 3, 5; its first layer, absent at x4, gives the scale away (:func:`real_upsampler_scale`).
     """
-    require(upscaling_factor in REAL_UPSAMPLER_SCALES, 'upscaling_factor',
-            f'must be one of {REAL_UPSAMPLER_SCALES} for ESCReal; got {upscaling_factor!r}')
+    require(scale in REAL_UPSAMPLER_SCALES, 'upscaling_factor',
+            f'must be one of {REAL_UPSAMPLER_SCALES} for ESCReal; got {scale!r}')
     conv = lambda out: nn.Conv2d(dim, out, 3, padding=1)  # noqa: E731
-    if upscaling_factor == 2:
+    if scale == 2:
         return nn.Sequential(conv(4 * dim), nn.PixelShuffle(2), nn.LeakyReLU(0.2), conv(dim), nn.LeakyReLU(0.2),
                              conv(3))
     return nn.Sequential(nn.Upsample(scale_factor=2, mode='nearest'), conv(dim), nn.LeakyReLU(0.2),

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from .attention import WindowAttention, normalize_attn_type, resolve_attn_type
 from .blocks import Block, LayerNorm2d, SharedKernel
+from .config import ConfigMixin, records_config
 from .layers import require, require_positive_int, set_export_mode, working_layout
 
 __all__ = ['ESCTrunk', 'TrunkBase', 'dihedral_mean', 'require', 'require_positive_int']
@@ -27,7 +28,7 @@ def dihedral_mean(kernel: Tensor) -> Tensor:
     return torch.stack(variants).mean(0)
 
 
-class TrunkBase(nn.Module):
+class TrunkBase(ConfigMixin, nn.Module):
     """``proj``, ``blocks`` and ``last`` of an ESC network, around a shared kernel a subclass provides.
 
     :meth:`features` computes ``last(norm(blocks(proj(x)))) + proj(x)`` at the input resolution,
@@ -35,6 +36,9 @@ class TrunkBase(nn.Module):
     otherwise. Subclasses create their kernel parameters in :meth:`init_shared_kernel` (called
     before the layers, so that parameters come in the order of the authors' checkpoints) and
     implement :meth:`shared_kernel`.
+
+    Every argument is keyword-only. A network built on it records its own constructor's options as
+    ``config`` (:func:`~esc_arch.archs.config.records_config`).
 
     Args:
         dim (int): Feature channels.
@@ -52,7 +56,7 @@ class TrunkBase(nn.Module):
         norm_before_last (bool): A LayerNorm ``ln_last`` before ``last`` (ESC-FP). Default: False.
     """
 
-    def __init__(self, dim: int, pdim: int, kernel_size: int, n_blocks: int, conv_blocks: int, window_size: int,
+    def __init__(self, *, dim: int, pdim: int, kernel_size: int, n_blocks: int, conv_blocks: int, window_size: int,
                  num_heads: int, exp_ratio: float, attn_type: str, use_ln: bool, proj_exp_ratio: float = 2.0,
                  decomposed: bool = False, norm_before_last: bool = False):
         super().__init__()
@@ -74,8 +78,9 @@ class TrunkBase(nn.Module):
         self.init_shared_kernel()
         self.proj = nn.Conv2d(3, dim, 3, padding=1)
         self.blocks = nn.ModuleList([
-            Block(dim, pdim, conv_blocks, window_size, num_heads, exp_ratio, self._attn_type, use_ln,
-                  proj_exp_ratio=proj_exp_ratio, decomposed=decomposed) for _ in range(n_blocks)
+            Block(dim=dim, pdim=pdim, conv_blocks=conv_blocks, window_size=window_size, num_heads=num_heads,
+                  exp_ratio=exp_ratio, attn_type=self._attn_type, use_ln=use_ln, proj_exp_ratio=proj_exp_ratio,
+                  decomposed=decomposed) for _ in range(n_blocks)
         ])
         self.ln_last = LayerNorm2d(dim) if norm_before_last else None
         self.last = nn.Conv2d(dim, dim, 3, padding=1)
@@ -152,11 +157,13 @@ class ESCTrunk(TrunkBase):
         use_ln (bool): LayerNorm before those ConvFFNs (ESC-XL, ESC-Real). Default: False.
     """
 
-    def __init__(self, dim: int = 64, pdim: int = 16, kernel_size: int = 13, n_blocks: int = 5, conv_blocks: int = 5,
-                 window_size: int = 32, num_heads: int = 4, exp_ratio: float = 1.25, attn_type: str = 'auto',
-                 use_ln: bool = False):
-        super().__init__(dim, pdim, kernel_size, n_blocks, conv_blocks, window_size, num_heads, exp_ratio, attn_type,
-                         use_ln)
+    @records_config
+    def __init__(self, *, dim: int = 64, pdim: int = 16, kernel_size: int = 13, n_blocks: int = 5,
+                 conv_blocks: int = 5, window_size: int = 32, num_heads: int = 4, exp_ratio: float = 1.25,
+                 attn_type: str = 'auto', use_ln: bool = False):
+        super().__init__(dim=dim, pdim=pdim, kernel_size=kernel_size, n_blocks=n_blocks, conv_blocks=conv_blocks,
+                         window_size=window_size, num_heads=num_heads, exp_ratio=exp_ratio, attn_type=attn_type,
+                         use_ln=use_ln)
 
     def init_shared_kernel(self) -> None:
         self.plk_filter = nn.Parameter(torch.empty(self.pdim, self.pdim, self.kernel_size, self.kernel_size))

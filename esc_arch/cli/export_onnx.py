@@ -1,9 +1,10 @@
 """``basicsr export-onnx``: write a network as ONNX (dynamic batch, height, width) and check it with onnxruntime."""
 import argparse
+from functools import partial
 from pathlib import Path
 
 from esc_arch.cli import CommandError
-from esc_arch.cli.image_folders import positive_int
+from esc_arch.cli.image_folders import positive_int, print_notice
 from esc_arch.errors import ESCError, OutputError
 from esc_arch.export import CHECK_TOLERANCES, ONNX_OPSET, PRECISIONS, check_onnx, export_onnx
 from esc_arch.inference import load_network
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> None:
     # A missing --weights is reported by load_network below ("checkpoint not found").
     if args.weights and output.exists() and Path(args.weights).exists() and output.samefile(args.weights):
         raise CommandError(f'refusing to overwrite the checkpoint {args.weights}: choose another output')
-    network, scale = load_network(args.model, args.weights, args.scale)
+    network, scale = load_network(args.model, args.weights, args.scale, notify=partial(print_notice, 'export-onnx'))
     check_output(output, args.overwrite)
     try:
         export_onnx(network, output, opset=args.opset, precision=args.precision)

@@ -1,10 +1,11 @@
 """``basicsr profile``: parameters and FLOPs of a network for one image, as in the paper's Table 2."""
 import argparse
-from pathlib import Path
+from functools import partial
 
 from esc_arch.cli import CommandError
+from esc_arch.cli.image_folders import print_notice
 from esc_arch.inference import load_network
-from esc_arch.profiling import DEFAULT_OUTPUT_SIZE, build_network_from_yaml, profile_network
+from esc_arch.profiling import DEFAULT_OUTPUT_SIZE, profile_network
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -48,13 +49,9 @@ def run(args: argparse.Namespace) -> None:
     """Print the parameter count and the FLOPs."""
     output_size = parse_size(args.output_size)
     scale = parse_scale(args.scale) if args.scale is not None else None
-    is_yaml = args.model is not None and Path(args.model).suffix.lower() in ('.yml', '.yaml')
-    if is_yaml and not args.weights:
-        network, scale, window_size = build_network_from_yaml(args.model, scale)
-    else:
-        (network, scale), window_size = load_network(args.model, args.weights, scale), None
+    network, scale = load_network(args.model, args.weights, scale, notify=partial(print_notice, 'profile'))
     try:
-        profile = profile_network(network, scale, output_size, window_size)
+        profile = profile_network(network, scale, output_size)
     except ValueError as err:  # an output size smaller than the scale
         raise CommandError(err) from None
     print(f'{type(network).__name__} x{scale}')

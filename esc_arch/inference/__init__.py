@@ -9,9 +9,8 @@ The ``basicsr upscale`` and ``basicsr export-onnx`` commands are thin layers ove
     output = upscale_image(network, image, scale, tile=256)  # image: an OpenCV array, uint8/uint16/float32
 """
 from .compilation import compile_network
-from .loading import PRECISIONS, load_network, network_options, select_device
+from .loading import PRECISIONS, load_network, select_device
 from .tiling import tiled_forward
 from .upscaling import upscale_image
 
-__all__ = ['PRECISIONS', 'compile_network', 'load_network', 'network_options', 'select_device', 'tiled_forward',
-           'upscale_image']
+__all__ = ['PRECISIONS', 'compile_network', 'load_network', 'select_device', 'tiled_forward', 'upscale_image']

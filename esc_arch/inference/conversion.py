@@ -123,10 +123,11 @@ def _as_dtype(state_dict: dict[str, torch.Tensor], dtype: str | None, source: st
 
 def _check_fits_network(state_dict: dict[str, torch.Tensor], model: str | Path | None, source: str) -> None:
     """Refuse weights that do not load strictly into their network (wrong shapes, missing or foreign keys)."""
-    from esc_arch.inference.arbitrary_scale import arbitrary_scale_options
-    from esc_arch.inference.loading import load_network
+    from esc_arch.archs.factory import network_options, scale_argument
+    from esc_arch.inference.loading import load_network, options_of_weights
 
-    any_scale = 1.0 if arbitrary_scale_options(model, state_dict) is not None else None  # ESC+LTE needs one
+    options = options_of_weights(state_dict, source) if model is None else network_options(model)
+    any_scale = 1.0 if scale_argument(options['type']) is None else None  # an arbitrary-scale network needs one
     try:
         load_network(model, {'params': state_dict}, any_scale)
     except CheckpointError as err:

@@ -6,12 +6,12 @@ hyperparameter from the state dict's keys and shapes and returns an ``ImageModel
 Needs the optional extra: ``pip install spandrel``.
 """
 import torch
-from spandrel import MAIN_REGISTRY, ArchRegistry, ArchSupport, Architecture, ImageModelDescriptor
+from spandrel import MAIN_REGISTRY, Architecture, ArchRegistry, ArchSupport, ImageModelDescriptor
 from spandrel.util import KeyCondition
 from torch import nn
 
-from ..archs import ESC, ESCFP, ESCReal
-from ..checkpoint import infer_network_config, matching_preset
+from ..archs import ESC, ESCFP, ESCReal, build_network
+from ..checkpoint import adapt_state_dict, infer_network_config, matching_preset
 
 _BLOCK_KEYS = ('proj.weight', 'blocks.0.attn.relative_position_bias', 'blocks.0.attn.to_qkv.weight',
                'blocks.0.convffns.0.proj.weight', 'last.weight')
@@ -31,8 +31,8 @@ class ESCFamilyArch(Architecture):
 
     def load(self, state_dict: dict[str, torch.Tensor]) -> ImageModelDescriptor:
         config = infer_network_config(state_dict)
-        network = self.network_class(**{key: value for key, value in config.items() if key != 'type'})
-        network.load_state_dict(state_dict)
+        network = build_network(config)
+        network.load_state_dict(adapt_state_dict(state_dict, network))
         preset = matching_preset(config)
         tags = [f'{config["dim"]}dim', f'{config["n_blocks"]}nb', f'{config["window_size"]}ws']
         return ImageModelDescriptor(

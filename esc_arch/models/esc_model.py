@@ -16,8 +16,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 
-from esc_arch.archs.heads import PixelShuffleHeadMixin
-from esc_arch.checkpoint import load_into_network, load_state_dict
+from esc_arch.checkpoint import adapt_state_dict, load_into_network, load_state_dict
 from esc_arch.errors import CheckpointError, NonFiniteLossError, OptionsError, OutputError
 from esc_arch.models.authors_options import translate_authors_keys
 from esc_arch.models.stop_on_signal import SaveOnStopMixin
@@ -29,7 +28,6 @@ from esc_arch.models.progress import LoggedProgress, progress_choice
 __all__ = ['ESCModel', 'ESRModel', 'save_atomically', 'self_ensemble']
 
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
-PIXEL_SHUFFLE_HEAD = ('to_img.weight', 'to_img.bias')
 
 
 def save_atomically(obj: object, path: str) -> None:
@@ -323,11 +321,14 @@ class ESCModel(SaveOnStopMixin, SRModel):
     def load_network(self, net: nn.Module, load_path: str, strict: bool = True,
                      param_key: str | None = 'params') -> None:
         """BasicSR's ``load_network``, reading the file with :mod:`esc_arch.checkpoint`: tensors only
-        (``weights_only``; a checkpoint that would run code is refused), and a strict load that does not
-        fit the network raises :class:`~esc_arch.errors.CheckpointError` saying how it differs."""
+        (``weights_only``; a checkpoint that would run code is refused), adapted to the network
+        (:func:`~esc_arch.checkpoint.adapt_state_dict`: a ``to_img`` of another scale is resampled, and the
+        log says so), and a strict load that does not fit the network raises
+        :class:`~esc_arch.errors.CheckpointError` saying how it differs."""
         bare = self.get_bare_model(net)
-        state_dict = load_state_dict(load_path, param_key)
-        get_root_logger().info(f'Loading {bare.__class__.__name__} model from {load_path}, param key {param_key}.')
+        logger = get_root_logger()
+        logger.info(f'Loading {bare.__class__.__name__} model from {load_path}, param key {param_key}.')
+        state_dict = adapt_state_dict(load_state_dict(load_path, param_key), bare, notify=logger.info)
         self._print_different_keys_loading(bare, state_dict, strict)
         if strict:
             load_into_network(bare, state_dict, source=load_path)
@@ -339,21 +340,6 @@ class ESCModel(SaveOnStopMixin, SRModel):
                             ' '.join(str(error).split()))
             raise CheckpointError(f'{load_path} does not fit {bare.__class__.__name__} (strict_load_g: false): '
                                   f'{mismatch}') from None
-
-    def _print_different_keys_loading(self, crt_net, load_net, strict=True):
-        bare = self.get_bare_model(crt_net)
-        if not isinstance(bare, PixelShuffleHeadMixin):
-            return super()._print_different_keys_loading(crt_net, load_net, strict)
-        # The network resamples a to_img of another scale itself while loading. BasicSR's check would
-        # instead drop it as '*.ignore' (non-strict loading): show it the network's own to_img.
-        head = {key: load_net[key] for key in PIXEL_SHUFFLE_HEAD if key in load_net}
-        current = bare.state_dict()
-        load_net.update({key: current[key] for key in head})
-        super()._print_different_keys_loading(crt_net, load_net, strict)
-        load_net.update(head)
-        if 'to_img.weight' in head and head['to_img.weight'].shape[0] != current['to_img.weight'].shape[0]:
-            source_scale = math.isqrt(head['to_img.weight'].shape[0] // 3)
-            get_root_logger().info(f'to_img resampled from x{source_scale} to x{bare.upscaling_factor}.')
 
     @master_only
     def save_network(self, net: nn.Module | list[nn.Module], net_label: str, current_iter: int,

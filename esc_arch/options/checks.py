@@ -15,11 +15,11 @@ from os import path as osp
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY, Registry
 
+from esc_arch.archs.factory import create_network
+from esc_arch.archs.introspection import SCALE_ATTRIBUTES
 from esc_arch.errors import OptionsError
 from esc_arch.options.values import check_values
 
-# Constructor arguments that are the upscaling factor (ESC's name, and that of BasicSR's own networks).
-SCALE_ARGUMENTS = ('upscaling_factor', 'upscale')
 LMDB_FILES = ('data.mdb', 'meta_info.txt')
 
 
@@ -128,11 +128,8 @@ def check_network(network_opt: dict, section: str) -> dict[str, inspect.Paramete
     if missing:
         raise OptionsError(f'{section} lacks {", ".join(missing)}, required by {type_name}')
     if cls.__module__.startswith('esc_arch.'):
-        try:
-            with torch.device('meta'):
-                network = cls(**arguments)
-        except (TypeError, ValueError) as error:
-            raise OptionsError(f'{section} ({type_name}): {error}') from None
+        with torch.device('meta'):
+            network = create_network(network_opt, section)
         check_network_size(network, f'{section} ({type_name})')
     return parameters
 
@@ -160,7 +157,7 @@ def check_scale(opt: dict, parameters: dict[str, inspect.Parameter]) -> None:
         parameters (dict): The named parameters of ``network_g``'s class, as :func:`check_network` returns.
     """
     network_opt = opt['network_g']
-    for name in SCALE_ARGUMENTS:
+    for name in SCALE_ATTRIBUTES:
         if name not in parameters:
             continue
         given = name in network_opt
