@@ -320,8 +320,8 @@ def test_test_options_follow_the_authors_protocol(scale):
 
 def test_inference_helpers(tmp_path):
     from esc_arch.errors import OptionsError
-    from esc_arch.inference.arbitrary_scale import (arbitrary_scale_options, load_arbitrary_scale_network,
-                                                    upscale_arbitrary)
+    from esc_arch.inference import forward_image
+    from esc_arch.inference.arbitrary_scale import arbitrary_scale_options, load_arbitrary_scale_network
 
     network = tiny_lte()
     assert arbitrary_scale_options('esc-lte') == ESC_LTE_CONFIG
@@ -338,9 +338,9 @@ def test_inference_helpers(tmp_path):
         load_arbitrary_scale_network(options, network.state_dict(), None, 'weights')
 
     x = torch.rand(1, 3, 9, 14)
-    output = upscale_arbitrary(loaded, x, 3.5)
+    output = forward_image(loaded, x, scale=3.5)
     assert output.shape == (1, 3, 32, 49)  # round(9 * 3.5) = 32 (half to even), round(14 * 3.5) = 49
-    assert torch.allclose(upscale_arbitrary(loaded, x, 3.5, tile_size=4, tile_pad=14), output, atol=1e-5)
+    assert torch.allclose(forward_image(loaded, x, scale=3.5, tile=4, tile_pad=14), output, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -3,19 +3,17 @@
 An arbitrary-scale network has no scale of its own: the scale is a request (``--scale 3.5``), the
 output of an ``h x w`` image is ``round(h * S) x round(w * S)``, and every output pixel is queried.
 """
-from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 from basicsr.archs import build_network
-from torch import Tensor, nn
+from torch import nn
 
 from esc_arch.archs.esc_lte import ESC_LTE_CONFIG, ESC_LTE_PRESET, ESCLTE
 from esc_arch.checkpoint import load_into_network
 from esc_arch.errors import OptionsError
 
-__all__ = ['arbitrary_scale_options', 'is_arbitrary_scale', 'load_arbitrary_scale_network', 'output_size',
-           'upscale_arbitrary']
+__all__ = ['arbitrary_scale_options', 'is_arbitrary_scale', 'load_arbitrary_scale_network', 'output_size']
 
 ARBITRARY_SCALE_TYPES = ('ESCLTE', )
 _LTE_KEYS = ('encoder.plk_filter', 'imnet.layers.0.weight')
@@ -74,13 +72,3 @@ def output_size(height: int, width: int, scale: float) -> tuple[int, int]:
     """``round(height * scale) x round(width * scale)``, at least 1x1."""
     return max(round(height * scale), 1), max(round(width * scale), 1)
 
-
-def upscale_arbitrary(network: nn.Module, lr: Tensor, scale: float, tile_size: int | None = None,
-                      tile_pad: int = 32, progress: Callable[[int, int], None] | None = None) -> Tensor:
-    """Upscale ``(N, 3, h, w)`` by ``scale`` with an arbitrary-scale network; tiles of ``tile_size`` LR pixels.
-
-    Beyond the training scales the cell is clipped as the authors evaluate (``ESCLTE.upscale``).
-    """
-    bare = getattr(network, '_orig_mod', network)
-    return bare.upscale(lr, output_size(*lr.shape[-2:], scale), scale=scale, tile_size=tile_size,
-                        tile_pad=max(tile_pad, 1), progress=progress)
