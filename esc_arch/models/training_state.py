@@ -18,8 +18,8 @@ def save_atomically(obj: object, path: str) -> None:
     The temporary name does not end in ``.state`` or ``.pth``, so resuming never picks up a half-written
     file. A failed write raises :class:`~esc_arch.errors.OutputError` naming ``path``.
     """
-    with atomic_output(path) as temporary:
-        torch.save(obj, temporary)
+    with atomic_output(path) as temporary, open(temporary, 'wb') as stream:
+        torch.save(obj, stream)
 
 
 class TrainingStateMixin:
