@@ -55,8 +55,8 @@ def test_keys_in_the_wrong_section_are_named_in_one_line(tmp_path):
     with pytest.raises(OptionsError, match=r"^train:use_amp is in the wrong place: the authors' ESRModel reads it "
                                            r'from the top level; move it there$'):
         check_model_options(train_amp, is_train=False)  # also when testing
-    with pytest.raises(OptionsError, match=r'^clip_grad_norm \(at the top level\) is in the wrong place: the ESC models '
-                                           r'read it from train:'):
+    with pytest.raises(OptionsError, match=r'^clip_grad_norm \(at the top level\) is in the wrong place: the ESC '
+                                           r'models read it from train:'):
         check_model_options(dict(model_options(tmp_path), clip_grad_norm=1.0))
 
 
