@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image, TiffImagePlugin
 
 from esc_arch.errors import ImageError, OutputError
+from esc_arch.files import atomic_write_bytes
 
 __all__ = [
     'IMAGE_EXTENSIONS', 'PIXEL_TYPES', 'DEFAULT_MAX_PIXELS', 'ImageHeader', 'list_images', 'read_header',
@@ -192,13 +193,7 @@ def read_image(path: PathLike, color: bool = False, max_pixels: int = DEFAULT_MA
         raise ImageError(f'cannot decode image {path} (empty, corrupt or not an image)')
     if header is None and image.shape[0] * image.shape[1] > max_pixels:  # no header to check before decoding
         raise _too_large(path, image.shape[1], image.shape[0], max_pixels)
-    if image.dtype not in PIXEL_TYPES:
-        raise ImageError(f'{path} has {image.dtype} pixels; supported: 8-bit, 16-bit and float32')
-    if image.ndim == 3 and image.shape[2] not in (1, 3, 4):
-        raise ImageError(f'{path} has {image.shape[2]} channels; supported: 1 (gray), 3 (colour), 4 (with alpha)')
-    if image.dtype == np.float32 and not np.isfinite(image).all():
-        count = int(np.count_nonzero(~np.isfinite(image)))
-        raise ImageError(f'{path} has {count} NaN/inf pixel value(s); replace them with finite values first')
+    _check_pixels(image, path)
     if color:
         return image  # IMREAD_COLOR has applied the EXIF orientation
     if header and header.mode in _GRAY_ALPHA_MODES and image.ndim == 3 and image.shape[2] == 4:
@@ -206,6 +201,17 @@ def read_image(path: PathLike, color: bool = False, max_pixels: int = DEFAULT_MA
     if header and header.orientation != 1:
         image = _apply_orientation(image, header.orientation)
     return image
+
+
+def _check_pixels(image, path):
+    """Refuse pixel types and layouts the commands cannot handle, and non-finite float values."""
+    if image.dtype not in PIXEL_TYPES:
+        raise ImageError(f'{path} has {image.dtype} pixels; supported: 8-bit, 16-bit and float32')
+    if image.ndim == 3 and image.shape[2] not in (1, 3, 4):
+        raise ImageError(f'{path} has {image.shape[2]} channels; supported: 1 (gray), 3 (colour), 4 (with alpha)')
+    if image.dtype == np.float32 and not np.isfinite(image).all():
+        count = int(np.count_nonzero(~np.isfinite(image)))
+        raise ImageError(f'{path} has {count} NaN/inf pixel value(s); replace them with finite values first')
 
 
 def _decode(data, flags):
@@ -248,10 +254,10 @@ def encode_image(image: np.ndarray, extension: str, png_compression: int = 3) ->
 
 
 def write_image(image: np.ndarray, path: PathLike) -> None:
-    """Write ``image`` in the format of ``path``'s extension, atomically.
+    """Write ``image`` in the format of ``path``'s extension, atomically (:func:`esc_arch.files.atomic_write_bytes`).
 
-    The file is written as ``.NAME.PID.part`` beside ``path`` and renamed when complete; on any
-    failure (or an interruption) the temporary file is removed and an existing ``path`` is kept.
+    The file is written as ``.NAME.PID.part`` beside ``path``, flushed to disk and renamed when complete;
+    on any failure (or an interruption) the temporary file is removed and an existing ``path`` is kept.
 
     Raises:
         OutputError: The image cannot be encoded in that format, or the file cannot be written
@@ -262,17 +268,7 @@ def write_image(image: np.ndarray, path: PathLike) -> None:
         data = encode_image(image, path.suffix)
     except OutputError as err:
         raise OutputError(f'{path}: {err}') from None
-    temp_path = path.with_name(f'.{path.name}.{os.getpid()}.part')
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp_path.write_bytes(data)
-        os.replace(temp_path, path)
-    except OSError as err:
-        temp_path.unlink(missing_ok=True)
-        raise OutputError(f'cannot write {path}: {err.strerror or err}') from None
-    except BaseException:
-        temp_path.unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data)
 
 
 def new_output_folder(folder: PathLike, option: str) -> None:

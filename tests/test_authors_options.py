@@ -2,9 +2,7 @@
 import pytest
 
 from esc_arch.cli import main
-from esc_arch.errors import OptionsError
 from esc_arch.models import ESCModel
-from esc_arch.models.authors_options import translate_authors_keys
 from basicsr.models import build_model  # noqa: E402  (after esc_arch, which makes basicsr importable)
 from basicsr.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY  # noqa: E402
 from helpers import TINY, image_folder, make_pairs, model_options  # noqa: E402
@@ -72,9 +70,10 @@ path:
   strict_load_g: true
   resume_state: ~
 
+use_amp: true
+
 train:
   ema_decay: 0.999
-  use_amp: true
   gradient_clip: 1.0
   optim_g:
     type: AdamW
@@ -154,9 +153,9 @@ def test_an_authors_style_options_file_trains_and_tests(tmp_path, monkeypatch, f
     assert main(['train', '-opt', 'train.yml']) == 0
     experiment = tmp_path / 'experiments' / 'ESC_authors_style'
     log = next(experiment.glob('train_*.log')).read_text()
-    assert "Authors' option train:use_amp: true -> train:mixed_precision=bf16" in log
-    assert "Authors' option train:gradient_clip: 1.0 -> train:clip_grad_norm=1.0" in log
-    assert 'Mixed precision training: bf16' in log and 'grad_norm:' in log
+    assert "Mixed precision training: fp16 on cpu (the authors' use_amp" in log
+    assert "Authors' option train:gradient_clip 1.0: not applied under use_amp" in log  # as in their ESRModel
+    assert 'grad_norm:' not in log
     assert 'network_g:attn_type flex runs as sdpa on CPU' in log
     assert '# psnr:' in log  # validated at iteration 3
     weights = experiment / 'models' / 'net_g_3.pth'
@@ -167,27 +166,6 @@ def test_an_authors_style_options_file_trains_and_tests(tmp_path, monkeypatch, f
     # BasicSR's logger is set up once per process: the test run logs into the training's file
     log = next(experiment.glob('train_*.log')).read_text()
     assert '@ test_ESC_authors_style iter' in log  # BasicSR's line for the test's PSNR
-
-
-def test_authors_keys_are_translated_or_refused_in_one_line(tmp_path):
-    opt = {'use_amp': True, 'train': {'gradient_clip': 0.5}}
-    assert translate_authors_keys(opt) == ['use_amp: true -> train:mixed_precision=bf16',
-                                           'train:gradient_clip: 0.5 -> train:clip_grad_norm=0.5']
-    assert opt['train']['mixed_precision'] == 'bf16' and opt['train']['clip_grad_norm'] == 0.5
-    off = {'train': {'use_amp': False, 'gradient_clip': 0}}
-    assert translate_authors_keys(off) == [] and 'mixed_precision' not in off['train']
-    assert translate_authors_keys({'use_amp': True}) == []  # testing: no training precision to set
-
-    with pytest.raises(OptionsError, match=r"^train:use_amp must be true or false \(the authors' AMP flag\); got 'bf"):
-        translate_authors_keys({'train': {'use_amp': 'bf16'}})
-    with pytest.raises(OptionsError, match='train:use_amp: true means train:mixed_precision=bf16, but .* is .fp16.'):
-        translate_authors_keys({'train': {'use_amp': True, 'mixed_precision': 'fp16'}})
-    with pytest.raises(OptionsError, match=r'train:gradient_clip must be a gradient-norm bound .* got -1'):
-        translate_authors_keys({'train': {'gradient_clip': -1}})
-    with pytest.raises(OptionsError, match='gradient_clip=0.5 and train:clip_grad_norm=2 disagree'):
-        translate_authors_keys({'train': {'gradient_clip': 0.5, 'clip_grad_norm': 2}})
-    with pytest.raises(OptionsError, match='use_amp must be true or false'):  # through the model, before building
-        build_model(dict(model_options(tmp_path), use_amp='yes'))
 
 
 def test_flex_attention_trains_on_cpu_as_sdpa(tmp_path):

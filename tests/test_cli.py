@@ -147,26 +147,3 @@ def test_export_onnx_reports_missing_weights_when_the_output_exists(tmp_path, mo
     error = capsys.readouterr().err
     assert error == 'basicsr export-onnx: error: checkpoint not found: gone.pth\n'
     assert (tmp_path / 'model.onnx').read_bytes() == b'previous export'
-
-
-def test_upscale_image_rounds_tiles_and_defaults_the_context_to_two_windows(monkeypatch):
-    """Callers of upscale_image get the command's defaults: tiles and context rounded up to the attention
-    window, context of two windows unless given."""
-    import esc_arch.inference.upscaling as upscale
-
-    network = ESC(**{k: v for k, v in TINY_ESC.items() if k != 'type'}).eval()
-    window = network.window_size
-    calls = []
-
-    def spy(network, lr, scale, tile, tile_pad, progress=None):
-        calls.append((tile, tile_pad))
-        return torch.zeros(*lr.shape[:2], lr.shape[2] * scale, lr.shape[3] * scale)
-
-    monkeypatch.setattr(upscale, 'tiled_forward', spy)
-    image = np.zeros((20, 30, 3), np.uint8)
-    upscale.upscale_image(network, image, SCALE, tile=window + 1)
-    upscale.upscale_image(network, image, SCALE, tile=window, tile_pad=3)
-    upscale.upscale_image(network, image, SCALE)
-    assert calls == [(2 * window, 2 * window), (window, window), (0, 2 * window)]
-    with pytest.raises(ValueError, match='non-negative'):
-        upscale.upscale_image(network, image, SCALE, tile=-1)

@@ -323,8 +323,8 @@ def test_test_options_follow_the_authors_protocol(scale):
 def test_inference_helpers(tmp_path):
     from esc_arch.checkpoint import infer_network_config
     from esc_arch.errors import OptionsError
-    from esc_arch.inference import load_network
-    from esc_arch.inference.arbitrary_scale import is_arbitrary_scale, upscale_arbitrary
+    from esc_arch.inference import forward_image, load_network
+    from esc_arch.inference.arbitrary_scale import is_arbitrary_scale
 
     network = tiny_lte()
     assert infer_network_config(network.state_dict()) == {**network.config, 'train_scale_max': 4.0}
@@ -340,9 +340,9 @@ def test_inference_helpers(tmp_path):
         load_network('ESC-LTE', None, -2)
 
     x = torch.rand(1, 3, 9, 14)
-    output = upscale_arbitrary(loaded, x, 3.5)
+    output = forward_image(loaded, x, scale=3.5)
     assert output.shape == (1, 3, 32, 49)  # round(9 * 3.5) = 32 (half to even), round(14 * 3.5) = 49
-    assert torch.allclose(upscale_arbitrary(loaded, x, 3.5, tile_size=4, tile_pad=14), output, atol=1e-5)
+    assert torch.allclose(forward_image(loaded, x, scale=3.5, tile=4, tile_pad=14), output, atol=1e-5)
 
 
 @pytest.mark.slow

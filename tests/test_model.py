@@ -7,7 +7,7 @@ import torch
 
 from esc_arch import ESC
 from esc_arch.models import ESCModel, ESRModel
-from esc_arch.models.esc_model import self_ensemble
+from esc_arch.inference.forward import average_over_views
 from basicsr.models import build_model  # noqa: E402  (after esc_arch, which makes basicsr importable)
 from basicsr.utils import get_root_logger  # noqa: E402
 from basicsr.utils.registry import MODEL_REGISTRY  # noqa: E402
@@ -25,7 +25,7 @@ def test_both_names_are_registered_and_adamw_is_used(tmp_path):
 def test_unknown_optimizer_and_precision_are_named(tmp_path):
     with pytest.raises(ValueError, match="'Adamw' is not a torch.optim optimizer"):
         build_model(model_options(tmp_path, optim_g=dict(type='Adamw', lr=1e-3)))
-    with pytest.raises(ValueError, match="train.mixed_precision must be one of bf16, fp16 or null; got 'fp8'"):
+    with pytest.raises(ValueError, match="train:mixed_precision must be one of bf16, fp16 or null; got 'fp8'"):
         build_model(model_options(tmp_path, mixed_precision='fp8'))
 
 
@@ -115,7 +115,7 @@ def test_self_ensemble_undoes_every_transform():
         return torch.nn.functional.interpolate(x, scale_factor=2, mode='nearest')
 
     images = torch.rand(2, 3, 5, 7)
-    torch.testing.assert_close(self_ensemble(upsample, images), upsample(images))
+    torch.testing.assert_close(average_over_views(lambda view, transposed: upsample(view), images), upsample(images))
 
 
 def test_training_mode_is_restored_after_test_without_ema(tmp_path):

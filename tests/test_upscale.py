@@ -42,10 +42,14 @@ def _read(path):
 
 
 def _reference(network, bgr, pixel_max):
-    """The network's output for an OpenCV BGR image, computed without the command's code."""
+    """The network's output for an OpenCV BGR image, computed without the command's code: the LR reflect-padded
+    at the bottom and right to whole windows (the authors' protocol, the command's default), the output cropped."""
     rgb = torch.from_numpy(bgr[..., ::-1].astype(np.float32) / pixel_max).permute(2, 0, 1)[None]
+    height, width = rgb.shape[-2:]
+    window, scale = network.window_size, network.upscaling_factor
+    padded = torch.nn.functional.pad(rgb, (0, -width % window, 0, -height % window), mode='reflect')
     with torch.no_grad():
-        sr = network(rgb).clamp(0, 1)[0].permute(1, 2, 0).numpy()[..., ::-1]
+        sr = network(padded)[..., :height * scale, :width * scale].clamp(0, 1)[0].permute(1, 2, 0).numpy()[..., ::-1]
     return sr * pixel_max
 
 

@@ -45,8 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help='process the image in tiles of this many input pixels to bound memory (0: whole image); '
                         "rounded up to a multiple of the network's attention window")
     parser.add_argument('--tile-pad', type=_non_negative,
-                        help='context pixels around each tile, rounded up likewise (default: two windows, which '
-                        'keeps tiled results within about 1e-3 of a whole-image pass)')
+                        help='context pixels around each tile, rounded up likewise (default: two windows, at least 16 '
+                        'pixels, which keeps tiled results within about 1e-3 of a whole-image pass)')
     parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto', help='default: auto')
     parser.add_argument('--precision', choices=tuple(PRECISIONS), default='fp32',
                         help='fp16 and bf16 halve the memory of weights and kept activations; on a CPU without bf16 '

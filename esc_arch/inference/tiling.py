@@ -5,7 +5,7 @@ from torch import Tensor
 
 
 def tiled_forward(network: Callable[[Tensor], Tensor], lr: Tensor, scale: int, tile_size: int | None,
-                  tile_pad: int = 16, progress: Callable[[int, int], None] | None = None) -> Tensor:
+                  tile_pad: int, progress: Callable[[int, int], None] | None = None) -> Tensor:
     """Run ``network`` on ``lr`` tile by tile and stitch the results.
 
     Each tile of ``tile_size`` x ``tile_size`` LR pixels is processed with ``tile_pad`` pixels of
@@ -18,7 +18,8 @@ def tiled_forward(network: Callable[[Tensor], Tensor], lr: Tensor, scale: int, t
         scale (int): Upscaling factor of ``network``.
         tile_size (int | None): Side of a tile in LR pixels; ``None``/0 or a tile covering the
             whole image runs ``network`` once on the whole image.
-        tile_pad (int): Context around each tile, in LR pixels. Default: 16.
+        tile_pad (int): Context around each tile, in LR pixels (the test-time default, window-aligned
+            tiles and window padding are :func:`~esc_arch.inference.forward.forward_image`'s).
         progress (Callable | None): Called as ``progress(done, total)`` after each tile.
 
     Returns:

@@ -8,21 +8,16 @@ from tqdm import tqdm
 
 from esc_arch.errors import ESCError, ImageError
 
-from .arbitrary_scale import is_arbitrary_scale, upscale_arbitrary
-from .tiling import tiled_forward
+from .forward import forward_image
 
 __all__ = ['upscale_image']
 
 _PIXEL_MAX = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0}
 
 
-def _round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
-
-
 @torch.inference_mode()
-def upscale_image(network: nn.Module, image: np.ndarray, scale: int, tile: int = 0,
-                  tile_pad: int | None = None) -> np.ndarray:
+def upscale_image(network: nn.Module, image: np.ndarray, scale: float, tile: int = 0, tile_pad: int | None = None,
+                  *, pad_to_window: bool = True, self_ensemble: bool = False) -> np.ndarray:
     """Upscale an OpenCV image array (BGR/BGRA/gray, uint8/uint16/float32), keeping its layout and depth.
 
     Grayscale images are upscaled as RGB and returned as grayscale (BT.601 luma); an alpha channel is
@@ -31,13 +26,11 @@ def upscale_image(network: nn.Module, image: np.ndarray, scale: int, tile: int =
     Args:
         network (nn.Module): Super-resolution network (RGB in [0, 1]).
         image (ndarray): HxW, HxWx1, HxWx2 (gray+alpha), HxWx3 (BGR) or HxWx4 (BGRA) array.
-        scale (int): The network's upscaling factor; any positive number for an arbitrary-scale network
+        scale (float): The network's upscaling factor; any positive number for an arbitrary-scale network
             (ESC-LTE), whose output is ``round(h * scale) x round(w * scale)``.
-        tile (int): Tile size in input pixels, rounded up to a multiple of the network's attention
-            window (``window_size``, if it has one): window-aligned tiles partition the image into the
-            same windows as a whole-image pass. 0 processes the whole image at once.
-        tile_pad (int | None): Context pixels around each tile, rounded up likewise. Default (None):
-            two windows, which keeps tiled results within about 1e-3 of a whole-image pass.
+        tile, tile_pad, pad_to_window, self_ensemble: As :func:`~esc_arch.inference.forward.forward_image`
+            (whose module documents the defaults): tiles and context in input pixels, rounded up to whole
+            windows; the authors' window padding; the x8 ensemble.
 
     Returns:
         ndarray: The upscaled image, same dtype and channel layout.
@@ -47,14 +40,9 @@ def upscale_image(network: nn.Module, image: np.ndarray, scale: int, tile: int =
         ESCError: The network's precision (fp16/bf16) is not supported on its device.
     """
     if image.ndim == 3 and image.shape[2] == 2:  # gray+alpha: as BGRA, the color part back to luma
-        result = upscale_image(network, image[..., [0, 0, 0, 1]], scale, tile, tile_pad)
+        result = upscale_image(network, image[..., [0, 0, 0, 1]], scale, tile, tile_pad, pad_to_window=pad_to_window,
+                               self_ensemble=self_ensemble)
         return np.dstack([cv2.cvtColor(result[..., :3], cv2.COLOR_BGR2GRAY), result[..., 3]])
-    tile = tile or 0
-    if tile < 0 or (tile_pad or 0) < 0:
-        raise ValueError(f'tile and tile_pad must be non-negative; got {tile} and {tile_pad}')
-    window = getattr(network, 'window_size', 1)
-    tile = _round_up(tile, window)
-    tile_pad = _round_up(2 * window if tile_pad is None else tile_pad, window)
     pixel_max = _PIXEL_MAX[image.dtype]
     pixels = image.astype(np.float32) / pixel_max
     gray = pixels.ndim == 2 or pixels.shape[2] == 1
@@ -69,8 +57,8 @@ def upscale_image(network: nn.Module, image: np.ndarray, scale: int, tile: int =
             bar.update(done - bar.n)
 
         try:
-            forward = upscale_arbitrary if is_arbitrary_scale(network) else tiled_forward
-            sr = forward(network, lr, scale, tile, tile_pad, progress=progress)
+            sr = forward_image(network, lr, scale=scale, tile=tile, tile_pad=tile_pad, pad_to_window=pad_to_window,
+                               self_ensemble=self_ensemble, progress=progress)
         except torch.cuda.OutOfMemoryError:
             raise ImageError(f'out of memory on {parameter.device.type}: use a smaller --tile') from None
         except RuntimeError as err:

@@ -9,9 +9,10 @@ from basicsr.utils.registry import METRIC_REGISTRY, MODEL_REGISTRY
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from esc_arch.archs.esc_lte import DEFAULT_QUERY_CHUNK
 from esc_arch.errors import DatasetError, OptionsError
+from esc_arch.inference.forward import forward_image
 from esc_arch.models.esc_model import ESCModel
+from esc_arch.options.model_options import option_value, options_reference
 
 __all__ = ['ArbitraryScaleModel', 'LUMA_COEFFICIENTS', 'calculate_lte_psnr', 'evaluation_shave']
 
@@ -65,15 +66,14 @@ class ArbitraryScaleModel(ESCModel):
     validation/testing upscale whole images with ``net.upscale`` to the GT size (or to
     ``round(h * scale)`` without GT), at the dataset's ``scale`` (the top-level ``scale`` otherwise).
 
-    Options added (YAML keys under ``val``):
+    The test-time forward is :func:`~esc_arch.inference.forward.forward_image` (no window padding, as
+    the authors evaluate; ``val.tile_size``/``tile_pad``/``self_ensemble`` as for ESCModel). Validation
+    metrics: ``metrics.NAME.type: calculate_lte_psnr`` (``protocol: benchmark`` or ``div2k``) is the
+    authors' PSNR on the unrounded output (:func:`calculate_lte_psnr`); BasicSR's own metrics
+    (``calculate_psnr``, ``calculate_ssim``) work too, on the 8-bit images. Options (declared in
+    :mod:`esc_arch.options.model_options`), ESCModel's and:
 
-    * ``metrics.NAME.type: calculate_lte_psnr`` (``protocol: benchmark`` or ``div2k``): the authors'
-      PSNR on the unrounded output (:func:`calculate_lte_psnr`). BasicSR's own metrics
-      (``calculate_psnr``, ``calculate_ssim``) work too, on the 8-bit images.
-    * ``query_chunk``: output pixels per head pass. Default: 30000.
-    * ``tile_size`` / ``tile_pad``: encode the LR in tiles of ``tile_size`` pixels with ``tile_pad``
-      pixels of context (default 32) to bound memory. Default: whole image.
-    * ``clip_cell``: enlarge the cell beyond the training scales, as the authors evaluate. Default: true.
+    {options}
     """
 
     def feed_data(self, data: dict) -> None:
@@ -88,21 +88,15 @@ class ArbitraryScaleModel(ESCModel):
         return self.net_g(self.lq, self.coord, self.cell)
 
     def test(self) -> None:
+        """Whole images at ``eval_scale``, to the GT's size when there is one (the authors crop the HR)."""
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
-        bare = self.get_bare_model(net)
         was_training = net.training
         net.eval()
-        val_opt = self.opt.get('val') or {}
-        height, width = self.lq.shape[-2:]
         gt = getattr(self, 'gt', None)
-        if gt is not None and gt.dim() == 4:
-            out_size = tuple(gt.shape[-2:])
-        else:
-            out_size = (round(height * self.eval_scale), round(width * self.eval_scale))
-        self.output = bare.upscale(self.lq, out_size, scale=self.eval_scale,
-                                   chunk_size=val_opt.get('query_chunk', DEFAULT_QUERY_CHUNK),
-                                   tile_size=val_opt.get('tile_size'), tile_pad=val_opt.get('tile_pad', 32),
-                                   clip_cell=val_opt.get('clip_cell', True))
+        out_size = tuple(gt.shape[-2:]) if gt is not None and gt.dim() == 4 else None
+        self.output = forward_image(net, self.lq, scale=self.eval_scale, out_size=out_size,
+                                    query_chunk=option_value(self.opt, 'val', 'query_chunk'),
+                                    clip_cell=option_value(self.opt, 'val', 'clip_cell'), **self._forward_options())
         net.train(was_training)
 
     def nondist_validation(self, dataloader: DataLoader, current_iter: int, tb_logger: object | None,
@@ -146,3 +140,8 @@ class ArbitraryScaleModel(ESCModel):
             return osp.join(self.opt['path']['visualization'], image_name, f'{image_name}_{current_iter}.png')
         suffix = self.opt['val'].get('suffix') or self.opt['name']
         return osp.join(self.opt['path']['visualization'], dataset_name, f'{image_name}_{suffix}.png')
+
+
+if ArbitraryScaleModel.__doc__:  # None under python -OO
+    ArbitraryScaleModel.__doc__ = ArbitraryScaleModel.__doc__.format(
+        options=options_reference('ArbitraryScaleModel').replace('\n', '\n    '))

@@ -79,9 +79,12 @@ class ESCRealNetModel(ESCModel, DegradationOnModelDeviceMixin, RealESRNetModel):
     Also registered as ``RealHATMSEModel``, the authors' name. Options are Real-ESRNet's (top-level
     degradation keys such as ``resize_prob``, ``jpeg_range2``, ``gt_usm``, ``queue_size``, ``gt_size``)
     and ESCModel's (``train.optim_g.type`` any ``torch.optim`` class, ``mixed_precision``,
-    ``clip_grad_norm``, ``max_consecutive_nonfinite``, ``val.tile_size``, ``val.pad_to_window``...).
-    Validation and ``basicsr test`` feed the LR images as they are (no synthetic degradation).
+    ``clip_grad_norm``, ``max_consecutive_nonfinite``, ``val.tile_size``, ``val.pad_to_window``...),
+    except the authors' ``use_amp`` and ``train.gradient_clip``, which their real-world models do not
+    read either (logged as ignored). Validation and ``basicsr test`` feed the LR images as they are (no
+    synthetic degradation).
     """
+    reads_authors_keys = False
 
 
 @MODEL_REGISTRY.register()
@@ -96,9 +99,11 @@ class ESCRealGANModel(ESCModel, DegradationOnModelDeviceMixin, RealESRGANModel):
     is not updated when the generator's step is skipped; after ``train.max_consecutive_nonfinite``
     (default 10) such iterations in a row training stops with
     :class:`~esc_arch.errors.NonFiniteLossError`. ``train.clip_grad_norm`` clips both networks'
-    gradients. ``train.mixed_precision: bf16`` (or the authors' ``use_amp: true``) runs the whole step
-    under autocast; ``fp16`` is refused (it needs loss scaling, which this stage does not do).
+    gradients. ``train.mixed_precision: bf16`` runs the whole step under autocast; ``fp16`` is refused
+    (it needs loss scaling, which this stage does not do). The authors' ``use_amp`` and
+    ``train.gradient_clip`` are ignored (logged), as by their ``RealHATGANModel``.
     """
+    reads_authors_keys = False
 
     def __init__(self, opt: dict):
         if (opt.get('train') or {}).get('mixed_precision') == 'fp16':

@@ -15,28 +15,29 @@ import torch
 from basicsr.utils.registry import DATASET_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 
 from esc_arch.errors import OptionsError, TrainingError
+from esc_arch.options.model_options import MODEL_OPTIONS, ModelOption
 
-__all__ = ['check_values', 'check_launcher', 'KNOWN_KEYS']
+__all__ = ['check_values', 'check_launcher', 'check_model_options', 'KNOWN_KEYS']
 
-# Keys that BasicSR 1.4.2's pipelines and models, and the ESC models, read in these sections. A key that
-# is not among them but close to one of them is taken for a misspelling; others are left alone (models
-# of other packages may read them).
-KNOWN_KEYS = {
+# Keys that BasicSR 1.4.2's pipelines and models read in these sections; the ESC models' own are declared
+# in esc_arch.options.model_options. A key that is not among them but close to one of them is taken for a
+# misspelling; others are left alone (models of other packages may read them).
+BASICSR_KEYS = {
     'train': ('total_iter', 'warmup_iter', 'ema_decay', 'optim_g', 'optim_d', 'scheduler', 'pixel_opt',
               'perceptual_opt', 'gan_opt', 'ldl_opt', 'feature_matching_opt', 'net_d_iters', 'net_d_init_iters',
               'net_d_reg_every', 'net_g_reg_every', 'r1_reg_weight', 'path_reg_weight', 'path_batch_shrink',
-              'mixing_prob', 'dcn_lr_mul', 'flow_lr_mul', 'fix_flow', 'lr_flow', 'tsa_iter',
-              'mixed_precision', 'clip_grad_norm', 'compile', 'max_consecutive_nonfinite'),
+              'mixing_prob', 'dcn_lr_mul', 'flow_lr_mul', 'fix_flow', 'lr_flow', 'tsa_iter'),
     'val': ('val_freq', 'save_img', 'suffix', 'metrics', 'pbar', 'num_val_samples', 'center_frame_only',
-            'flip_seq', 'tile_size', 'tile_pad', 'self_ensemble', 'pad_to_window', 'compile',
-            'clip_cell', 'query_chunk'),
+            'flip_seq'),
     'logger': ('print_freq', 'save_checkpoint_freq', 'use_tb_logger', 'wandb'),
 }
-# BasicSR's models build these schedulers (``BaseModel.setup_schedulers``).
+KNOWN_KEYS = {section: keys + tuple(option.key for option in MODEL_OPTIONS
+                                    if option.section == section and option.key not in keys)
+              for section, keys in BASICSR_KEYS.items()}
+# BasicSR schedulers (``BaseModel.setup_schedulers``).
 SCHEDULERS = ('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR')
-MIXED_PRECISIONS = ('bf16', 'fp16')
-# ``val`` switches read as truth values: a stray text such as ``maybe`` would silently count as true.
-VAL_SWITCHES = ('save_img', 'pbar', 'self_ensemble', 'pad_to_window')
+# Sections where a declared key may be misplaced ('' is the top level).
+SECTIONS = ('', 'train', 'val')
 # What ``init_dist`` reads from the environment for each launcher.
 LAUNCHER_VARIABLES = {
     'pytorch': ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'),
@@ -86,22 +87,13 @@ def check_values(opt: dict, is_train: bool = True, world_size: int = 1) -> None:
     check_num_gpu(opt.get('num_gpu'))
     for section in ('logger', 'val') + (('train', ) if is_train else ()):
         check_keys(opt.get(section), section)
-    val_opt = opt.get('val')
-    for key in VAL_SWITCHES if isinstance(val_opt, dict) else ():
-        if val_opt.get(key) is not None and not isinstance(val_opt[key], bool):
-            raise OptionsError(f'val:{key} must be true or false; got {val_opt[key]!r}')
+    check_model_options(opt, is_train)
     if not is_train:
         return
     train_opt = opt.get('train') or {}
     _positive_integer(train_opt, 'total_iter', 'train', required=True)
     _integer(train_opt, 'warmup_iter', 'train')
-    _integer(train_opt, 'max_consecutive_nonfinite', 'train', minimum=1)
     _number(train_opt, 'ema_decay', 'train', minimum=0, below=1)
-    _number(train_opt, 'clip_grad_norm', 'train', above=0)
-    precision = train_opt.get('mixed_precision')
-    if precision is not None and precision not in MIXED_PRECISIONS:
-        raise OptionsError(f'train:mixed_precision must be one of {", ".join(MIXED_PRECISIONS)} or null; '
-                           f'got {precision!r}')
     check_optimizers(opt)
     check_scheduler(train_opt.get('scheduler'))
     check_losses(train_opt)
@@ -140,6 +132,68 @@ def check_keys(section_opt: dict | None, section: str) -> None:
         close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.8)
         if close:
             raise OptionsError(f'{section}:{key} is not an option BasicSR or ESC reads; did you mean "{close[0]}"?')
+
+
+def check_model_options(opt: dict, is_train: bool = True) -> None:
+    """The values of the options the ESC models declare (:data:`~esc_arch.options.model_options.MODEL_OPTIONS`).
+
+    ``train`` values are checked for training only; a declared key written in another section than its
+    own (the authors' ``use_amp`` under ``train:``, say) is an error in any case.
+
+    Raises:
+        OptionsError: A wrong value or a misplaced key, with the option named.
+    """
+    _check_placement(opt)
+    if isinstance(opt.get('val'), dict):  # BasicSR's own switch, read as a truth value too
+        _switch(opt['val'], 'save_img', 'val')
+    for option in MODEL_OPTIONS:
+        if option.section == 'train' and not is_train:
+            continue
+        values = opt.get(option.section) if option.section else opt
+        if isinstance(values, dict) and values.get(option.key) is not None:
+            _check_declared(values, option)
+
+
+def _check_placement(opt):
+    """A declared key found in a section that does not declare it: a one-line error naming its place."""
+    places = {}
+    for option in MODEL_OPTIONS:
+        places.setdefault(option.key, []).append(option)
+    for section in SECTIONS:
+        values = opt.get(section) if section else opt
+        if not isinstance(values, dict):
+            continue
+        for key in values:
+            own = places.get(key, ())
+            if not own or any(option.section == section for option in own) or key in BASICSR_KEYS.get(section, ()):
+                continue
+            here = f'{section}:{key}' if section else f'{key} (at the top level)'
+            there = ' or '.join(f'{option.section}:' if option.section else 'the top level' for option in own)
+            whose = "the authors' ESRModel reads it" if own[0].authors else 'the ESC models read it'
+            raise OptionsError(f'{here} is in the wrong place: {whose} from {there}; move it there')
+
+
+def _check_declared(values, option: ModelOption):
+    where = option.section or 'options'
+    if option.kind == 'switch':
+        _switch(values, option.key, option.section)
+    elif option.kind == 'number':
+        _number(values, option.key, where, above=option.above, minimum=option.minimum)
+    elif option.kind == 'integer':
+        _integer(values, option.key, where, minimum=option.minimum)
+    elif option.kind == 'choice' and values[option.key] not in option.choices:
+        raise OptionsError(f'{option.where} must be one of {", ".join(option.choices)} or null; '
+                           f'got {values[option.key]!r}')
+    elif option.kind == 'compile' and not isinstance(values[option.key], (bool, dict)):
+        raise OptionsError(f'{option.where} must be true, false or a mapping of torch.compile arguments; '
+                           f'got {values[option.key]!r}')
+
+
+def _switch(values, key, section):
+    value = values.get(key)
+    if value is not None and not isinstance(value, bool):
+        where = f'{section}:{key}' if section else key
+        raise OptionsError(f'{where} must be true or false; got {value!r}')
 
 
 def check_optimizers(opt: dict) -> None:
@@ -239,11 +293,10 @@ def check_training_set(dataset_opt: dict, scale: int | float, world_size: int) -
 def count_images(dataset_opt: dict, scale: int | float) -> int | None:
     """The length of the training set, for dataset classes that only list files when built (no logging, no
     image reading: paired and HR-only datasets), so that it is known before BasicSR starts; else None."""
-    from esc_arch.errors import ESCError
-
     from basicsr.data.paired_image_dataset import PairedImageDataset
 
     from esc_arch.data import HROnlyBicubicDataset
+    from esc_arch.errors import ESCError
 
     cls = dict(iter(DATASET_REGISTRY)).get(dataset_opt.get('type'))
     if not (isinstance(cls, type) and issubclass(cls, (PairedImageDataset, HROnlyBicubicDataset))):
