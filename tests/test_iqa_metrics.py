@@ -1,4 +1,5 @@
 """The paper's real-world metrics through pyiqa (esc_arch.metrics), offline: a fake pyiqa, no weight files."""
+import re
 import sys
 import types
 from pathlib import Path
@@ -12,9 +13,10 @@ from basicsr.data import build_dataloader, build_dataset
 from basicsr.metrics import calculate_metric
 from basicsr.models import build_model
 from basicsr.utils.registry import METRIC_REGISTRY
-from helpers import TINY, model_options, smooth_image
+from helpers import TINY, basicsr_succeeds, model_options, perturbed, smooth_image, write_yaml
 
 import esc_arch.metrics as iqa
+from esc_arch.archs import ESCReal
 from esc_arch.errors import OptionsError
 
 OPTIONS_DIR = Path(__file__).resolve().parents[1] / 'options'
@@ -204,12 +206,13 @@ def test_real_options_cover_the_four_sets_with_the_paper_metrics_or_offline_ones
     assert names == {'RealSRSet+5', 'RealLQ250', 'RealSR', 'DRealSR'}
 
 
-def write_pairs(root, count=2):
+def write_pairs(root, count=2, lr_size=(8, 10)):
     for folder in ('LR', 'HR'):
         (root / folder).mkdir(parents=True)
+    height, width = lr_size
     for index in range(count):
-        cv2.imwrite(str(root / 'LR' / f'pair{index}.png'), smooth_image(8, 10, seed=index))
-        cv2.imwrite(str(root / 'HR' / f'pair{index}.png'), smooth_image(32, 40, seed=index + 10))
+        cv2.imwrite(str(root / 'LR' / f'pair{index}.png'), smooth_image(height, width, seed=index))
+        cv2.imwrite(str(root / 'HR' / f'pair{index}.png'), smooth_image(4 * height, 4 * width, seed=index + 10))
 
 
 def test_paired_pyiqa_options_score_every_paper_metric_in_basicsr_validation(fake_pyiqa, tmp_path):
@@ -233,3 +236,21 @@ def test_paired_pyiqa_options_score_every_paper_metric_in_basicsr_validation(fak
         hr = torch.from_numpy(hr.copy()).permute(2, 0, 1)[None].float() / 255
         assert tuple(hr.flatten()[:20].tolist()) in truths
     assert all(ref is None and target.shape == (1, 3, 32, 40) for target, ref in by_name['clipiqa'].calls)
+
+
+@pytest.mark.slow
+def test_basicsr_test_with_the_paired_options_and_basicsr_metrics(tmp_path):
+    """test_ESC_Real_paired_x4.yml through ``basicsr test`` (tiny network): PSNR, SSIM and NIQE, offline."""
+    write_pairs(tmp_path / 'datasets' / 'RealSR', lr_size=(64, 64))  # BasicSR's NIQE needs 96-pixel blocks
+    weights = tmp_path / 'tiny_real.pth'
+    torch.save({'params_ema': perturbed(ESCReal(**TINY, upscaling_factor=4)).state_dict()}, weights)
+    opt = load_options('test_ESC_Real_paired_x4.yml')
+    opt.update(num_gpu=0, network_g=dict(type='ESCReal', **TINY, upscaling_factor=4))
+    opt['path']['pretrain_network_g'] = str(weights)
+    output = basicsr_succeeds(tmp_path, 'test', '-opt', write_yaml(tmp_path / 'test.yml', opt))
+    assert 'DRealSR' in output and 'not found' in output  # the missing set is skipped with a notice
+    for metric in ('psnr', 'ssim', 'niqe'):
+        assert re.search(rf'# {metric}: \d+\.\d+', output), output[-2000:]
+    saved = tmp_path / 'results' / 'test_ESC_Real_paired_x4' / 'visualization' / 'RealSR'
+    assert sorted(path.name for path in saved.iterdir()) == ['pair0_test_ESC_Real_paired_x4.png',
+                                                              'pair1_test_ESC_Real_paired_x4.png']
