@@ -156,7 +156,7 @@ def test_set5_lr_files_are_read_and_differ_from_the_pil_lr(datasets_dir, scale):
         assert torch.equal(other['gt'], sample['gt'])  # same HR crop in both protocols at integer scales
         differing += int((other['lq'] != sample['lq']).sum())
         total += lq.numel()
-    assert differing / total > 0.05, differing / total  # MATLAB files, not PIL's bicubic of the HR
+    assert differing / total > 0.15, differing / total  # MATLAB files, not PIL's bicubic of the HR (16-18% on Set5)
 
 
 @pytest.mark.slow
