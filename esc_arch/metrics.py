@@ -20,7 +20,8 @@ fetch them. Other keys under the metric (``device``, ``crop_border``...) are pas
 pyiqa's ``niqe``, ``psnry`` and ``ssim`` take the luma of YIQ; BasicSR's ``calculate_niqe``,
 ``calculate_psnr`` and ``calculate_ssim`` (``test_y_channel``) that of YCbCr (BT.601), so their values
 differ from the paper's. The file list was read from pyiqa 0.1.16's sources; another pyiqa version may
-load other files.
+load other files. pyiqa reads its own weight files with ``torch.load(weights_only=False)``, which can run
+code: put there only files from pyiqa's (and torchvision's, OpenAI CLIP's, timm's) own releases.
 """
 import os
 from collections.abc import Iterable
@@ -41,7 +42,8 @@ PAPER_METRICS = ('psnry', 'ssim', 'lpips', 'dists', 'niqe', 'maniqa', 'musiq', '
 
 # (cache, name) per metric, from pyiqa 0.1.16: its own files (torch hub dir/pyiqa), torchvision's ImageNet
 # weights of the feature networks (torch hub dir/checkpoints, named by their torchvision enum), OpenAI
-# CLIP's (torch hub dir/clip) and timm's ViT through the Hugging Face cache (a repository id).
+# CLIP's (torch hub dir/clip) and timm's ViT through the Hugging Face cache (a repository id: timm's default
+# pretrained tag of vit_base_patch8_224, read from timm's sources).
 _FILES = {
     'psnry': (),
     'ssim': (),
