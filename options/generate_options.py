@@ -523,7 +523,7 @@ def real_world_test_options(scale, paired=False, pyiqa=False):
     else:
         scoring = ('# Scored offline with BasicSR\'s metrics, which are not the paper\'s pyiqa ones: '
                    f'test_{variant}_pyiqa{paper}.\n')
-    return (sets + '# As the authors: LR padded to whole windows; images saved in results/<name>/visualization/.\n'
+    return (sets + '# As the authors did: LR padded to whole windows; images saved in results/<name>/visualization/.\n'
             + scoring + '# Table 7 and its metrics: docs/training.md, "Real-world training".\n' + origin + HEADER
             + test_run_header(variant, scale) +
             'datasets:\n' + real_world_test_sets(paired) + '\n' + network_section('ESC-Real', scale) + '\n'
