@@ -5,9 +5,9 @@ applies only the fixes that importing basicsr needs (:data:`esc_arch.compat.IMPO
 fixes of BasicSR's training and testing are applied by the ``basicsr`` command, or in your own
 scripts by :func:`esc_arch.compat.apply_all`. The layers are described in docs/ARCHITECTURE.md.
 """
-# compat comes first: it must run before anything imports basicsr; data and models register the
-# datasets and model classes.
-from . import compat, data, models  # noqa: F401
+# compat comes first: it must run before anything imports basicsr; data, metrics and models register the
+# datasets, metrics and model classes.
+from . import compat, data, metrics, models  # noqa: F401
 from .archs import (
     ATTN_TYPES,
     ESC,

@@ -258,7 +258,16 @@ def test_options(variant, scale, training_set='DIV2K'):
 # ---------------------------------------------------------------- ESC-Real (paper Table 7)
 
 REAL_WORLD_STAGES = ('MSE', 'GAN')
-REAL_WORLD_TEST_SETS = ('RealSRSet', 'RealLQ250')  # real low-quality images, no ground truth
+# Paper Table 7's test sets. The authors' files name them (and pyiqa's metrics), not their folder layout:
+# the folders below are this project's choice. RealSRSet+5 is BSRGAN's RealSRSet with SwinIR's 5 more images
+# (its folder name in SwinIR's test sets, inferred from the set's name).
+REAL_WORLD_TEST_SETS = (('RealSRSet+5', 'datasets/RealSRSet+5images'), ('RealLQ250', 'datasets/RealLQ250'))  # no GT
+REAL_WORLD_PAIRED_SETS = ('RealSR', 'DRealSR')  # real LR/HR pairs: datasets/<name>/LR and datasets/<name>/HR
+REAL_WORLD_PAPER_SCALE = 4  # the scale of Table 7 and of the released weights: the only one with paired/pyiqa files
+# pyiqa metric -> lower is better (BasicSR's `better`), in the paper's order; the first four need ground truth
+PYIQA_METRICS = {'psnry': False, 'ssim': False, 'lpips': True, 'dists': True, 'niqe': True, 'maniqa': False,
+                 'musiq': False, 'clipiqa': False}
+PYIQA_FULL_REFERENCE = ('psnry', 'ssim', 'lpips', 'dists')
 REAL_KERNELS = "['iso', 'aniso', 'generalized_iso', 'generalized_aniso', 'plateau_iso', 'plateau_aniso']"
 
 
@@ -437,8 +446,53 @@ def real_world_stage_1_release(scale):
             f'  #   --force_yml path:pretrain_network_g={PRETRAINED_DIR}/{release.name}\n')
 
 
-def real_world_test_options(scale):
-    """ESC-Real on real low-quality images (no ground truth): the outputs are saved, NIQE is computed."""
+def real_world_test_sets(paired):
+    """The ``datasets`` entries of the Table 7 sets with ground truth (``paired``) or without."""
+    if paired:
+        return ''.join(
+            f'  test_{index}:\n'
+            f'    name: {name}\n'
+            '    type: PairedImageDataset  # the HR is LR size x scale (up to scale - 1 more pixels are cropped)\n'
+            f'    dataroot_gt: datasets/{name}/HR\n'
+            f'    dataroot_lq: datasets/{name}/LR\n'
+            "    filename_tmpl: '{}'  # an LR and its HR have the same file name\n"
+            '    io_backend:\n'
+            '      type: disk\n' for index, name in enumerate(REAL_WORLD_PAIRED_SETS, 1))
+    return ''.join(
+        f'  test_{index}:\n'
+        f'    name: {name}\n'
+        '    type: SingleImageDataset\n'
+        f'    dataroot_lq: {folder}\n'
+        '    io_backend:\n'
+        '      type: disk\n' for index, (name, folder) in enumerate(REAL_WORLD_TEST_SETS, 1))
+
+
+def real_world_metrics(paired, pyiqa):
+    """The ``val.metrics`` section: the paper's pyiqa metrics, or BasicSR's offline ones."""
+    if pyiqa:
+        names = [name for name in PYIQA_METRICS if paired or name not in PYIQA_FULL_REFERENCE]
+        return ('  metrics:  # the paper\'s, by pyiqa (pip install "esc-arch[iqa]"). A missing weight file stops the\n'
+                '    # test with one line naming it; `download: true` under a metric lets pyiqa fetch its files.\n'
+                + ''.join(f'    {name}:\n'
+                          '      type: calculate_pyiqa\n'
+                          f'      metric: {name}\n'
+                          + ('      better: lower\n' if PYIQA_METRICS[name] else '') for name in names))
+    reference = ''.join(f'    {name}:  # on YCbCr\'s Y (BT.601), whole image; pyiqa\'s {name}{"y" * (name == "psnr")} '
+                        'takes YIQ\'s Y\n'
+                        f'      type: calculate_{name}\n'
+                        '      crop_border: 0\n'
+                        '      test_y_channel: true\n' for name in ('psnr', 'ssim'))
+    return ('  metrics:  # BasicSR\'s, computed offline; not the paper\'s pyiqa values (the *_pyiqa_* options)\n'
+            + (reference if paired else '') +
+            '    niqe:  # BasicSR\'s NIQE, on YCbCr\'s Y; the paper\'s is pyiqa\'s, on YIQ\'s Y: the values differ\n'
+            '      type: calculate_niqe\n'
+            '      crop_border: 0\n'
+            '      better: lower\n')
+
+
+def real_world_test_options(scale, paired=False, pyiqa=False):
+    """ESC-Real on the paper's real-world sets: LR only (``paired`` false) or LR/HR pairs; outputs saved, scored
+    by BasicSR's offline metrics or (``pyiqa``) by the paper's pyiqa metrics."""
     stem = file_stem('ESC-Real')
     trained = f'experiments/train_ESC_Real_x{scale}_GAN/models/net_g_latest.pth'
     release = next((release.name for release in RELEASES.values()
@@ -450,19 +504,27 @@ def real_world_test_options(scale):
     else:
         weights = trained
         origin = '# Weights: your training\'s (the authors released ESC-Real at x4 only).\n'
-    datasets = ''.join(
-        f'  test_{index}:\n'
-        f'    name: {name}\n'
-        '    type: SingleImageDataset\n'
-        f'    dataroot_lq: datasets/{name}\n'
-        '    io_backend:\n'
-        '      type: disk\n' for index, name in enumerate(REAL_WORLD_TEST_SETS, 1))
-    return (f'# Test ESC-Real x{scale} on real low-quality images (no ground truth), as the authors do: the\n'
-            '# upscaled images are saved (results/<name>/visualization/); NIQE (no-reference, lower is better)\n'
-            '# is computed by BasicSR. Other metrics of paper Table 7: docs/training.md, "Real-world training".\n'
-            + origin + HEADER
-            + test_run_header(stem, scale) +
-            'datasets:\n' + datasets + '\n' + network_section('ESC-Real', scale) + '\n'
+    variant = stem + '_paired' * paired + '_pyiqa' * pyiqa
+    paper = f'_x{REAL_WORLD_PAPER_SCALE}.yml'
+    if paired:
+        sets = (f'# Test ESC-Real x{scale} on real LR/HR pairs (paper Table 7: {", ".join(REAL_WORLD_PAIRED_SETS)}).\n'
+                '# Layout (this project\'s; the authors\' files do not give it): datasets/<set>/LR and\n'
+                f'# datasets/<set>/HR, an LR and its HR with the same file name, the HR {scale}x the LR.\n'
+                f'# The sets without ground truth: test_{stem}{"_pyiqa" * pyiqa}{paper}.\n')
+    else:
+        sets = (f'# Test ESC-Real x{scale} on real low-quality images without ground truth (paper Table 7: '
+                f'{", ".join(name for name, _ in REAL_WORLD_TEST_SETS)}).\n'
+                f'# The sets with ground truth: test_{stem}_paired{"_pyiqa" * pyiqa}{paper}.\n')
+    if pyiqa:
+        scoring = ('# Scored with the paper\'s pyiqa metrics (esc_arch.metrics); FID, which compares folders, is not\n'
+                   '# computed here.\n')
+    else:
+        scoring = ('# Scored offline with BasicSR\'s metrics, which are not the paper\'s pyiqa ones: '
+                   f'test_{variant}_pyiqa{paper}.\n')
+    return (sets + '# As the authors did: LR padded to whole windows; images saved in results/<name>/visualization/.\n'
+            + scoring + '# Table 7 and its metrics: docs/training.md, "Real-world training".\n' + origin + HEADER
+            + test_run_header(variant, scale) +
+            'datasets:\n' + real_world_test_sets(paired) + '\n' + network_section('ESC-Real', scale) + '\n'
             + test_path_section(weights) +
             '\n'
             'val:\n'
@@ -471,15 +533,22 @@ def real_world_test_options(scale):
             '  tile_size: ~  # e.g. 256 to process large images in tiles of that many LR pixels\n'
             '  tile_pad: 32\n'
             '  self_ensemble: false  # true: average over 8 flips/rotations (x8 ensemble)\n'
-            '  metrics:\n'
-            '    niqe:  # BasicSR\'s NIQE on Y, whole image (as pyiqa computes it)\n'
-            '      type: calculate_niqe\n'
-            '      crop_border: 0\n')
+            '  pad_to_window: true  # the authors\' protocol: LR reflect-padded to whole windows, output cropped\n'
+            + real_world_metrics(paired, pyiqa))
+
+
+def real_world_evaluation_options():
+    """Paper Table 7's evaluation beyond ``test_ESC_Real_x<scale>.yml``: the pairs, and the paper's pyiqa metrics."""
+    scale = REAL_WORLD_PAPER_SCALE
+    return {f'test/test_{file_stem("ESC-Real")}{"_paired" * paired}{"_pyiqa" * pyiqa}_x{scale}.yml':
+            real_world_test_options(scale, paired, pyiqa)
+            for paired, pyiqa in ((True, False), (False, True), (True, True))}
 
 
 # ---------------------------------------------------------------- ESC+LTE, arbitrary scale (paper Table 6)
 
 LTE_TEST_SCALES = (2, 3, 4, 6, 8)
+LTE_PAIRED_SCALES = (2, 3, 4)  # tested on the benchmarks' LR files; the others on LRs made from the HR
 LTE_TRAIN_SCALES = (1, 4)
 LTE_ITERS_PER_EPOCH = 500  # DIV2K: 800 images x 20 repeats / batch 32
 LTE_EPOCHS = 1000
@@ -498,6 +567,18 @@ def lte_dataset(key, name, dataroot):
             f'    name: {name}\n'
             '    type: ArbitraryScaleDataset  # LR made from HR (PIL bicubic) at the top-level scale\n'
             f'    dataroot_gt: {dataroot}\n'
+            '    io_backend:\n'
+            '      type: disk\n')
+
+
+def lte_paired_dataset(key, name, scale):
+    """A benchmark at an integer scale as the authors test x2-x4: its MATLAB-bicubic LR files, HR cropped to fit."""
+    return (f'  {key}:\n'
+            f'    name: {name}\n'
+            '    type: PairedArbitraryScaleDataset  # the LR files; HR cropped to LR size x scale\n'
+            f'    dataroot_gt: datasets/{name}/HR\n'
+            f'    dataroot_lq: datasets/{name}/LR_bicubic/X{scale}\n'
+            f"    filename_tmpl: '{{}}x{scale}'\n"
             '    io_backend:\n'
             '      type: disk\n')
 
@@ -581,10 +662,20 @@ def lte_train_options():
 
 def lte_test_options(scale):
     seen = 'seen in training' if scale <= LTE_TRAIN_SCALES[1] else 'beyond the training scales: cell clipping'
-    datasets = ''.join(lte_dataset(f'test_{index}', name, f'datasets/{name}/HR')
-                       for index, name in enumerate(BENCHMARKS, 1))
+    if scale in LTE_PAIRED_SCALES:
+        datasets = ''.join(lte_paired_dataset(f'test_{index}', name, scale)
+                           for index, name in enumerate(BENCHMARKS, 1))
+        lr_origin = (f'# LR: the benchmarks\' MATLAB-bicubic files (LR_bicubic/X{scale}, as in Table 2), HR cropped\n'
+                     f'# to LR size x {scale}: the authors test x2, x3 and x4 so, and make the LR of x6 and x8\n'
+                     '# from the HR with PIL bicubic.\n')
+    else:
+        datasets = ''.join(lte_dataset(f'test_{index}', name, f'datasets/{name}/HR')
+                           for index, name in enumerate(BENCHMARKS, 1))
+        lr_origin = (f'# LR: made from each HR image (cropped to a multiple of {scale}) with PIL bicubic, as the\n'
+                     '# authors test x6 and x8; their x2, x3 and x4 read the benchmarks\' MATLAB-bicubic LR files.\n')
     return (f'# Test ESC+LTE at x{scale} ({seen}) on the five benchmarks\n'
             '# with the authors\' protocol (paper Table 6; docs/training.md, "Arbitrary-scale SR").\n'
+            + lr_origin +
             '# Weights: the authors\' arbitrary-scale checkpoint as it is (their {model: {name, args, sd}} format) or\n'
             '# converted (`basicsr convert-weights THEIRS.pth ESC_LTE.pth`), or your training\'s:\n'
             '#   --force_yml path:pretrain_network_g=experiments/train_ESC_LTE/models/net_g_latest.pth\n'
@@ -618,6 +709,7 @@ def all_options():
         for scale in PRESETS[variant].scales:
             make = real_world_test_options if variant == 'ESC-Real' else partial(test_options, variant)
             files[f'test/test_{file_stem(variant)}_x{scale}.yml'] = make(scale)
+    files.update(real_world_evaluation_options())
     for scale in PRESETS['ESC-Real'].scales:  # x4 as the authors; x2 for test_ESC_Real_x2.yml's own training
         for stage in REAL_WORLD_STAGES:
             files[f'train/train_ESC_Real_x{scale}_{stage}.yml'] = real_world_train_options(stage, scale)

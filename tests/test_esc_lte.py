@@ -309,7 +309,8 @@ def test_test_options_follow_the_authors_protocol(scale):
     datasets = list(opt['datasets'].values())
     assert [dataset['name'] for dataset in datasets] == ['Set5', 'Set14', 'B100', 'Urban100', 'Manga109']
     for dataset in datasets:
-        assert dataset['type'] == 'ArbitraryScaleDataset' and dataset['dataroot_gt'] == f'datasets/{dataset["name"]}/HR'
+        assert dataset['dataroot_gt'] == f'datasets/{dataset["name"]}/HR'  # x2-x4: test_arbitrary_scale_paired.py
+        assert dataset['type'] == ('PairedArbitraryScaleDataset' if scale <= 4 else 'ArbitraryScaleDataset')
     assert opt['val']['metrics'] == {'psnr': {'type': 'calculate_lte_psnr', 'protocol': 'benchmark'}}
     assert opt['val']['clip_cell'] is True and opt['path']['strict_load_g'] is True
     with torch.device('meta'):
@@ -350,6 +351,9 @@ def test_basicsr_train_then_test_with_the_generated_options(tmp_path):
     """The generated YAMLs, shrunk to a tiny network and data, through BasicSR's own train and test."""
     image_folder(tmp_path / 'datasets' / 'DIV2K' / 'DIV2K_train_HR', [(64, 64)] * 3)
     image_folder(tmp_path / 'datasets' / 'Set5' / 'HR', [(40, 36)], seed=5)
+    lr_folder = tmp_path / 'datasets' / 'Set5' / 'LR_bicubic' / 'X3'  # x3 is tested on the LR files
+    lr_folder.mkdir(parents=True)
+    cv2.imwrite(str(lr_folder / 'img0x3.png'), smooth_image(13, 12, seed=6))
     network = dict(ESC_LTE_CONFIG, **TINY_LTE)
     train = load_options('train/train_ESC_LTE.yml')
     train['datasets']['train'].update(lq_size=12, sample_q=64, batch_size_per_gpu=2, num_worker_per_gpu=0,

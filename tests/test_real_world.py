@@ -266,7 +266,7 @@ def test_test_options_save_images_and_compute_niqe():
         opt = yaml.safe_load(path.read_text())
         assert {dataset['type'] for dataset in opt['datasets'].values()} == {'SingleImageDataset'}
         assert opt['val']['save_img'] is True
-        assert opt['val']['metrics'] == {'niqe': {'type': 'calculate_niqe', 'crop_border': 0}}
+        assert opt['val']['metrics'] == {'niqe': {'type': 'calculate_niqe', 'crop_border': 0, 'better': 'lower'}}
         assert opt['path']['param_key_g'] == 'params_ema'
 
 

@@ -1,4 +1,9 @@
-"""Training and evaluation samples for arbitrary-scale SR (ESC+LTE), made as the authors' LIIF-style sampler does."""
+"""Training and evaluation samples for arbitrary-scale SR (ESC+LTE), made as the authors' LIIF-style code does.
+
+The authors evaluate x2, x3 and x4 on the MATLAB-bicubic LR files of the benchmarks
+(:class:`PairedArbitraryScaleDataset`), and x6, x8 and above on LRs made from the HR images with PIL's bicubic
+(:class:`ArbitraryScaleDataset`); both give the same sample keys to the model.
+"""
 import math
 import random
 
@@ -11,8 +16,9 @@ from esc_arch.archs.esc_lte import make_cell, make_coord
 from esc_arch.errors import DatasetError
 
 from .hr_images import HRImageDataset, pil_bicubic_resize
+from .paired_image_dataset import CheckedPairedImageDataset
 
-__all__ = ['ArbitraryScaleDataset', 'lr_size_for_scale', 'pil_bicubic_resize']
+__all__ = ['ArbitraryScaleDataset', 'PairedArbitraryScaleDataset', 'lr_size_for_scale', 'pil_bicubic_resize']
 
 _FLOOR_EPS = 1e-9  # the authors' guard against 2.9999999 when dividing by the scale
 
@@ -108,6 +114,39 @@ class ArbitraryScaleDataset(HRImageDataset):
                                f'the scale {scale}')
         hr = image[:, :round(lr_height * scale), :round(lr_width * scale)]
         return {'lq': pil_bicubic_resize(hr, (lr_height, lr_width)), 'gt': hr.contiguous(), 'scale': scale}
+
+
+@DATASET_REGISTRY.register()
+class PairedArbitraryScaleDataset(CheckedPairedImageDataset):
+    """Evaluation of arbitrary-scale SR on LR files at an integer scale, as the ESC+LTE authors test x2, x3, x4.
+
+    Their ``paired-image-folders`` + ``sr-implicit-paired`` evaluation: the LR file as it is (the
+    benchmark's MATLAB-bicubic ``LR_bicubic/X{s}``) and the HR cropped to ``h_lr * s`` x ``w_lr * s``.
+    Reading, pairing and the size check are :class:`~esc_arch.data.CheckedPairedImageDataset`'s (an HR
+    larger than LR size x ``scale`` by ``scale`` pixels or more is refused). Returns the keys of
+    :class:`ArbitraryScaleDataset`'s evaluation samples: ``lq`` ``(3, h, w)`` and ``gt`` ``(3, h s, w s)``,
+    RGB in [0, 1], ``scale`` (float), ``lq_path`` and ``gt_path``; so ``ArbitraryScaleModel`` scores it with
+    the same PSNR (:func:`~esc_arch.models.arbitrary_scale_model.calculate_lte_psnr`).
+
+    Args:
+        opt (dict): ``PairedImageDataset``'s options for validation/testing: ``dataroot_gt``, ``dataroot_lq``,
+            ``filename_tmpl``, ``io_backend``, ``meta_info_file``, and ``scale`` (a positive integer, added
+            by BasicSR from the top-level ``scale``) and ``phase`` (``val`` or ``test``).
+    """
+
+    def __init__(self, opt: dict):
+        where = f"dataset '{opt.get('name', '?')}'"
+        if opt.get('phase') == 'train':
+            raise DatasetError(f'{where}: PairedArbitraryScaleDataset is for validation and testing; '
+                               'train arbitrary-scale networks with ArbitraryScaleDataset')
+        scale = opt.get('scale')
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not float(scale).is_integer() or scale < 1:
+            raise DatasetError(f'{where} pairs LR files with HR images at an integer scale; got scale {scale!r} '
+                               '(other scales: ArbitraryScaleDataset, which makes the LR from the HR)')
+        super().__init__({**opt, 'scale': int(scale)})
+
+    def __getitem__(self, index: int) -> dict:
+        return {**super().__getitem__(index), 'scale': float(self.opt['scale'])}
 
 
 def _augment(image, flip_rows, flip_cols, transpose):
