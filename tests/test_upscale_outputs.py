@@ -162,8 +162,14 @@ def test_scale_is_bounded_before_anything_is_loaded(tmp_path, capsys, option, va
     assert not (tmp_path / 'out').exists()
 
 
-def test_max_pixels_bounds_the_output(tiny_checkpoint, folder, tmp_path, capsys):
+@pytest.mark.parametrize('header_readable', [True, False])
+def test_max_pixels_bounds_the_output(tiny_checkpoint, folder, tmp_path, capsys, monkeypatch, header_readable):
     checkpoint, _, _ = tiny_checkpoint
+    if header_readable:  # checked from the header: the image is not even decoded
+        monkeypatch.setattr('esc_arch.images.read_image', lambda *args, **kwargs: pytest.fail('decoded'))
+    else:  # checked once decoded, before the network runs
+        monkeypatch.setattr('esc_arch.images.read_header', lambda data: None)
+        monkeypatch.setattr('esc_arch.inference.upscale_image', lambda *args: pytest.fail('upscaled'))
     limit = HEIGHT * WIDTH * 2  # the input fits, its x2 output (4x the pixels) does not
     assert _upscale(checkpoint, '-i', folder / 'a.png', '-o', tmp_path / 'out', '--max-pixels', limit) == 2
     assert f'the output would be {2 * WIDTH}x{2 * HEIGHT} pixels, more than the limit of {limit}' in \

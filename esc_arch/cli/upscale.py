@@ -221,17 +221,40 @@ def _process_one(job: Job, args: argparse.Namespace, upscale, final_scale: float
     from esc_arch.images import read_image
     from esc_arch.inference.compare import upscale_comparison
 
+    header = _header(job.source)
+    if header is not None and header.pixels <= args.max_pixels:  # (a larger input is refused by read_image)
+        _bounded_output(job.source, header.height, header.width, final_scale, args.max_pixels)
     image = read_image(job.source, max_pixels=args.max_pixels, notify=partial(print_notice, 'upscale'))
-    height, width = output_size(image.shape[0], image.shape[1], final_scale)
-    if height * width > args.max_pixels:
-        raise ImageError(f'{job.source}: the output would be {width}x{height} pixels, more than the limit of '
-                         f'{args.max_pixels:,} (raise it with --max-pixels if you mean it)')
+    height, width = _bounded_output(job.source, image.shape[0], image.shape[1], final_scale, args.max_pixels)
     result = upscale(image)
     write_output(result, job.target, args.quality)
     if job.comparison is not None:
         write_output(upscale_comparison(_gray_alpha_as_gray(image), _gray_alpha_as_gray(result), final_scale, label),
                      job.comparison, args.quality)
     return f'{image.shape[1]}x{image.shape[0]} -> {width}x{height}'
+
+
+def _header(path: Path):
+    """The image header of ``path``, None when it cannot be read here (:func:`read_image` then says why)."""
+    from esc_arch.images import read_header
+
+    try:
+        return read_header(path.read_bytes())
+    except OSError:
+        return None
+
+
+def _bounded_output(source: Path, height: int, width: int, scale: float, max_pixels: int) -> tuple[int, int]:
+    """The output size of a ``height`` x ``width`` input at ``scale``, refused above ``max_pixels``.
+
+    Raises:
+        ImageError: The output would have more than ``max_pixels`` pixels.
+    """
+    out_height, out_width = output_size(height, width, scale)
+    if out_height * out_width > max_pixels:
+        raise ImageError(f'{source}: the output would be {out_width}x{out_height} pixels, more than the limit of '
+                         f'{max_pixels:,} (raise it with --max-pixels if you mean it)')
+    return out_height, out_width
 
 
 def output_size(height: int, width: int, scale: float) -> tuple[int, int]:
