@@ -3,14 +3,22 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import smooth_image
 
-from esc_arch.cli import main
-from esc_arch.inference import load_network
 from esc_arch.archs import ESCLTE, build_preset
 from esc_arch.archs.esc_lte import ESC_LTE_CONFIG
-from esc_arch.inference.compare import (CAPTION_HEIGHT, GAP, LABEL_HEIGHT, PANEL_SIZE, most_detailed_region,
-                                        network_label, reference_comparison, upscale_comparison)
-from helpers import smooth_image
+from esc_arch.cli import main
+from esc_arch.inference import load_network
+from esc_arch.inference.compare import (
+    CAPTION_HEIGHT,
+    GAP,
+    LABEL_HEIGHT,
+    PANEL_SIZE,
+    most_detailed_region,
+    network_label,
+    reference_comparison,
+    upscale_comparison,
+)
 
 try:
     import onnx  # noqa: F401

@@ -9,13 +9,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import smooth_image
 
 from esc_arch.archs import build_preset
 from esc_arch.cli import main
 from esc_arch.errors import OutputError
 from esc_arch.upscale_outputs import find_inputs, plan_outputs
-
-from helpers import smooth_image
 
 HEIGHT, WIDTH = 12, 18
 
@@ -158,7 +157,7 @@ def test_scale_is_bounded_before_anything_is_loaded(tmp_path, capsys, option, va
         main(['upscale', '-i', str(tmp_path / 'none.png'), '-o', str(tmp_path / 'out'), '--weights', 'none.pth',
               option, value])
     assert exit_info.value.code == 2
-    assert f'{option}: must be from 1 to 32' in capsys.readouterr().err
+    assert f'{option}: must be at most 32, got {value}' in capsys.readouterr().err
     assert not (tmp_path / 'out').exists()
 
 

@@ -93,8 +93,10 @@ def _scale(text: str) -> int | float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f'must be a number, got {text!r}') from None
-    if not 1 <= value <= MAX_SCALE:
-        raise argparse.ArgumentTypeError(f'must be from 1 to {MAX_SCALE}, got {text}')
+    if not value >= 1:  # also NaN
+        raise argparse.ArgumentTypeError(f'must be at least 1, got {text}')
+    if value > MAX_SCALE:
+        raise argparse.ArgumentTypeError(f'must be at most {MAX_SCALE}, got {text}')
     return int(value) if value.is_integer() else value
 
 
@@ -132,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     network, scale = load_network(args.model, weights, args.scale)
     network = network.to(device=device, dtype=PRECISIONS[args.precision])
     final_scale = args.outscale or scale
-    label = network_label(network, scale)
+    label = network_label(network, scale) + (f' resized to x{final_scale:g}' if final_scale != scale else '')
     if args.compile:
         network, _ = compile_network(network)
 
