@@ -72,6 +72,20 @@ def test_plan_refuses_existing_outputs_without_overwrite(tmp_path):
         plan_outputs([Path('x/b.png')], tmp_path / 'out')
 
 
+def test_output_linked_to_an_input_is_refused_even_with_overwrite(tmp_path):
+    source = tmp_path / 'in' / 'a.png'
+    source.parent.mkdir()
+    source.write_bytes(b'input')
+    (tmp_path / 'hard').mkdir()
+    os.link(source, tmp_path / 'hard' / 'a.png')  # one file under two names
+    with pytest.raises(OutputError, match='refusing to overwrite the input .*in/a.png'):
+        plan_outputs([source], tmp_path / 'hard', overwrite=True)
+    (tmp_path / 'soft').mkdir()
+    os.symlink(source, tmp_path / 'soft' / 'b.png')  # the output b.png of x/b.png would replace a.png's content
+    with pytest.raises(OutputError, match='refusing to overwrite the input .*in/a.png .*soft/b.png'):
+        plan_outputs([source, Path('x/b.png')], tmp_path / 'soft', overwrite=True)
+
+
 def test_comparison_that_would_replace_another_input_is_refused(tiny_checkpoint, tmp_path, capsys):
     """The issue's case: input X/comparisons/ holds b.png and b.png.png, output X, --compare."""
     checkpoint, _, _ = tiny_checkpoint
