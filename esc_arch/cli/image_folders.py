@@ -1,4 +1,8 @@
-"""What the image commands share besides :mod:`esc_arch.images`: options, notices, parallel work, signals."""
+"""What the image commands share besides :mod:`esc_arch.images`: options, notices, parallel work, signals.
+
+Standard library imports only at the top (``--help`` of the commands stays fast); tqdm and
+:mod:`esc_arch.images` are imported where they are used.
+"""
 import argparse
 import multiprocessing
 import os
@@ -7,10 +11,7 @@ import signal
 import sys
 from contextlib import contextmanager
 
-from tqdm import tqdm
-
 from esc_arch.errors import ImageError, OutputError
-from esc_arch.images import DEFAULT_MAX_PIXELS, new_output_folder
 
 
 def run_parallel(function, items, workers, unit='image'):
@@ -19,6 +20,8 @@ def run_parallel(function, items, workers, unit='image'):
     Returns:
         list: The results, in the order they were done.
     """
+    from tqdm import tqdm
+
     results = []
     with tqdm(total=len(items), unit=unit) as progress:
         if workers <= 1:
@@ -98,6 +101,8 @@ def add_workers_argument(parser):
 
 def add_max_pixels_argument(parser):
     """The ``--max-pixels`` option: larger images are refused before they are decoded."""
+    from esc_arch.images import DEFAULT_MAX_PIXELS
+
     parser.add_argument('--max-pixels', type=positive_int, default=DEFAULT_MAX_PIXELS, metavar='N',
                         help='refuse images of more than N pixels, checked from the file header before decoding '
                         f'(default: {DEFAULT_MAX_PIXELS}, about 13400x13400)')
@@ -156,6 +161,8 @@ def staged_output_folders(folders, option):
     block succeeds. On any exception or interruption the partial folders, and the folders this
     created, are removed: no partial output blocks a rerun.
     """
+    from esc_arch.images import new_output_folder
+
     created = []  # folders this makes (the outputs and their missing parents)
     staging = {}
     try:
