@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 # Optional extras the test suite exercises, comma-separated.
-TEST_EXTRAS := test,onnx,spandrel,bench,safetensors
+TEST_EXTRAS := test,onnx,spandrel,bench,safetensors,video
 # Reaches pip's build environments too (see constraints.txt).
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 

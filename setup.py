@@ -35,7 +35,8 @@ setup(
         'spandrel': ['spandrel'],
         'bench': ['matplotlib'],
         'safetensors': ['safetensors'],
-        'iqa': ['pyiqa'],  # LPIPS, DISTS, MUSIQ, ... for real-world evaluation (README)
+        'iqa': ['pyiqa>=0.1.16'],  # the paper's real-world metrics (esc_arch.metrics, docs/training.md)
+        'video': ['imageio-ffmpeg'],  # basicsr upscale on videos (esc_arch/video.py)
     },
     entry_points={
         'console_scripts': ['basicsr = esc_arch.cli:main'],

@@ -5,8 +5,7 @@ import pytest
 import torch
 from helpers import smooth_image
 
-from esc_arch.archs import ESCLTE, build_preset
-from esc_arch.archs.esc_lte import ESC_LTE_CONFIG
+from esc_arch.archs import build_preset
 from esc_arch.cli import main
 from esc_arch.inference import load_network
 from esc_arch.inference.compare import (
@@ -75,8 +74,7 @@ def test_network_label_names_the_variant(preset, scale):
 def test_network_label_of_other_networks(tiny_checkpoint):
     _, _, network = tiny_checkpoint
     assert network_label(network, 2) == 'ESC x2'  # no published variant: the class
-    assert network_label(ESCLTE(**{key: value for key, value in ESC_LTE_CONFIG.items() if key != 'type'}),
-                         3.5) == 'ESC-LTE x3.5'
+    assert network_label(build_preset('ESC-LTE'), 3.5) == 'ESC-LTE x3.5'
 
 
 def test_upscale_comparison_accepts_every_layout():

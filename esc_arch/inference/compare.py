@@ -115,21 +115,14 @@ def _enlargement(crop_height: int, crop_width: int) -> str:
 def network_label(network: nn.Module, scale: float) -> str:
     """The name of the published variant ``network`` is (``ESC-light x4``), from its weights' configuration.
 
-    A network that is no published variant is named by its class (``ESC x2``); an arbitrary-scale
-    one ``ESC-LTE``.
+    A network that is no published variant is named by its class (``ESC x2``).
     """
-    from esc_arch.archs.esc_lte import ESC_LTE_PRESET, ESCLTE
     from esc_arch.archs.introspection import bare_network
-    from esc_arch.checkpoint import infer_network_config, matching_preset
-    from esc_arch.errors import CheckpointError
+    from esc_arch.checkpoint import matching_preset
 
     bare = bare_network(network)
-    if isinstance(bare, ESCLTE):
-        return f'{ESC_LTE_PRESET} x{scale:g}'
-    try:
-        name = matching_preset(infer_network_config(bare.state_dict()))
-    except CheckpointError:
-        name = None
+    config = getattr(bare, 'config', None)
+    name = matching_preset(config) if isinstance(config, dict) else None
     return f'{name or type(bare).__name__} x{scale:g}'
 
 
