@@ -21,11 +21,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-import esc_arch  # noqa: F401  (registers the models and makes basicsr importable; must come first)
 import numpy as np
 import torch
 import yaml
 from basicsr.models import build_model
+
+import esc_arch  # noqa: F401  (registers the models and makes basicsr importable; must come first)
 
 from . import measure
 

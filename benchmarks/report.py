@@ -2,6 +2,8 @@
 import os
 import statistics
 
+from . import machine
+
 MIB = 2 ** 20
 PAPER_GPU_MS, PAPER_GPU_BYTES = 21.9, 215e6  # ESC x4 at 1280x720 output, the paper's (unnamed) GPU
 CPU_TARGET_MS = 2250  # ESC x4 at 1280x720 output on the 2-core CPU: 1.4x its fp32 FLOP limit (1.6 s)
@@ -125,6 +127,8 @@ def check_targets(results):
         checks.append((target, f'{ms:.1f} ms, {peak / 1e6:.0f} MB (all allocations)', 'met' if met else 'not met'))
     else:
         checks.append((target, '-', 'not measured'))
+    if results.get('machine'):
+        checks += machine.target_checks(results['machine'])
     return checks
 
 
@@ -240,7 +244,7 @@ def _extra_sections(results, on_cpu):
     width, height = settings['output_size']
     setting = f'{width}x{height} output, x{settings["scale"]}, batch 1, fp32'
     cpu_header = ['median CPU ms'] if on_cpu else []
-    lines = []
+    lines = machine.markdown(results['machine'], results['environment']['threads']) if results.get('machine') else []
     if results.get('compiled'):
         lines += [f'### torch.compile against eager: {setting}, auto backend', '',
                   '`esc_arch.inference.compilation.compile_network` (inductor, default mode). The compiled network\'s '

@@ -21,10 +21,10 @@ import yaml
 from esc_arch.archs import preset_config
 from esc_arch.archs.attention import flex_attention_available
 
-from . import measure, report, workloads
+from . import machine, measure, report, workloads
 
 BACKENDS = ('naive', 'sdpa', 'flex', 'auto')
-EXTRA_PARTS = ('compiled', 'swinir', 'onnxruntime')
+EXTRA_PARTS = ('machine', 'compiled', 'swinir', 'onnxruntime')
 
 
 def _size(text):
@@ -71,16 +71,20 @@ def parse_args(argv):
     parser.add_argument('--skip', nargs='+', default=[], choices=['forward', 'breakdown', 'train', 'layers', 'tiled'],
                         help='parts not to run')
     parser.add_argument('--extra', nargs='+', default=[], choices=EXTRA_PARTS,
-                        help='parts run only when named: compiled (eager against torch.compile, each variant, fp32, '
+                        help='parts run only when named: machine (CPU: the flags, the fp32 matmul peak and the first '
+                        'variant naive eager, auto eager and auto compiled against its FLOP limit at that peak), '
+                        'compiled (eager against torch.compile, each variant, fp32, '
                         'auto backend; minutes of compilation per variant on a CPU), swinir (ESC-light against '
                         "BasicSR's SwinIR-light), onnxruntime (the first variant exported to ONNX, in onnxruntime "
                         'against PyTorch)')
     parser.add_argument('--name', help='name of this run\'s section in the markdown file, which a later run of the '
                         'same name replaces, and of its default JSON and chart files (default: the device type, '
                         'e.g. cpu)')
-    parser.add_argument('--output', default='BENCHMARKS.md', help='markdown file to write the results section into')
-    parser.add_argument('--json', help='raw results (default: benchmarks/results_<name>.json)')
-    parser.add_argument('--chart', help='PNG chart (default: benchmarks/chart_<name>.png)')
+    parser.add_argument('--output', metavar='PATH', help='markdown file to write this run\'s section into, e.g. '
+                        'BENCHMARKS.md (the section of the same --name is replaced, the rest kept). Without it no '
+                        'file is written unless --json or --chart names one: the section is printed only')
+    parser.add_argument('--json', help='raw results (default with --output: benchmarks/results_<name>.json)')
+    parser.add_argument('--chart', help='PNG chart (default with --output: benchmarks/chart_<name>.png)')
     parser.add_argument('--from-json', metavar='PATH', help='measure nothing: write the markdown section and the '
                         'chart again from the raw results of an earlier run (its JSON file)')
     args = parser.parse_args(argv)
@@ -105,8 +109,9 @@ def parse_args(argv):
     if args.threads is not None and args.threads < 1:
         parser.error(f'--threads must be at least 1, got {args.threads}')
     args.name = args.name or device_type
-    args.json = args.json or f'benchmarks/results_{args.name}.json'
-    args.chart = args.chart or f'benchmarks/chart_{args.name}.png'
+    if args.output:
+        args.json = args.json or f'benchmarks/results_{args.name}.json'
+        args.chart = args.chart or f'benchmarks/chart_{args.name}.png'
     return args
 
 
@@ -319,6 +324,7 @@ def measure_all(args):
         'train': run_train(args, backward_backends) if 'train' not in args.skip else [],
         'layers': run_layers(args, backends, backward_backends) if 'layers' not in args.skip else [],
         'tiled': run_tiled(args) if 'tiled' not in args.skip else None,
+        'machine': machine.run(args, _progress) if 'machine' in args.extra else None,
         'compiled': run_compiled(args) if 'compiled' in args.extra else [],
         'swinir': run_swinir(args) if 'swinir' in args.extra else [],
         'onnxruntime': run_onnxruntime(args) if 'onnxruntime' in args.extra else None,
@@ -330,20 +336,25 @@ def measure_all(args):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     for path in (args.json, args.chart, args.output):
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        if path:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     if args.results is not None:
         results = args.results
         results['settings']['name'] = args.name
     else:
         results = measure_all(args)
-        with open(args.json, 'w', encoding='utf-8') as file:
-            json.dump(results, file, indent=1)
+        if args.json:
+            with open(args.json, 'w', encoding='utf-8') as file:
+                json.dump(results, file, indent=1)
     chart_link = None
-    if results['forward']:
+    if results['forward'] and args.chart:
         report.write_chart(results, args.chart)
-        chart_link = os.path.relpath(args.chart, os.path.dirname(os.path.abspath(args.output)))
+        chart_link = os.path.relpath(args.chart, os.path.dirname(os.path.abspath(args.output or args.chart)))
     section = report.markdown_section(results, chart_link)
-    report.write_section(args.output, section, args.name)
+    if args.output:
+        report.write_section(args.output, section, args.name)
+    else:
+        _progress('no --output: the section below is printed only (give --output BENCHMARKS.md to record it)')
     print(section)
     print('\nTargets:')
     for target, measured, verdict in report.check_targets(results):

@@ -4,9 +4,10 @@ Builders take only plain values (names, numbers, tuples), so that a child proces
 the same workload from them (see :func:`benchmarks.measure.peak_memory`). Weights are random
 (seeded): speed and memory do not depend on their values.
 """
-import esc_arch  # noqa: F401  (registers the networks and makes basicsr importable; must come first)
 import torch
 import torch.nn.functional as F
+
+import esc_arch  # noqa: F401  (registers the networks and makes basicsr importable; must come first)
 from esc_arch.archs import build_preset
 from esc_arch.archs.attention import WindowAttention
 from esc_arch.archs.blocks import ConvAttn, ConvAttnBranch, ConvFFN, DecomposedConvAttn, LayerNorm2d, SharedKernel

@@ -13,8 +13,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # benchmarks/ runs from the checkout; it is not part of the installed package
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks import report, run  # noqa: E402
 from helpers import TINY  # noqa: E402
+
+from benchmarks import report, run  # noqa: E402
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 TINY_ARGS = [argument for key, value in TINY.items() for argument in ('--set', f'{key}={value}')]
@@ -171,3 +172,35 @@ def test_write_section_replaces_only_its_own_section(tmp_path):
     assert text.startswith('# Benchmarks\n')
     assert 'second CPU table' in text and 'first CPU table' not in text
     assert 'GPU table' in text and text.endswith('Notes written by hand.\n')
+
+
+def test_no_file_is_written_without_output(capsys):
+    """The committed BENCHMARKS.md and results files are written only when named (issue 22, item 7)."""
+    args = run.parse_args(['--device', 'cpu'])
+    assert args.output is None and args.json is None and args.chart is None
+    args = run.parse_args(['--device', 'cpu', '--output', 'BENCHMARKS.md', '--name', 'cpu-x'])
+    assert (args.json, args.chart) == ('benchmarks/results_cpu-x.json', 'benchmarks/chart_cpu-x.png')
+    with pytest.raises(SystemExit):
+        run.parse_args(['--help'])
+    assert '--output PATH' in capsys.readouterr().out
+
+
+def test_machine_part_against_the_flop_limit():
+    from benchmarks import machine
+    assert set(machine.cpu_flags()) <= set(machine.CPU_FLAGS)
+    # 149.2 G multiply-adds at 100 G/s: a 1.492 s limit.
+    record = {'setting': 'ESC x4, 1280x720 output, fp32', 'flags': ['avx2'], 'matmul_peak': 100e9,
+              'multiply_adds': 149.2e9,
+              'rows': [{'run': 'naive', 'times': [12.0, 11.0], 'cpu_times': [22.0, 21.0]},
+                       {'run': 'eager', 'times': [2.5, 2.3, 9.0], 'cpu_times': [4.6, 4.5, 4.7]},
+                       {'run': 'compiled', 'times': [2.0], 'cpu_times': [3.9]}]}
+    checks = machine.target_checks(record)
+    # eager 2.3 / 1.492 = 1.54x (met), compiled 2.0 / 1.492 = 1.34x (not met), eager / naive 0.21x (met).
+    assert [verdict for _, _, verdict in checks] == ['met', 'not met', 'met']
+    assert checks[0][1] == '2.30 s = 1.54x of 1.49 s' and checks[2][1] == '0.21x'
+    text = '\n'.join(machine.markdown(record, threads=2))
+    assert 'fp32 matrix-product peak with 2 torch thread(s)' in text and '100.0 G multiply-adds/s' in text
+    assert '| eager | 2,300.0 | 2,500.0 | 4,500.0 | 1.54x | 0.21x |' in text
+    record['rows'][2] = {'run': 'compiled', 'error': 'RuntimeError: no compiler'}
+    assert machine.target_checks(record)[1][2] == 'failed'
+    assert '| compiled | failed: RuntimeError: no compiler |' in '\n'.join(machine.markdown(record, threads=2))

@@ -10,10 +10,17 @@ Backends (``attn_type``), all computing the same function:
   recomputes the attention matrix of one window and head at a time;
 * ``flex``: FlexAttention with the bias added by a ``score_mod``, compiled on first use.
   It has no backward pass on CPU;
-* ``auto``: ``flex`` on CUDA (where Triton is installed), ``sdpa`` otherwise. On CPU, sdpa won
-  the measurements (BENCHMARKS.md) for inference as well as training: FlexAttention's compiled
-  CPU kernel took about three times as long per 32x32-window layer as sdpa's flash kernel, and
-  its compilation adds seconds to the first call of every new input size.
+* ``auto``: ``flex`` on CUDA (where Triton is installed), ``sdpa`` everywhere else. The rule is
+  fixed, not calibrated per machine: on both CPU types measured (AVX2 EPYC; AVX-512 EPYC with
+  AVX512-BF16), for ESC's 32x32 windows with head dimension 16, torch's flash kernel (sdpa) was
+  the fastest exact formulation for inference (training: measured on the AVX2 machine). On the AVX-512 machine, one
+  layer on the 1280x720-output feature map (4 heads x 60 windows x 1024 tokens), 2 threads:
+  sdpa 152 ms (53 G multiply-adds/s), a query-blocked ``baddbmm`` (bias added by the product)
+  + softmax + ``bmm`` sized to stay in the caches 212 ms at its best block (256 queries x 4
+  windows), one window at a time 177 ms, sdpa with windows as the batch axis 175 ms, naive
+  965 ms; FlexAttention's compiled CPU kernel took about three times sdpa's time on the AVX2
+  machine, plus seconds of compilation for every new input size. How these were measured, and
+  the commands, in BENCHMARKS.md ("Window attention on CPU").
 
 The authors' spellings ``Naive``, ``SDPA`` and ``Flex`` are accepted too.
 """
@@ -165,9 +172,12 @@ class WindowAttention(ExportPath, nn.Module):
         if self.export_mode:
             return self._position_bias_in_graph()
         # index_select, and index_add in the backward pass, are several times faster on CPU than
-        # advanced indexing with the 2-D index.
+        # advanced indexing with the 2-D index; and about four times faster on fp32 than on bf16
+        # (measured on an AVX512-BF16 EPYC), so a half-precision table is gathered in fp32.
         tokens = self.relative_index.shape[0]
-        return self.relative_position_bias.index_select(1, self.relative_index.flatten()).view(-1, tokens, tokens)
+        table = self.relative_position_bias
+        table = table.to(torch.promote_types(table.dtype, torch.float32))
+        return table.index_select(1, self.relative_index.flatten()).view(-1, tokens, tokens)
 
     def _position_bias_in_graph(self) -> Tensor:
         """:meth:`position_bias` by two gathers with ``[ws, ws]`` indices built from ``arange``.

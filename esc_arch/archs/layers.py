@@ -96,8 +96,31 @@ class PointwiseConv2d(nn.Conv2d):
         return pointwise_conv(x, self.weight, self.bias)
 
 
+def is_pixel_major(x: Tensor) -> bool:
+    """Whether ``x`` is a CPU tensor whose channels are its innermost axis (channels-last, or a channel slice of one).
+
+    On such a tensor a 1x1 convolution is one matrix product over the pixels (:func:`pointwise_conv`).
+    """
+    return x.device.type == 'cpu' and x.stride(1) == 1
+
+
 def pointwise_conv(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``F.conv2d(x, weight, bias)`` for a ``[out, in, 1, 1]`` weight; see :class:`PointwiseConv2d`."""
-    if x.device.type == 'cpu' and x.stride(1) == 1:
+    """``F.conv2d(x, weight, bias)`` for a ``[out, in, 1, 1]`` weight; see :class:`PointwiseConv2d`.
+
+    On a pixel-major tensor (:func:`is_pixel_major`) the result is channels-last and contiguous.
+    """
+    if is_pixel_major(x):
         return F.linear(x.permute(0, 2, 3, 1), weight.flatten(1), bias).permute(0, 3, 1, 2)
     return F.conv2d(x, weight, bias)
+
+
+def gelu_fresh(x: Tensor) -> Tensor:
+    """``F.gelu(x)`` for an ``x`` that nothing else uses: computed in place where autograd allows.
+
+    Writing over ``x`` touches no new memory, which on CPU makes GELU about twice as fast (a fresh
+    output is first-touched page by page). With a gradient to compute GELU's backward pass needs
+    its input, and an ONNX trace records the plain operator: both take ``F.gelu``.
+    """
+    if (torch.is_grad_enabled() and x.requires_grad) or torch.jit.is_tracing():
+        return F.gelu(x)
+    return torch.ops.aten.gelu_(x)

@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto', help='default: auto')
     parser.add_argument('--precision', choices=PRECISION_NAMES, default='fp32',
                         help='fp16 and bf16 halve the memory of weights and kept activations; on a CPU without bf16 '
-                        'arithmetic (no AVX512-BF16 or AMX) bf16 is about 10x slower than fp32 (BENCHMARKS.md); '
+                        'arithmetic (AVX512-BF16, AMX) ~10x slower than fp32, with it 0.7-1x its time (BENCHMARKS.md); '
                         'default: fp32')
     parser.add_argument('--compile', action='store_true',
                         help='compile the network with torch.compile (the first image takes longer; runs eagerly, '
