@@ -41,7 +41,8 @@ def test_basicsr_probes_give_the_same_results_with_every_patch_applied():
 def test_basicsr_own_test_suite_passes_the_same_with_every_patch_applied(tmp_path):
     tests = os.environ.get('BASICSR_TESTS')
     if not tests or not Path(tests).is_dir():
-        pytest.skip("BasicSR's own tests are absent (PyPI's basicsr ships none): set BASICSR_TESTS to a checkout's tests/")
+        pytest.skip("BasicSR's own tests are absent (PyPI's basicsr ships none): set BASICSR_TESTS to a "
+                    "checkout's tests/")
     # basicsr cannot be imported next to torchvision >= 0.17 without the 'import' rows: both runs have them.
     (tmp_path / 'esc_import.py').write_text('import esc_arch  # noqa: F401\n')
     (tmp_path / 'esc_apply_all.py').write_text('import esc_arch.compat\n\nesc_arch.compat.apply_all()\n')

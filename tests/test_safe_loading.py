@@ -5,12 +5,11 @@ import os
 
 import pytest
 import torch
+from helpers import make_pairs, one_line_error, write_yaml
 
 from esc_arch.compat import apply, is_applied, undo
 from esc_arch.compat.table import patches_named
 from esc_arch.errors import CheckpointError
-
-from helpers import make_pairs, one_line_error, write_yaml
 
 WEIGHTS_ONLY, = patches_named('weights-only-torch-load')
 MSRRESNET = {'type': 'MSRResNet', 'num_feat': 8, 'num_block': 1, 'upscale': 4}
