@@ -6,8 +6,8 @@ This module declares BasicSR's command-line options for ``--help``, reads the ru
 scale, dataset and checkpoint paths) so that it is reported in one line before anything is written,
 then runs the pipeline on those options (BasicSR's patched ``parse_options`` takes them) with the
 current directory as BasicSR's root (``experiments/``, ``results/`` and ``tb_logger/`` are created
-there). The patches of :mod:`esc_arch.compat.table` are in place: the ``basicsr`` command applies
-them (``esc_arch.cli.main``); the two ``train``/``test`` ones built here are at the end. Errors the
+there). The patches of :mod:`esc_arch.compat.table` are in place (``esc_arch.cli.main`` applies
+them); two of their replacements, for ``train`` and ``test``, are at the end of this module. Errors the
 pipeline raises for bad images, unfitting checkpoints or a diverged training are reported in one
 line too.
 """
