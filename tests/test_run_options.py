@@ -1,11 +1,10 @@
 """A run's options are read once: the ``basicsr`` command reads and checks them, BasicSR's (patched)
 ``parse_options`` takes them instead of reading the file and applying ``--force_yml`` again."""
 import pytest
+from helpers import make_pairs, train_options, write_yaml
 
 from esc_arch.cli import main
 from esc_arch.options import loading
-
-from helpers import make_pairs, write_yaml
 
 
 @pytest.fixture
@@ -39,8 +38,6 @@ def test_basicsr_test_reads_its_options_file_once(tmp_path, monkeypatch, counted
 def test_basicsr_parse_options_outside_the_command_reads_the_file_once(tmp_path, monkeypatch, counted_reads):
     """BasicSR's own train.py with ``apply_all()``: the patched parse_options reads the file itself, once."""
     import basicsr.train
-
-    from helpers import train_options
 
     path = write_yaml(tmp_path / 'train.yml', train_options(make_pairs(tmp_path / 'set'), total_iter=2))
     monkeypatch.setattr('sys.argv', ['train.py', '-opt', path, '--force_yml', 'train:ema_decay=0.25'])
