@@ -21,14 +21,19 @@ from collections.abc import Callable
 
 from esc_arch.errors import CheckpointError
 
-__all__ = ['refused_global', 'weights_only_load']
+__all__ = ['RefusedPickleError', 'refused_global', 'weights_only_load']
+
+
+class RefusedPickleError(CheckpointError, pickle.UnpicklingError):
+    """A file refused because loading it would run code: a one-line :class:`~esc_arch.errors.CheckpointError`
+    that callers handling ``torch.load``'s own ``UnpicklingError`` (BasicSR's, esc_arch.checkpoint) still catch."""
 
 
 def refused_global(error: BaseException) -> str | None:
     """What a ``weights_only`` load refused (e.g. ``'posix.system'``) for an intact pickle that would run
     code, else None (a damaged file, or another error)."""
-    found = re.search(r'GLOBAL (\S+)|Unsupported global: (\S+)', str(error))
-    return (found[1] or found[2]) if found else None
+    found = re.search(r'GLOBAL (\S+)', str(error)) or re.search(r'Unsupported global: (\S+)', str(error))
+    return found[1] if found else None
 
 
 def weights_only_load(original: Callable) -> Callable:
@@ -43,7 +48,7 @@ def weights_only_load(original: Callable) -> Callable:
             if refused is None:
                 raise  # a damaged file: the caller's own handling applies
             name = os.fspath(f) if isinstance(f, (str, os.PathLike)) else 'a file object'
-            raise CheckpointError(f'{name} was refused: loading it would run code (it names {refused}); only '
-                                  'tensors and plain containers are loaded') from None
+            raise RefusedPickleError(f'{name} was refused: loading it would run code (its pickle calls GLOBAL '
+                                     f'{refused} ); only tensors and plain containers are loaded') from None
 
     return load
