@@ -104,3 +104,20 @@ def test_basicsr_test_with_an_srmodel_refuses_a_hostile_pretrained_network_in_on
         'val': {'save_img': False, 'metrics': {}}})
     one_line_error(capsys, ['test', '-opt', options], 'was refused')
     assert not marker.exists()
+
+
+def test_a_callers_own_restricted_unpickler_is_kept_and_plain_pickle_is_not(hostile):
+    import pickle
+
+    path, marker = hostile
+
+    class Restricted(pickle.Unpickler):
+        def find_class(self, module, name):
+            raise pickle.UnpicklingError(f'{module}.{name} is not allowed here')
+
+    restricted = type('restricted_pickle', (), {'Unpickler': Restricted, 'load': pickle.load, '__name__': 'r'})
+    with pytest.raises(pickle.UnpicklingError, match='is not allowed here'):
+        torch.load(path, pickle_module=restricted, weights_only=False)
+    with pytest.raises(CheckpointError, match='was refused'):
+        torch.load(path, pickle_module=pickle, weights_only=False)
+    assert not marker.exists()

@@ -9,9 +9,10 @@ and ``IconVSR`` (``spynet_path``), ``TOFlow`` (``load_path``), ``DFDNet`` (``dic
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` turns that default off, and earlier versions load any pickle.
 
 The replacement, :func:`weights_only_load`, passes ``weights_only=True`` whatever the caller gave:
-torch ignores ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` for calls that set it. torch before 2.6 is not
-accepted (setup.py, and the patch's guard): its ``weights_only`` loader could still be made to run
-code (CVE-2025-32434).
+torch ignores ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` for calls that set it. A caller that brings its
+own unpickler (``pickle_module``, e.g. spandrel's restricted one) keeps it; ``pickle`` itself is
+dropped. torch before 2.6 is not accepted (setup.py, and the patch's guard): its ``weights_only``
+loader could still be made to run code (CVE-2025-32434).
 """
 import functools
 import os
@@ -41,8 +42,11 @@ def weights_only_load(original: Callable) -> Callable:
 
     @functools.wraps(original)
     def load(f, map_location=None, pickle_module=None, *, weights_only=None, **kwargs):
+        if pickle_module is not None and pickle_module is not pickle:
+            # The caller's own restricted unpickler (spandrel's): torch refuses weights_only with it.
+            return original(f, map_location, pickle_module, weights_only=weights_only, **kwargs)
         try:
-            return original(f, map_location, pickle_module, weights_only=True, **kwargs)
+            return original(f, map_location, weights_only=True, **kwargs)
         except pickle.UnpicklingError as error:
             refused = refused_global(error)
             if refused is None:
