@@ -2,8 +2,9 @@
 
 For code run from this repository next to BasicSR's own scripts (``import register`` in ``train.py``):
 it does what the ``basicsr`` command does, ``import esc_arch`` (registration) plus
-``esc_arch.compat.apply_all()`` (the fixes of training and testing, README.md). Importing it again, or
-importing ``esc_arch`` too, is harmless: each registration and each fix happens once per process.
+``esc_arch.compat.apply_all()`` (the fixes of training and testing, listed in esc_arch/compat/table.py).
+Importing it again, or importing ``esc_arch`` too, is harmless: each registration and each fix happens
+once per process.
 """
 import esc_arch.compat
 

@@ -18,8 +18,10 @@ setup(
     packages=find_packages(include=['esc_arch', 'esc_arch.*']),
     python_requires='>=3.11',
     install_requires=[
-        'basicsr>=1.4.2',
-        'torch>=2.0',
+        # The one basicsr release the patches of esc_arch/compat/table.py were checked against (their guard
+        # refuses another); torch 2.6 is the first whose weights_only loading is safe (CVE-2025-32434).
+        'basicsr==1.4.2',
+        'torch>=2.6',
         'torchvision',
         'opencv-python',
         'numpy',

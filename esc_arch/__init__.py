@@ -1,7 +1,7 @@
 """ESC (Emulating Self-attention with Convolution) networks and tools for BasicSR.
 
 Importing this package registers the ESC networks, datasets and models in BasicSR's registries, and
-applies only the fixes that importing basicsr needs (:data:`esc_arch.compat.IMPORT_PATCHES`). The
+applies only the fixes that importing basicsr needs (the ``import`` rows of :mod:`esc_arch.compat.table`). The
 fixes of BasicSR's training and testing are applied by the ``basicsr`` command, or in your own
 scripts by :func:`esc_arch.compat.apply_all`. The layers are described in docs/ARCHITECTURE.md.
 """

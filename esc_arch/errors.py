@@ -9,7 +9,8 @@ written before this hierarchy caught (``ValueError``, ``RuntimeError``, ``OSErro
 
 __all__ = [
     'USER_ERROR_EXIT_CODE', 'ESCError', 'OptionsError', 'DatasetError', 'CheckpointError', 'ImageError',
-    'OutputError', 'ExportError', 'TrainingError', 'NonFiniteLossError', 'DownloadError'
+    'OutputError', 'ExportError', 'TrainingError', 'NonFiniteLossError', 'DownloadError',
+    'CompatibilityError'
 ]
 
 USER_ERROR_EXIT_CODE = 2
@@ -54,3 +55,7 @@ class NonFiniteLossError(TrainingError):
 
 class DownloadError(ESCError, OSError):
     """A file could not be downloaded or does not match its recorded checksum."""
+
+
+class CompatibilityError(ESCError, RuntimeError):
+    """An installed library (BasicSR, torch) has a version that ESC's patches were not checked against."""

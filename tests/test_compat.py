@@ -1,4 +1,5 @@
-"""The patch mechanism of esc_arch.compat, and each fix: the failure it addresses, and basicsr working with it.
+"""The patch mechanism (esc_arch.patching), the one table of patches (esc_arch.compat.table), and each fix:
+the failure it addresses, and basicsr working with it.
 
 conftest.py applies every patch (``esc_arch.compat.apply_all()``), as the ``basicsr`` command does.
 """
@@ -12,12 +13,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
-from esc_arch import compat
-from esc_arch.compat import MISSING, Patch, apply, is_applied, lmdb_shared, original, patched, resume, undo
-
 from helpers import lmdb_paired_dataset
 
+from esc_arch import compat, patching
+from esc_arch.compat import MISSING, Patch, apply, is_applied, lmdb_shared, original, patched, resume, undo
+from esc_arch.compat.table import PATCHES, patches_named
+from esc_arch.errors import CompatibilityError
+
+RESUME_WITHOUT_CUDA, = patches_named('resume-without-cuda')
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
 
@@ -37,7 +40,7 @@ def toy_module(monkeypatch):
 
 def toy_patch(target, value='patched', **options):
     return Patch(name=f'toy {target}', target=target, replacement=lambda original: value, reason='test',
-                 versions='any', **options)
+                 checked=options.pop('checked', 'pytest>=1'), **options)
 
 
 @pytest.mark.parametrize('target, read', [
@@ -89,9 +92,9 @@ def test_patched_undoes_only_what_it_applied(toy_module):
 
 def test_patches_of_one_target_stack_and_undo_in_reverse_order(toy_module):
     first = Patch(name='first', target='toy_target:function', replacement=lambda original: lambda: f'1({original()})',
-                  reason='test', versions='any')
+                  reason='test', checked='pytest>=1')
     second = Patch(name='second', target='toy_target:function', replacement=lambda original: lambda: f'2({original()})',
-                   reason='test', versions='any')
+                   reason='test', checked='pytest>=1')
     with patched(first, second):
         assert toy_module.function() == '2(1(original))'
         with pytest.raises(RuntimeError, match='cannot undo patch first'):
@@ -103,6 +106,78 @@ def test_patches_of_one_target_stack_and_undo_in_reverse_order(toy_module):
 def test_malformed_target_is_refused():
     with pytest.raises(ValueError, match='not "module:attribute'):
         toy_patch('toy_target.function')
+    with pytest.raises(ValueError, match='checked'):
+        toy_patch('toy_target:function', checked='basicsr 1.4.2')  # a label, not a guard
+
+
+@pytest.mark.parametrize('checked', ['pytest==0.1', 'pytest>=1000', 'no-such-library-esc==1.0'])
+def test_guard_refuses_a_version_the_patch_was_not_checked_against(toy_module, checked):
+    patch = toy_patch('toy_target:function', checked=checked)
+    with pytest.raises(CompatibilityError, match=f'checked against {checked} only'):
+        apply(patch)
+    assert toy_module.function() == 'original' and not is_applied(patch)
+
+
+def test_guard_of_a_skipping_patch_warns_and_leaves_the_target_alone(toy_module):
+    patch = toy_patch('toy_target:function', checked='pytest>=1000', unchecked='skip')
+    with pytest.warns(RuntimeWarning, match='left unpatched'):
+        assert not apply(patch)
+    assert toy_module.function() == 'original'
+
+
+def test_guard_accepts_the_installed_version(toy_module):
+    major = int(pytest.__version__.split('.')[0])
+    for checked in (f'pytest=={pytest.__version__}', f'pytest=={major}', f'pytest>={major}'):
+        patch = toy_patch('toy_target:function', checked=checked)
+        with patched(patch):
+            assert toy_module.function == 'patched'
+
+
+def test_replacement_named_by_string_is_imported_only_when_applied(toy_module):
+    toy_module.builder = lambda original: lambda: f'built({original()})'
+    toy_module.needed = lambda original: original() == 'original'
+    patch = Patch(name='by name', target='toy_target:function', replacement='toy_target:builder', reason='test',
+                  checked='pytest>=1', needed='toy_target:needed')
+    with patched(patch):
+        assert toy_module.function() == 'built(original)'
+    plain = Patch(name='plain', target='toy_target:function', replacement=patching.replaced_by('toy_target:Class'),
+                  reason='test', checked='pytest>=1')
+    with patched(plain):
+        assert toy_module.function is toy_module.Class
+
+
+# ---------------------------------------------------------------- the table
+
+
+def test_table_rows_have_unique_names_known_scopes_and_one_row_per_target_and_scope():
+    names = [patch.name for patch in PATCHES]
+    assert len(set(names)) == len(names)
+    scopes = {'import', 'apply_all', 'train', 'test', 'within safe-parse-options', 'within gloo-launcher'}
+    assert {patch.when for patch in PATCHES} <= scopes
+    rows = [(patch.target, patch.when) for patch in PATCHES]
+    assert len(set(rows)) == len(rows)
+    # Scopes that are in place together (import + apply_all + train/test) replace each target once.
+    together = [patch.target for patch in PATCHES if patch.when in ('import', 'apply_all', 'train')]
+    assert len(set(together)) == len(together)
+    together = [patch.target for patch in PATCHES if patch.when in ('import', 'apply_all', 'test')]
+    assert len(set(together)) == len(together)
+
+
+def test_every_basicsr_row_is_guarded_by_the_basicsr_version_setup_py_requires():
+    setup = (REPO_ROOT / 'setup.py').read_text()
+    assert "'basicsr==1.4.2'" in setup and "'torch>=2.6'" in setup
+    for patch in PATCHES:
+        if patch.target.startswith(('basicsr', 'sys:', 'torch')):
+            assert 'basicsr==1.4.2' in patch.checked, patch.name
+    assert 'torch>=2.6' in patches_named('weights-only-torch-load')[0].checked
+
+
+def test_a_basicsr_row_refuses_another_basicsr_version(monkeypatch):
+    row = patches_named('untrained-weights-warning')[0]  # a row conftest.py does not apply
+    monkeypatch.setattr(patching, 'installed_version', lambda library: '1.5.0' if library == 'basicsr' else '9')
+    with pytest.raises(CompatibilityError, match=r'untrained-weights-warning .*basicsr==1.4.2 only.*basicsr 1.5.0'):
+        apply(row)
+    assert not is_applied(row)
 
 
 def test_every_basicsr_patch_undoes_to_the_original_and_reapplies():
@@ -111,18 +186,18 @@ def test_every_basicsr_patch_undoes_to_the_original_and_reapplies():
     replaced = {}
     for patch in patches:
         if is_applied(patch):  # applied by conftest.py
-            owner, name, is_item = compat.patching._locate(patch.target)
+            owner, name, is_item = patching._locate(patch.target)
             replaced[patch.name] = (owner, name, is_item, original(patch))
     assert replaced, 'conftest.py applies the patches'
     try:
         for patch in patches:
             undo(patch)
         for owner, name, is_item, before in replaced.values():
-            assert compat.patching._current(owner, name, is_item) is before
+            assert patching._current(owner, name, is_item) is before
     finally:
         assert sorted(compat.apply_all()) == sorted(replaced)
     for owner, name, is_item, before in replaced.values():
-        assert compat.patching._current(owner, name, is_item) is not before
+        assert patching._current(owner, name, is_item) is not before
     assert compat.apply_all() == []  # a second application changes nothing
 
 
@@ -142,6 +217,7 @@ def test_import_applies_only_the_import_patches_and_apply_all_the_rest():
     before, applied, after, again = json.loads(result.stdout.strip().splitlines()[-1])
     assert before == ['basicsr.train', 'PairedImageDataset']
     assert after == ['esc_arch.compat.resume', 'CheckedPairedImageDataset']
+    assert {'weights-only-torch-load', 'folder-real-esrgan-dataset'} <= set(applied)
     assert {'resume-without-cuda', 'checked-paired-image-dataset', 'safe-parse-options-train'} <= set(applied)
     assert again == []
 
@@ -208,14 +284,14 @@ def test_resume_fix_is_installed_in_basicsr_train():
     import basicsr.train
 
     assert basicsr.train.load_resume_state is resume.load_resume_state
-    assert resume.needs_fix(original(resume.RESUME_WITHOUT_CUDA))
+    assert resume.needs_fix(original(RESUME_WITHOUT_CUDA))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='the original works where CUDA does')
 def test_basicsr_original_cannot_resume_without_cuda(tmp_path):
     state = save_training_state(tmp_path, 4)
     with pytest.raises((AssertionError, RuntimeError)):
-        original(resume.RESUME_WITHOUT_CUDA)(training_options(tmp_path, False, str(state)))
+        original(RESUME_WITHOUT_CUDA)(training_options(tmp_path, False, str(state)))
 
 
 def test_resume_state_loads_on_cpu_and_points_at_its_network(tmp_path):
@@ -273,7 +349,7 @@ def test_basicsr_backend_cannot_open_one_lmdb_twice_without_the_fix(paired_lmdbs
 
     if not lmdb_shared.needs_fix():
         pytest.skip(f'lmdb {lmdb.__version__} allows a second open')
-    original_init = original(lmdb_shared.SHARED_LMDB_ENVIRONMENTS)
+    original_init = original(patches_named('lmdb-shared-environments')[0])
     first, second = LmdbBackend.__new__(LmdbBackend), LmdbBackend.__new__(LmdbBackend)
     original_init(first, str(paired_lmdbs / 'gt.lmdb'))
     try:

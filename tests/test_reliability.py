@@ -435,8 +435,10 @@ def test_sigterm_saves_the_current_iteration_and_stops(tmp_path):
 def test_stop_signal_handler_waits_for_the_training_loop_then_a_second_signal_stops_at_once():
     import basicsr.data
 
+    from esc_arch.compat import patched, patches_for
+
     handlers = {signum: signal.getsignal(signum) for signum in stop_on_signal.STOP_SIGNALS}
-    with stop_on_signal.save_on_stop_signals():
+    with patched(*patches_for('train')), stop_on_signal.save_on_stop_signals():  # as basicsr train
         assert basicsr.data.worker_init_fn is stop_on_signal.worker_init_ignoring_stop_signals
         with pytest.raises(KeyboardInterrupt):  # before training starts: stop at once
             os.kill(os.getpid(), signal.SIGINT)

@@ -21,7 +21,7 @@ from esc_arch.compat.resume import load_resume_state
 from esc_arch.errors import CheckpointError, NonFiniteLossError, OptionsError, OutputError, TrainingError
 from esc_arch.models.esc_model import save_atomically
 from esc_arch.models.experiment_lock import experiment_lock, lock_path
-from esc_arch.options.loading import TRAIN_SECTIONS, override_value
+from esc_arch.options.loading import override_value
 from basicsr.models import build_model  # noqa: E402  (after esc_arch, which makes basicsr importable)
 
 from helpers import SCALE, TINY, TINY_ESC, batch, console_script, make_pairs, model_options, train_options, \
@@ -409,7 +409,7 @@ def test_disk_errors_inside_the_pipeline_are_one_line(tmp_path, monkeypatch, err
         raise error
 
     with pytest.raises(OutputError, match=f'^{error.strerror} while writing under '):
-        basicsr_pipeline.run(pipeline, args, TRAIN_SECTIONS, 'train')
+        basicsr_pipeline.run(pipeline, args, 'train')
     assert not (tmp_path / 'experiments').exists()  # the lock was released and its folder removed
 
 
@@ -418,6 +418,6 @@ def test_training_set_without_a_full_batch_is_refused_when_the_loaders_are_built
     from torch.utils.data import DataLoader
 
     empty = DataLoader(list(range(3)), batch_size=4, drop_last=True)
-    create_loaders = basicsr_pipeline.NO_EMPTY_TRAINING.replacement(lambda opt, logger: (empty, None, [], 1, 2))
+    create_loaders = basicsr_pipeline.checked_train_dataloaders(lambda opt, logger: (empty, None, [], 1, 2))
     with pytest.raises(TrainingError, match='datasets:train gives no full batch of batch_size_per_gpu 4 per epoch'):
         create_loaders({'datasets': {'train': {'batch_size_per_gpu': 4}}}, None)

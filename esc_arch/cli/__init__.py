@@ -80,8 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return USER_ERROR_EXIT_CODE
+    from esc_arch.compat import command_patches, patched
+
     try:
-        return args.run(args) or 0
+        with patched(*command_patches(args.command)):  # esc_arch/compat/table.py: applied for the run
+            return args.run(args) or 0
     except (CommandError, ESCError) as error:
         print(f'basicsr {args.command}: error: {error}', file=sys.stderr)
         return USER_ERROR_EXIT_CODE

@@ -1,13 +1,15 @@
 """Shared by ``basicsr train`` and ``basicsr test``: BasicSR's own options, checked up front.
 
-BasicSR's pipelines parse ``sys.argv`` themselves (``basicsr.utils.options.parse_options``);
-this module declares the same options for ``--help``, checks what a user can get wrong
-(options file read safely, required sections, ``--force_yml`` entries, then :mod:`esc_arch.options.checks`:
-networks, scale, dataset and checkpoint paths) so that it is reported in one line before
-anything is written, then hands the arguments to the pipeline with the current directory as
-BasicSR's root (``experiments/``, ``results/`` and ``tb_logger/`` are created there). Errors
-the pipeline raises for bad images, unfitting checkpoints or a diverged training are reported
-in one line too.
+This module declares BasicSR's command-line options for ``--help``, reads the run's options once
+(:func:`~esc_arch.options.loading.read_run_options`: file read safely, required sections,
+``--force_yml`` entries), checks what a user can get wrong (:mod:`esc_arch.options.checks`: networks,
+scale, dataset and checkpoint paths) so that it is reported in one line before anything is written,
+then runs the pipeline on those options (BasicSR's patched ``parse_options`` takes them) with the
+current directory as BasicSR's root (``experiments/``, ``results/`` and ``tb_logger/`` are created
+there). The patches of :mod:`esc_arch.compat.table` are in place (``esc_arch.cli.main`` applies
+them); two of their replacements, for ``train`` and ``test``, are at the end of this module. Errors the
+pipeline raises for bad images, unfitting checkpoints or a diverged training are reported in one
+line too.
 """
 import argparse
 import contextlib
@@ -17,13 +19,13 @@ import sys
 from collections.abc import Callable
 
 from esc_arch.cli import CommandError
-from esc_arch.compat import Patch, basicsr_patches, patched
 from esc_arch.errors import ESCError, OutputError, TrainingError
 from esc_arch.models.experiment_lock import experiment_lock
+from esc_arch.models.stop_on_signal import follow_training_sampler
 from esc_arch.options import check_options, resumes_training
-from esc_arch.options.values import check_launcher
-from esc_arch.options.loading import apply_overrides, basicsr_argv, load_pipeline_options
+from esc_arch.options.loading import prepared_options, read_run_options
 from esc_arch.options.test_sets import drop_missing_test_sets
+from esc_arch.options.values import check_launcher
 
 # Raised by file access inside the pipelines, for paths taken from the options.
 PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
@@ -51,39 +53,26 @@ def original_message(error: BaseException) -> str:
     return lines[-1].removeprefix(prefix)
 
 
-def run(pipeline: Callable[[str], None], args: argparse.Namespace, sections: tuple[str, ...],
-        command: str) -> None:
+def run(pipeline: Callable[[str], None], args: argparse.Namespace, command: str) -> None:
     """Run a BasicSR pipeline (``train_pipeline`` / ``test_pipeline``) rooted at the current directory.
 
     Args:
         pipeline (callable): Takes BasicSR's ``root_path``.
         args (argparse.Namespace): Parsed :func:`add_arguments` options.
-        sections (tuple[str]): Top-level option keys the pipeline needs.
-        command (str): Subcommand name, recorded as the command line in the copied YAML.
+        command (str): ``'train'`` or ``'test'``.
     """
-    options = load_pipeline_options(args.opt, sections)
-    apply_overrides(options, args.force_yml, args.opt)
-    if args.debug and not str(options['name']).startswith('debug'):
-        options['name'] = f'debug_{options["name"]}'  # as BasicSR's parse_options
+    options = read_run_options(args, is_train=command == 'train')
     if command == 'test':
         for notice in drop_missing_test_sets(options):
             print(f'basicsr test: {notice}', file=sys.stderr)
     world_size = check_launcher(args.launcher)
     check_options(options, is_train=command == 'train',
                   resuming=command == 'train' and resumes_training(options, args.auto_resume), world_size=world_size)
-    argv = Patch(name='basicsr-argv', target='sys:argv',
-                 replacement=lambda original: [f'basicsr {command}'] + basicsr_argv(args),
-                 reason="BasicSR's pipelines parse sys.argv themselves", versions='basicsr 1.4.2')
-    patches = [*basicsr_patches(), argv]  # undone after the run, for callers of main() in-process
-    if command == 'train':
-        patches.append(NO_EMPTY_TRAINING)
-    if command == 'test' and not options['path'].get('pretrain_network_g'):
-        patches.append(UNTRAINED_WEIGHTS_WARNING)
     # One run per experiment (results) folder, taken before BasicSR archives an existing one.
     folder = os.path.join('experiments' if command == 'train' else 'results', options['name'])
     lock = experiment_lock(folder) if first_process(args.launcher) else contextlib.nullcontext()
     try:
-        with lock, patched(*patches):
+        with lock, prepared_options(options, args):
             pipeline(os.getcwd())
     except ESCError as error:  # bad data, a checkpoint that does not fit, a diverged training
         raise type(error)(original_message(error)) from None
@@ -102,41 +91,32 @@ def first_process(launcher: str) -> bool:
     return rank is None or os.environ.get(rank, '0') == '0'
 
 
-def _warn_before_building(build_model: Callable[[dict], object]) -> Callable[[dict], object]:
+def warn_before_building_untrained(build_model: Callable[[dict], object]) -> Callable[[dict], object]:
+    """Patch ``untrained-weights-warning``: a WARNING (stderr and log) when no checkpoint is given."""
 
-    def build_model_after_warning(opt):
+    def build_model_warning_if_untrained(opt):
         from basicsr.utils import get_root_logger
 
-        get_root_logger().warning('path:pretrain_network_g is not set: testing a network with random weights '
-                                  '(set it to a trained checkpoint to measure a trained model).')
+        if not (opt.get('path') or {}).get('pretrain_network_g'):
+            get_root_logger().warning('path:pretrain_network_g is not set: testing a network with random weights '
+                                      '(set it to a trained checkpoint to measure a trained model).')
         return build_model(opt)
 
-    return build_model_after_warning
+    return build_model_warning_if_untrained
 
 
-UNTRAINED_WEIGHTS_WARNING = Patch(
-    name='untrained-weights-warning', target='basicsr.test:build_model', replacement=_warn_before_building,
-    reason='basicsr test scores a network with random weights when no checkpoint is given, without a word',
-    versions='basicsr 1.4.2')
-"""Applied by ``basicsr test`` without ``path:pretrain_network_g``: a WARNING on stderr and in the log."""
+def checked_train_dataloaders(create_loaders: Callable) -> Callable:
+    """Patch ``checked-train-dataloaders``: refuse a training set without one full batch (BasicSR would train
+    0 iterations and exit as if it had trained), and hand the training sampler to the stop-signal handling."""
 
-
-def _refuse_empty_training(create_loaders: Callable) -> Callable:
-
-    def create_loaders_refusing_empty_epochs(opt, logger):
+    def create_checked_loaders(opt, logger):
         loaders = create_loaders(opt, logger)
         if loaders[0] is not None and len(loaders[0]) == 0:
             raise TrainingError(f'datasets:train gives no full batch of batch_size_per_gpu '
                                 f'{opt["datasets"]["train"]["batch_size_per_gpu"]} per epoch: BasicSR drops incomplete '
                                 'batches, so no iteration would run; lower batch_size_per_gpu or raise '
                                 'dataset_enlarge_ratio')
+        follow_training_sampler(loaders[1])
         return loaders
 
-    return create_loaders_refusing_empty_epochs
-
-
-NO_EMPTY_TRAINING = Patch(
-    name='no-empty-training', target='basicsr.train:create_train_val_dataloader', replacement=_refuse_empty_training,
-    reason='basicsr trains 0 iterations and exits as if it had trained when the training set is smaller than a batch',
-    versions='basicsr 1.4.2')
-"""Applied by ``basicsr train``: the check of :mod:`esc_arch.options.values` for dataset types it cannot count."""
+    return create_checked_loaders

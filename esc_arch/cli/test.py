@@ -3,10 +3,9 @@ import argparse
 
 from esc_arch.cli import basicsr_pipeline
 from esc_arch.cli.basicsr_pipeline import add_arguments  # noqa: F401  (BasicSR's own options)
-from esc_arch.options.loading import TEST_SECTIONS
 
 
 def run(args: argparse.Namespace) -> None:
     from basicsr.test import test_pipeline
 
-    basicsr_pipeline.run(test_pipeline, args, TEST_SECTIONS, 'test')
+    basicsr_pipeline.run(test_pipeline, args, 'test')

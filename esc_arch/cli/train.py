@@ -4,11 +4,10 @@ import argparse
 from esc_arch.cli import basicsr_pipeline
 from esc_arch.cli.basicsr_pipeline import add_arguments  # noqa: F401  (BasicSR's own options)
 from esc_arch.models.stop_on_signal import save_on_stop_signals
-from esc_arch.options.loading import TRAIN_SECTIONS
 
 
 def run(args: argparse.Namespace) -> None:
     from basicsr.train import train_pipeline
 
     with save_on_stop_signals():  # SIGINT/SIGTERM: save the current iteration's state, then stop
-        basicsr_pipeline.run(train_pipeline, args, TRAIN_SECTIONS, 'train')
+        basicsr_pipeline.run(train_pipeline, args, 'train')

@@ -1,56 +1,48 @@
-"""BasicSR compatibility: the patches that let PyPI's basicsr 1.4.2 run on current libraries, declared and opt-in.
+"""BasicSR compatibility: the patches that let PyPI's basicsr 1.4.2 run safely on current libraries.
 
-Every replacement of another library's object is a :class:`~esc_arch.compat.patching.Patch` (what it
-replaces, why, which versions need it), applied by :func:`~esc_arch.compat.patching.apply`, which
-records the original so that :func:`~esc_arch.compat.patching.undo` can restore it. A patch that fixes
-a version-specific fault checks whether this installation needs it (``needed``) and otherwise leaves the
-target alone; the safety and stricter-checking patches apply on every version. Applying twice is a no-op.
+Every patch is a row of one table, :data:`~esc_arch.compat.table.PATCHES` (what it replaces, why,
+the versions it was checked against, who applies it); the mechanism (:class:`~esc_arch.patching.Patch`,
+:func:`~esc_arch.patching.apply`, :func:`~esc_arch.patching.undo`, ...) is :mod:`esc_arch.patching`.
+The modules of this package hold the replacements of library concerns (torchvision, safe loading,
+resuming, LMDB, launchers); the others live beside the code they serve (options, data, models, cli).
 
-When they apply (docs/ARCHITECTURE.md):
-
-* ``import esc_arch`` applies only what importing basicsr needs (:data:`IMPORT_PATCHES`), after
-  :func:`.torchvision_fixes.import_torchvision` makes ``import torchvision`` work;
-* the ``basicsr`` command applies :func:`basicsr_patches` too (safe options reading, resuming
-  without CUDA, shared LMDBs, gloo launchers, checked paired datasets);
-* in your own scripts, :func:`apply_all` applies all of them.
+* ``import esc_arch`` applies the ``'import'`` rows, after :func:`.torchvision_fixes.import_torchvision`
+  makes ``import torchvision`` work;
+* :func:`apply_all` applies the ``'apply_all'`` rows too: for your own scripts (``register.py``);
+* every ``basicsr`` command applies them for its run (:func:`command_patches`), ``train`` and ``test``
+  their own rows as well.
 """
+from esc_arch.patching import MISSING, Patch, apply, is_applied, original, patched, undo
+
 from . import torchvision_fixes
-from .patching import MISSING, Patch, apply, is_applied, original, patched, undo
+from .table import PATCHES, patches_for
 
-__all__ = ['IMPORT_PATCHES', 'MISSING', 'Patch', 'apply', 'apply_all', 'basicsr_patches', 'is_applied', 'original',
-           'patched', 'undo']
-
-IMPORT_PATCHES = (torchvision_fixes.FUNCTIONAL_TENSOR_ALIAS, )
-"""Applied by ``import esc_arch``: without them basicsr cannot be imported."""
+__all__ = ['MISSING', 'PATCHES', 'Patch', 'apply', 'apply_all', 'basicsr_patches', 'command_patches', 'is_applied',
+           'original', 'patched', 'patches_for', 'undo']
 
 torchvision_fixes.import_torchvision()
-for _patch in IMPORT_PATCHES:
+for _patch in patches_for('import'):
     apply(_patch)
 del _patch
 
 
 def basicsr_patches() -> tuple[Patch, ...]:
-    """The patches of BasicSR's training and testing that the ``basicsr`` command applies (in this order).
+    """The patches :func:`apply_all` applies besides the import ones (the ``'apply_all'`` rows), in order."""
+    return patches_for('apply_all')
 
-    * :mod:`.safe_options`: options files and ``--force_yml`` overrides read without running code;
-    * :mod:`.resume`: resuming training (``--auto_resume``) without CUDA;
-    * :mod:`.lmdb_shared`: one LMDB read by several datasets in one process (lmdb >= 2);
-    * :mod:`.distributed_cpu`: ``--launcher pytorch/slurm`` without CUDA (gloo backend);
-    * :mod:`esc_arch.data.paired_image_dataset`: the name ``PairedImageDataset`` builds
-      :class:`~esc_arch.data.CheckedPairedImageDataset`, whose errors name the image files.
-    """
-    from esc_arch.data.paired_image_dataset import CHECKED_PAIRED_DATASETS
 
-    from . import distributed_cpu, lmdb_shared, resume, safe_options
-
-    return (*safe_options.PATCHES, resume.RESUME_WITHOUT_CUDA, lmdb_shared.SHARED_LMDB_ENVIRONMENTS,
-            *distributed_cpu.PATCHES, CHECKED_PAIRED_DATASETS)
+def command_patches(command: str) -> tuple[Patch, ...]:
+    """The patches in place while ``basicsr COMMAND`` runs: the ``'apply_all'`` rows and the command's own."""
+    return (*patches_for('apply_all'), *patches_for(command))
 
 
 def apply_all() -> list[str]:
-    """Apply every patch, as the ``basicsr`` command does: for your own scripts that run BasicSR's pipelines.
+    """Apply every ``'import'`` and ``'apply_all'`` patch: for your own scripts that run BasicSR's pipelines.
 
     Returns:
         list[str]: The names of the patches this call applied (already applied or unneeded ones are left out).
+
+    Raises:
+        CompatibilityError: An installed library's version is outside a patch's guard.
     """
-    return [patch.name for patch in (*IMPORT_PATCHES, *basicsr_patches()) if apply(patch)]
+    return [patch.name for patch in (*patches_for('import'), *basicsr_patches()) if apply(patch)]

@@ -12,18 +12,21 @@ from collections.abc import Callable
 
 import torch
 
-from .patching import Patch, patched
+from esc_arch.patching import patched
 
-__all__ = ['PATCHES', 'gloo_without_cuda']
+from .table import patches_for
 
-# While a launcher initialises without CUDA: one device, and pinning a process to it does nothing.
-_ONE_PRETEND_CUDA_DEVICE = (
-    Patch(name='pretend-cuda-device-count', target='torch.cuda:device_count', replacement=lambda original: lambda: 1,
-          reason='basicsr divides the rank by the device count', versions='basicsr 1.4.2'),
-    Patch(name='pretend-cuda-set-device', target='torch.cuda:set_device',
-          replacement=lambda original: lambda device: None,
-          reason='basicsr pins every process to a CUDA device', versions='basicsr 1.4.2'),
-)
+__all__ = ['gloo_without_cuda', 'no_pinning', 'one_device']
+
+
+def one_device(original: Callable) -> Callable:
+    """``torch.cuda.device_count`` while a launcher initialises without CUDA: one (pretend) device."""
+    return lambda: 1
+
+
+def no_pinning(original: Callable) -> Callable:
+    """``torch.cuda.set_device`` while a launcher initialises without CUDA: pinning does nothing."""
+    return lambda device: None
 
 
 def gloo_without_cuda(initialise: Callable) -> Callable:
@@ -33,16 +36,8 @@ def gloo_without_cuda(initialise: Callable) -> Callable:
     def initialise_anywhere(backend, **kwargs):
         if torch.cuda.is_available():
             return initialise(backend, **kwargs)
-        with patched(*_ONE_PRETEND_CUDA_DEVICE):
+        with patched(*patches_for('within gloo-launcher')):  # one device; pinning a process to it does nothing
             return initialise('gloo', **kwargs)
 
     return initialise_anywhere
 
-
-PATCHES = tuple(
-    Patch(name=f'gloo-launcher-{launcher}',
-          target=f'basicsr.utils.dist_util:_init_dist_{launcher}',
-          replacement=gloo_without_cuda,
-          reason=f'--launcher {launcher} pins each process to a CUDA device and uses nccl, which fails without CUDA',
-          versions='basicsr 1.4.2')
-    for launcher in ('pytorch', 'slurm'))

@@ -9,9 +9,7 @@ its backend now shares one read-only environment per database folder instead.
 """
 import os
 
-from .patching import Patch
-
-__all__ = ['SHARED_LMDB_ENVIRONMENTS', 'open_shared']
+__all__ = ['backend_init', 'needs_fix', 'open_shared']
 
 _shared_environments = {}
 
@@ -42,7 +40,9 @@ def open_shared(path: str, readonly: bool = True, **options: object) -> object:
     return environment
 
 
-def _backend_init(self, db_paths, client_keys='default', readonly=True, lock=False, readahead=False, **kwargs):
+def backend_init(self: object, db_paths: str | list[str], client_keys: str | list[str] = 'default',
+                 readonly: bool = True, lock: bool = False, readahead: bool = False, **kwargs: object) -> None:
+    """BasicSR's ``LmdbBackend.__init__``, opening the databases with :func:`open_shared`."""
     if isinstance(client_keys, str):
         client_keys = [client_keys]
     self.db_paths = [str(path) for path in db_paths] if isinstance(db_paths, list) else [str(db_paths)]
@@ -55,7 +55,7 @@ def _backend_init(self, db_paths, client_keys='default', readonly=True, lock=Fal
     }
 
 
-def needs_fix() -> bool:
+def needs_fix(original: object = None) -> bool:
     """Whether the installed py-lmdb refuses a second open of one environment (version 2 and later)."""
     try:
         import lmdb
@@ -63,12 +63,3 @@ def needs_fix() -> bool:
         return False
     return int(lmdb.__version__.split('.')[0]) >= 2
 
-
-SHARED_LMDB_ENVIRONMENTS = Patch(
-    name='lmdb-shared-environments',
-    target='basicsr.utils.file_client:LmdbBackend.__init__',
-    replacement=lambda original: _backend_init,
-    reason="py-lmdb refuses a second open of one database in a process, which BasicSR's LmdbBackend does for "
-    'every dataset (and DataLoader workers inherit the open ones)',
-    versions='basicsr 1.4.2 with lmdb >= 2',
-    needed=lambda original: needs_fix())

@@ -17,7 +17,6 @@ is a :class:`~esc_arch.errors.CheckpointError`.
 import inspect
 import os
 import pickle
-import re
 import sys
 from collections.abc import Callable
 
@@ -25,9 +24,9 @@ import torch
 
 from esc_arch.errors import CheckpointError
 
-from .patching import Patch
+from .safe_load import refused_global
 
-__all__ = ['RESUME_WITHOUT_CUDA', 'latest_training_state', 'load_resume_state', 'training_states']
+__all__ = ['latest_training_state', 'load_resume_state', 'needs_fix', 'training_states']
 
 
 def training_states(state_dir: str) -> list[tuple[int, str]]:
@@ -61,10 +60,10 @@ def _read_state(path, device):
     """
     try:
         return torch.load(path, map_location=device, weights_only=True), None
-    except torch.OutOfMemoryError:
+    except (torch.OutOfMemoryError, CheckpointError):  # the latter: refused by weights-only-torch-load
         raise
     except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as error:
-        if re.search(r'GLOBAL \S+|Unsupported global', str(error)):  # intact pickle, refused by weights_only
+        if refused_global(error):  # intact pickle, refused by weights_only
             raise CheckpointError(f'{path} was refused: loading it would run code (only tensors and plain '
                                   'containers are loaded)') from None
         lines = str(error).strip().splitlines()
@@ -123,12 +122,3 @@ def needs_fix(function: Callable) -> bool:
     except (OSError, TypeError):
         return True
 
-
-RESUME_WITHOUT_CUDA = Patch(
-    name='resume-without-cuda',
-    target='basicsr.train:load_resume_state',
-    replacement=lambda original: load_resume_state,
-    reason='basicsr maps resumed training states onto CUDA, and finds --auto_resume states from the working '
-    'directory',
-    versions='basicsr 1.4.2 (load_resume_state with map_location=storage.cuda(...))',
-    needed=needs_fix)

@@ -10,7 +10,8 @@ Two problems are handled:
   basicsr's ``data/degradations.py`` imports ``rgb_to_grayscale`` from it.
 
 The first replaces nothing (it declares op schemas torchvision lacks), so it is a function,
-:func:`import_torchvision`; the second is the patch :data:`FUNCTIONAL_TENSOR_ALIAS`.
+:func:`import_torchvision`; the second is the patch ``torchvision-functional-tensor`` of
+:mod:`esc_arch.compat.table`, built by :func:`functional_tensor_alias`.
 """
 import importlib
 import sys
@@ -18,9 +19,9 @@ import types
 
 import torch
 
-from .patching import MISSING, Patch
+from esc_arch.patching import MISSING
 
-__all__ = ['FUNCTIONAL_TENSOR_ALIAS', 'import_torchvision']
+__all__ = ['FUNCTIONAL_TENSOR', 'functional_tensor_alias', 'functional_tensor_is_missing', 'import_torchvision']
 
 # Schemas of the compiled ops that torchvision's Python code registers fake kernels for.
 _MISSING_OP_SCHEMAS = {
@@ -66,7 +67,8 @@ def import_torchvision() -> types.ModuleType:
     return torchvision
 
 
-def _functional_tensor_is_missing(original: object) -> bool:
+def functional_tensor_is_missing(original: object) -> bool:
+    """Whether this torchvision lacks ``transforms.functional_tensor`` (removed in 0.17)."""
     if original is not MISSING:
         return False
     try:
@@ -76,7 +78,8 @@ def _functional_tensor_is_missing(original: object) -> bool:
     return False
 
 
-def _functional_tensor_alias(original: object) -> types.ModuleType:
+def functional_tensor_alias(original: object) -> types.ModuleType:
+    """A module ``functional_tensor`` with the one function basicsr imports from it."""
     from torchvision.transforms import functional
 
     module = types.ModuleType(FUNCTIONAL_TENSOR)
@@ -84,11 +87,3 @@ def _functional_tensor_alias(original: object) -> types.ModuleType:
     module.__doc__ = 'Alias created by esc_arch for basicsr 1.4.2 (removed in torchvision 0.17).'
     return module
 
-
-FUNCTIONAL_TENSOR_ALIAS = Patch(
-    name='torchvision-functional-tensor',
-    target=f'sys:modules[{FUNCTIONAL_TENSOR}]',
-    replacement=_functional_tensor_alias,
-    reason="basicsr's data/degradations.py imports rgb_to_grayscale from torchvision.transforms.functional_tensor",
-    versions='basicsr 1.4.2 with torchvision >= 0.17 (which removed the module)',
-    needed=_functional_tensor_is_missing)

@@ -17,8 +17,8 @@ decodes them (OpenCV ``IMREAD_COLOR``): grayscale is replicated to three channel
 and 16-bit images are reduced to 8 bits.
 
 Options files name it ``type: CheckedPairedImageDataset``; the ``basicsr`` command (and
-:func:`esc_arch.compat.apply_all`) also builds it for ``type: PairedImageDataset``
-(:data:`CHECKED_PAIRED_DATASETS`).
+:func:`esc_arch.compat.apply_all`) also builds it for ``type: PairedImageDataset`` (the patch
+``checked-paired-image-dataset`` of :mod:`esc_arch.compat.table`).
 """
 import io
 
@@ -29,10 +29,9 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from esc_arch.compat.patching import Patch
 from esc_arch.errors import DatasetError
 
-__all__ = ['CHECKED_PAIRED_DATASETS', 'CheckedPairedImageDataset']
+__all__ = ['CheckedPairedImageDataset', 'check_pair_sizes', 'explain_error', 'unreadable_reason']
 
 _EXIF_ORIENTATION = 0x0112  # values 5 to 8 mean the stored image is turned by 90 degrees
 
@@ -129,11 +128,3 @@ class CheckedPairedImageDataset(PairedImageDataset):
             check_pair_sizes(self, pair, item)
         return item
 
-
-CHECKED_PAIRED_DATASETS = Patch(
-    name='checked-paired-image-dataset',
-    target='basicsr.utils.registry:DATASET_REGISTRY._obj_map[PairedImageDataset]',
-    replacement=lambda original: CheckedPairedImageDataset,
-    reason="BasicSR's PairedImageDataset names no file when an image is unreadable or a pair does not fit the scale, "
-    'and scores a validation pair of another scale silently',
-    versions='basicsr 1.4.2')

@@ -1,4 +1,11 @@
-"""BasicSR's Real-ESRGAN degradation dataset, reading a plain folder of HR images as well as a meta_info list."""
+"""BasicSR's Real-ESRGAN degradation dataset, reading a plain folder of HR images as well as a meta_info list.
+
+Registered as ``RealESRGANDataset_esc``. basicsr 1.4.2 registers its own class as
+``RealESRGANDataset_basicsr`` and finds it for ``type: RealESRGANDataset``; the ``basicsr`` command
+(and :func:`esc_arch.compat.apply_all`) makes that name build this class instead (the patch
+``folder-real-esrgan-dataset`` of :mod:`esc_arch.compat.table`), so that the authors' options files
+(and Real-ESRGAN's) get it.
+"""
 import os
 from os import path as osp
 
@@ -6,17 +13,15 @@ from basicsr.data.realesrgan_dataset import RealESRGANDataset as BasicSRRealESRG
 from basicsr.utils import scandir
 from basicsr.utils.registry import DATASET_REGISTRY
 
-from .paired_image_dataset import unreadable_reason
 from esc_arch.errors import DatasetError
 from esc_arch.images import IMAGE_EXTENSIONS
+
+from .paired_image_dataset import unreadable_reason
 
 __all__ = ['RealESRGANDataset']
 
 
-# Registered under BasicSR's own name: basicsr 1.4.2 registers its class as 'RealESRGANDataset_basicsr'
-# and looks the plain name up first, so options saying `type: RealESRGANDataset` (the authors', Real-ESRGAN's)
-# build this class.
-@DATASET_REGISTRY.register()
+@DATASET_REGISTRY.register(suffix='esc')
 class RealESRGANDataset(BasicSRRealESRGANDataset):
     """HR images for real-world training; the models degrade them (Real-ESRGAN's two-stage pipeline).
 

@@ -8,22 +8,23 @@ state as a regular checkpoint of that iteration would (epoch included), and stop
 signal, or a signal before the first iteration, stops at once (``KeyboardInterrupt``); the
 checkpoints already written stay usable, as they are written atomically. BasicSR's DataLoader
 workers ignore these signals, which clusters send to every process of a job: the training process
-stops them.
+stops them (``workers-ignore-stop-signals``). The training sampler, whose epoch a stop save records,
+is handed over by the ``checked-train-dataloaders`` patch (:func:`follow_training_sampler`); both are
+rows of :mod:`esc_arch.compat.table` that ``basicsr train`` applies.
 """
 import contextlib
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
 from basicsr.data import worker_init_fn as basicsr_worker_init_fn
 from basicsr.utils import get_root_logger
 
-from esc_arch.compat.patching import Patch, patched
-
-__all__ = ['SaveOnStopMixin', 'TrainingInterrupted', 'save_on_stop_signals', 'worker_init_ignoring_stop_signals']
+__all__ = ['SaveOnStopMixin', 'TrainingInterrupted', 'can_wait_for_signals', 'follow_training_sampler',
+           'save_on_stop_signals', 'worker_init_ignoring_stop_signals']
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # What the handler has seen: the first stop signal, whether a training loop acts on it, the process
@@ -64,30 +65,14 @@ def _end_on_sigterm_from_parent():
             os._exit(0)
 
 
-def _keeping_sampler(create_loaders: Callable) -> Callable:
-
-    def create_loaders_keeping_sampler(opt, logger):
-        loaders = create_loaders(opt, logger)
-        _stop['sampler'] = loaders[1]  # the loop calls its set_epoch at the start of every epoch
-        return loaders
-
-    return create_loaders_keeping_sampler
+def can_wait_for_signals(original: object = None) -> bool:
+    """Whether workers can take SIGTERM in a thread (``signal.sigwaitinfo``: Linux and most Unixes, not macOS)."""
+    return hasattr(signal, 'sigwaitinfo')
 
 
-# Installed only within save_on_stop_signals.
-KEEP_TRAINING_SAMPLER = Patch(
-    name='keep-training-sampler',
-    target='basicsr.train:create_train_val_dataloader',
-    replacement=_keeping_sampler,
-    reason="a stop save records the epoch, which only the training loop's sampler knows",
-    versions='basicsr 1.4.2')
-WORKERS_IGNORE_STOP_SIGNALS = Patch(
-    name='workers-ignore-stop-signals',
-    target='basicsr.data:worker_init_fn',  # build_dataloader's (seeded) workers
-    replacement=lambda original: worker_init_ignoring_stop_signals,
-    reason='a SIGTERM sent to every process of a job ends the DataLoader workers, failing the training before it saves',
-    versions='basicsr 1.4.2',
-    needed=lambda original: hasattr(signal, 'sigwaitinfo'))  # Linux and most Unixes (not macOS, not Windows)
+def follow_training_sampler(sampler: object) -> None:
+    """Record the training loop's sampler (it calls its ``set_epoch`` at the start of every epoch)."""
+    _stop['sampler'] = sampler
 
 
 @contextlib.contextmanager
@@ -96,8 +81,7 @@ def save_on_stop_signals() -> Iterator[None]:
     previous = {signum: signal.signal(signum, _handle_stop_signal) for signum in STOP_SIGNALS}
     _stop.update(signal=None, training=False, pid=os.getpid(), sampler=None)
     try:
-        with patched(KEEP_TRAINING_SAMPLER, WORKERS_IGNORE_STOP_SIGNALS):
-            yield
+        yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

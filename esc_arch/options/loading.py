@@ -5,25 +5,34 @@ runs when the file is read), ``eval``s ``--force_yml`` values that start with ``
 override's keys. Here options files are read with :class:`OptionsLoader` (PyYAML's safe loader: plain
 YAML types only; BasicSR's ``!!float 1e-4`` tags work, mappings keep their order) which also refuses a
 key given twice in one mapping, and override values are parsed as YAML scalars or lists
-(:func:`override_value`). :func:`parse_options` gives BasicSR's ``parse_options`` the options read
-this way (declared as patches in :mod:`esc_arch.compat.safe_options`).
+(:func:`override_value`).
+
+A run's options are read once (:func:`read_run_options`): by the ``basicsr`` command, which hands them
+to BasicSR's pipeline with :func:`prepared_options`, or else by :func:`parse_options` itself. BasicSR's
+``parse_options`` (patched: ``safe-parse-options-*``, ``safe-ordered-yaml`` and, while it runs,
+``basicsr-parser-argv`` in :mod:`esc_arch.compat.table`) then takes those options instead of parsing
+the file, and an argument list without the ``--force_yml`` entries it would ``exec``.
 """
 import argparse
+import contextlib
+import functools
 import inspect
 import os
 import re
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from typing import TextIO
-from collections.abc import Callable, Iterable
 
 import yaml
 
-from esc_arch.compat.patching import Patch, patched
+from esc_arch.compat.table import patches_for, patches_named
 from esc_arch.errors import OptionsError
 from esc_arch.options.test_sets import drop_missing_test_sets
+from esc_arch.patching import patched
 
-__all__ = ['OptionsLoader', 'load_options', 'load_pipeline_options', 'override_value', 'apply_overrides',
-           'basicsr_argv', 'parse_options']
+__all__ = ['OptionsLoader', 'apply_overrides', 'argv_for_basicsr_parser', 'basicsr_argv', 'load_options',
+           'load_pipeline_options', 'override_value', 'parse_options', 'prepared_options', 'read_run_options',
+           'safe_ordered_yaml', 'safe_parse_options']
 
 # A number PyYAML's YAML 1.1 resolver leaves as a string (``1e-4`` needs a dot there); BasicSR users write it.
 NUMBER = re.compile(r'[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?')
@@ -107,6 +116,7 @@ def load_pipeline_options(path: str, sections: tuple[str, ...]) -> dict:
             raise OptionsError(f'{path}: option "{name}" must be a mapping')
     return options
 
+
 def override_value(text: str) -> object:
     """The value of a ``--force_yml KEY=VALUE`` entry: a YAML scalar, list or mapping, never evaluated.
 
@@ -183,26 +193,85 @@ def _basicsr_arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return parser.parse_known_args(argv)
 
 
-def basicsr_argv(args: argparse.Namespace, with_overrides: bool = True) -> list[str]:
-    """The argument list that BasicSR's ``parse_options`` reads for ``args`` (its options, parsed)."""
+def basicsr_argv(args: argparse.Namespace) -> list[str]:
+    """The argument list BasicSR's ``parse_options`` gets for ``args``: its options, no ``--force_yml``."""
     argv = ['-opt', args.opt, '--launcher', args.launcher, '--local_rank', str(args.local_rank)]
     if args.auto_resume:
         argv.append('--auto_resume')
     if args.debug:
         argv.append('--debug')
-    if with_overrides and args.force_yml:
-        argv += ['--force_yml', *args.force_yml]
     return argv
+
+
+def read_run_options(args: argparse.Namespace, is_train: bool) -> dict:
+    """The options of one BasicSR run, read once: the file (:func:`load_pipeline_options`), ``--force_yml``
+    and ``--debug`` (the name gets BasicSR's ``debug_`` prefix).
+
+    Args:
+        args (argparse.Namespace): BasicSR's arguments (``opt``, ``force_yml``, ``debug``).
+        is_train (bool): Training (True) or testing options.
+
+    Raises:
+        OptionsError: As :func:`load_pipeline_options` and :func:`apply_overrides`.
+    """
+    options = load_pipeline_options(args.opt, TRAIN_SECTIONS if is_train else TEST_SECTIONS)
+    apply_overrides(options, args.force_yml, args.opt)
+    if args.debug and not str(options['name']).startswith('debug'):
+        options['name'] = f'debug_{options["name"]}'  # as BasicSR's parse_options
+    return options
+
+
+# The run's options and arguments prepared by a command (prepared_options), and what BasicSR's
+# parse_options gets while it runs (parse_options): the options and its argument list.
+_prepared = {}
+_parsing = {}
+
+
+@contextlib.contextmanager
+def prepared_options(options: dict, args: argparse.Namespace) -> Iterator[None]:
+    """Within this block BasicSR's (patched) ``parse_options`` takes ``options`` and ``args`` as the run's."""
+    _prepared.update(options=options, arguments=args)
+    try:
+        yield
+    finally:
+        _prepared.clear()
+
+
+def safe_ordered_yaml(original: Callable) -> Callable:
+    """Patch of ``basicsr.utils.options.ordered_yaml``: its loader is :class:`OptionsLoader`, or, while
+    :func:`parse_options` runs, one that gives the options read already."""
+
+    @functools.wraps(original)
+    def ordered_yaml():
+        loader = _PreparedOptions(_parsing['options']) if _parsing else OptionsLoader
+        return loader, original()[1]
+
+    return ordered_yaml
+
+
+def argv_for_basicsr_parser(argv: list[str]) -> list[str]:
+    """Patch of ``sys.argv`` while BasicSR's ``parse_options`` runs: the run's arguments, no ``--force_yml``."""
+    return [argv[0], *_parsing['argv']]
+
+
+def safe_parse_options(original: Callable) -> Callable:
+    """Patch of BasicSR's ``parse_options``: :func:`parse_options` with ``original`` doing the rest."""
+
+    @functools.wraps(original)
+    def parse_options_safely(root_path, is_train=True):
+        return parse_options(root_path, is_train, basicsr_parse_options=original)
+
+    return parse_options_safely
 
 
 def parse_options(root_path: str, is_train: bool = True,
                   basicsr_parse_options: Callable | None = None) -> tuple[dict, argparse.Namespace]:
-    """BasicSR's ``parse_options`` with the options file read safely and ``--force_yml`` applied safely.
+    """BasicSR's ``parse_options`` on options read once and safely, ``--force_yml`` applied safely.
 
-    The file is read with :func:`load_options` and the overrides applied with :func:`apply_overrides`
-    first; BasicSR's own function then does the rest (distributed setup, seed, paths, debug mode) on
-    those options, its loader replaced and the overrides taken out of ``sys.argv``, so that it neither
-    reads the file with its loader nor ``exec``s the overrides. The returned arguments keep
+    The options are those of :func:`prepared_options` or, outside it, read from ``sys.argv``'s
+    arguments by :func:`read_run_options`. BasicSR's own function then does the rest (distributed
+    setup, seed, paths) on those options: its loader gives them instead of parsing the file and its
+    ``sys.argv`` has no ``--force_yml`` entries (so it ``exec``s none). The returned arguments keep
     ``force_yml``.
 
     Args:
@@ -213,27 +282,21 @@ def parse_options(root_path: str, is_train: bool = True,
     from basicsr.utils import options as basicsr_options
 
     original = basicsr_parse_options or inspect.unwrap(basicsr_options.parse_options)
-    arguments, unknown = _basicsr_arguments(sys.argv[1:])
-    options = load_options(arguments.opt)
-    if not isinstance(options, dict):
-        raise OptionsError(f'{arguments.opt} is not a BasicSR options file (expected a mapping of options)')
-    apply_overrides(options, arguments.force_yml, arguments.opt)
-    if not is_train:
-        try:  # as the command did before its checks (it printed the notices)
-            drop_missing_test_sets(options)
-        except OptionsError:
-            pass  # no set exists: BasicSR reports the first missing folder
-    reads_prepared = Patch(
-        name='prepared-options', target='basicsr.utils.options:ordered_yaml',
-        replacement=lambda ordered_yaml: lambda: (_PreparedOptions(options), ordered_yaml()[1]),
-        reason='parse_options reads the options file itself; it gets the options read safely instead',
-        versions='basicsr 1.4.2')
-    argv_without_overrides = Patch(
-        name='argv-without-overrides', target='sys:argv',
-        replacement=lambda argv: [argv[0], *basicsr_argv(arguments, with_overrides=False), *unknown],
-        reason='parse_options execs --force_yml entries (however spelt or abbreviated); they are applied already',
-        versions='basicsr 1.4.2')
-    with patched(reads_prepared, argv_without_overrides):
-        opt, args = original(root_path, is_train=is_train)
+    if _prepared:
+        options, arguments, unknown = _prepared['options'], _prepared['arguments'], []
+    else:
+        arguments, unknown = _basicsr_arguments(sys.argv[1:])
+        options = read_run_options(arguments, is_train)
+        if not is_train:
+            try:  # as the basicsr command does (it prints notices)
+                drop_missing_test_sets(options)
+            except OptionsError:
+                pass  # no set exists: BasicSR reports the first missing folder
+    _parsing.update(options=options, argv=[*basicsr_argv(arguments), *unknown])
+    try:  # the loader of the options read above, and an argument list without --force_yml
+        with patched(*patches_named('safe-ordered-yaml'), *patches_for('within safe-parse-options')):
+            opt, args = original(root_path, is_train=is_train)
+    finally:
+        _parsing.clear()
     args.force_yml = arguments.force_yml
     return opt, args
