@@ -50,8 +50,9 @@ def tiny_checkpoint(tmp_path):
     Its weights are moved off their initialisation so that every path (the zero-initialised
     dynamic kernels too) acts. Returns ``(checkpoint_path, yaml_path, network)``.
     """
-    from esc_arch.archs import ESC
     from helpers import TINY, TINY_ESC, perturbed
+
+    from esc_arch.archs import ESC
 
     network = perturbed(ESC(**TINY, upscaling_factor=2)).eval()
     checkpoint = tmp_path / 'tiny_ESC_x2.pth'

@@ -3,11 +3,11 @@ import itertools
 
 import pytest
 import torch
+from helpers import TINY, RunsCode
 
 from esc_arch.archs import ESC, ESCFP, ESCReal, build_preset
 from esc_arch.checkpoint import infer_network_config, load_into_network, load_state_dict, matching_preset
 from esc_arch.errors import CheckpointError
-from helpers import TINY, RunsCode
 
 
 def _tiny_state_dict(scale=2):

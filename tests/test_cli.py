@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import SCALE, TINY_ESC, make_pairs, paired_dataset, run_basicsr, train_options, write_yaml
 
 from esc_arch import ESC
 from esc_arch.cli import COMMANDS, main
-from helpers import SCALE, TINY_ESC, make_pairs, paired_dataset, run_basicsr, train_options, write_yaml
 
 
 def test_every_command_module_has_the_interface():

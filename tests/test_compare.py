@@ -7,8 +7,7 @@ from helpers import smooth_image
 
 from esc_arch.archs import build_preset
 from esc_arch.cli import main
-from esc_arch.inference import load_network
-from esc_arch.inference.compare import (
+from esc_arch.comparison import (
     CAPTION_HEIGHT,
     GAP,
     LABEL_HEIGHT,
@@ -18,6 +17,7 @@ from esc_arch.inference.compare import (
     reference_comparison,
     upscale_comparison,
 )
+from esc_arch.inference import load_network
 
 try:
     import onnx  # noqa: F401
@@ -56,7 +56,7 @@ def test_upscale_comparison_layout_and_crop():
 
 def test_captions_say_crops_are_enlarged_and_scores_are_of_whole_images(monkeypatch):
     captions = []
-    monkeypatch.setattr('esc_arch.inference.compare._put_text', lambda picture, text, *args, **kwargs:
+    monkeypatch.setattr('esc_arch.comparison._put_text', lambda picture, text, *args, **kwargs:
                         captions.append(text))
     sr = _flat_with_texture(80, 120, 30, 70, 32)
     upscale_comparison(sr[::4, ::4], sr, 4, 'ESC x4', crop_size=32)

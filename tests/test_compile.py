@@ -1,11 +1,11 @@
 """The compiled inference path: same outputs as eager, and eager with a notice where compiling is impossible."""
 import pytest
 import torch
+from helpers import TINY, perturbed
 
 from esc_arch.archs import ESC
 from esc_arch.inference import compilation
 from esc_arch.inference.compilation import CompiledNetwork, compile_network
-from helpers import TINY, perturbed
 
 
 def _tiny():
@@ -82,8 +82,9 @@ def test_compile_unavailable_reason_names_the_missing_tool(monkeypatch):
 @pytest.mark.parametrize('compile_opt, compiled', [(True, False), (dict(backend='eager'), True)])
 def test_train_compile_without_a_compiler_trains_eagerly_with_a_notice(tmp_path, monkeypatch, compile_opt, compiled):
     from basicsr.models import build_model
-    from esc_arch.models import esc_model
     from helpers import model_options
+
+    from esc_arch.models import esc_model
 
     log = _Log()
     monkeypatch.setattr(esc_model, 'get_root_logger', lambda: log)
@@ -105,8 +106,9 @@ class _Log(list):
 
 def _test_model(tmp_path, monkeypatch, **val):
     from basicsr.models import build_model
-    from esc_arch.models import esc_model
     from helpers import model_options
+
+    from esc_arch.models import esc_model
 
     log = _Log()
     monkeypatch.setattr(esc_model, 'get_root_logger', lambda: log)
@@ -153,7 +155,7 @@ def test_testing_logs_a_line_per_image_when_not_on_a_terminal(tmp_path, monkeypa
 
 
 def test_progress_choice():
-    from esc_arch.models.progress import progress_choice
+    from esc_arch.runs.progress import progress_choice
 
     class Terminal:
         def isatty(self):
@@ -167,9 +169,9 @@ def test_progress_choice():
 
 def test_upscale_compile_option_reaches_compile_network(tiny_checkpoint, tmp_path, monkeypatch, capsys):
     import cv2
+    from helpers import smooth_image
 
     from esc_arch.cli import main
-    from helpers import smooth_image
 
     monkeypatch.setattr(compilation, 'compile_unavailable_reason', lambda device: 'no C++ compiler was found')
     checkpoint, _, _ = tiny_checkpoint

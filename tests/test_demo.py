@@ -102,7 +102,7 @@ def test_shortened_demo_trains_tests_and_reports_psnr(demo_data, tmp_path):
     assert np.mean([esc for _, esc in rows.values()]) == pytest.approx(logged_psnr, abs=0.01)  # printed rounded
     assert re.search(r'^mean\s+[\d.]+\s+[\d.]+\s+\([+-][\d.]+ dB\)$', result.stdout, re.MULTILINE)
     # comparison.png: one row per test image of LR, bicubic, ESC-light and HR panels
-    from esc_arch.inference.compare import CAPTION_HEIGHT, GAP, LABEL_HEIGHT, PANEL_SIZE
+    from esc_arch.comparison import CAPTION_HEIGHT, GAP, LABEL_HEIGHT, PANEL_SIZE
     comparison = os.path.join('results', 'demo_ESC_light_x4', 'comparison.png')
     assert comparison in result.stdout
     count = len(TEST_IMAGES)

@@ -5,10 +5,9 @@ import sys
 
 import pytest
 import torch
+from helpers import TINY_ESC, image_folder, write_yaml
 
 import esc_arch  # noqa: F401  (makes basicsr importable; conftest.py applies the gloo launcher patches)
-
-from helpers import TINY_ESC, image_folder, write_yaml
 
 # Runs `basicsr` in every process and records each rank's weights whenever the model saves.
 DRIVER = '''

@@ -2,13 +2,12 @@
 import numpy as np
 import pytest
 import torch
+from helpers import TINY, perturbed
 
 from esc_arch.archs import ESC, ESCFP, ESCReal
 from esc_arch.cli import main
 from esc_arch.errors import ExportError
 from esc_arch.export import CHECK_SHAPES, CHECK_TOLERANCES, check_onnx, export_onnx, largest_difference
-
-from helpers import TINY, perturbed
 
 try:
     import onnx

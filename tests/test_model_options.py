@@ -1,10 +1,10 @@
 """The models' options are declared once (esc_arch.options.model_options); the checks and key lists read it."""
 import pytest
+from helpers import model_options  # noqa: E402
 
 from esc_arch.errors import OptionsError
 from esc_arch.options.model_options import MODEL_OPTIONS, option_value
 from esc_arch.options.values import KNOWN_KEYS, check_model_options, check_values
-from helpers import model_options  # noqa: E402
 
 WRONG = {'switch': 'maybe', 'number': 'abc', 'integer': 1.5, 'choice': 'fp8', 'compile': 'yes'}
 

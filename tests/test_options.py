@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
-import esc_arch  # noqa: F401  (registers ESC before BasicSR builds anything)
 from basicsr.archs import build_network  # noqa: E402
 from basicsr.models import build_model  # noqa: E402
 from basicsr.utils.options import ordered_yaml, parse_options  # noqa: E402
+
+import esc_arch  # noqa: F401  (registers ESC before BasicSR builds anything)
 
 OPTIONS_DIR = Path(__file__).resolve().parents[1] / 'options'
 ALL_YAMLS = sorted(OPTIONS_DIR.rglob('*.yml'))
@@ -130,8 +130,9 @@ def test_authors_model_type_and_attention_spelling(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- esc_arch.options.checks
 
 def test_options_check_looks_up_each_network_class_once(tmp_path, monkeypatch):
-    from esc_arch.options import checks as options_check
     from helpers import make_pairs, train_options
+
+    from esc_arch.options import checks as options_check
 
     looked_up = []
     original = options_check.constructor_parameters
@@ -144,9 +145,10 @@ def test_options_check_looks_up_each_network_class_once(tmp_path, monkeypatch):
 
 
 def test_test_options_ignore_resume_state_but_check_pretrained_weights(tmp_path):
+    from helpers import TINY_ESC, make_pairs, paired_dataset
+
     from esc_arch.errors import OptionsError
     from esc_arch.options import check_options
-    from helpers import TINY_ESC, make_pairs, paired_dataset
 
     options = dict(name='check', model_type='SRModel', scale=4, num_gpu=0, network_g=dict(TINY_ESC),
                    datasets=dict(test_1=paired_dataset(make_pairs(tmp_path / 'pairs'), {})),
@@ -159,9 +161,10 @@ def test_test_options_ignore_resume_state_but_check_pretrained_weights(tmp_path)
 
 
 def test_auto_resume_checks_pretrained_weights_until_a_state_exists(tmp_path, monkeypatch, capsys):
+    from helpers import make_pairs, train_options, write_yaml
+
     from esc_arch.cli import main
     from esc_arch.options import check_options, resumes_training
-    from helpers import make_pairs, train_options, write_yaml
 
     monkeypatch.chdir(tmp_path)
     options = train_options(make_pairs(tmp_path / 'pairs'), total_iter=2)

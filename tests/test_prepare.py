@@ -5,11 +5,10 @@ import cv2
 import lmdb
 import numpy as np
 import pytest
+from basicsr.utils import imfrombytes  # noqa: E402  (after esc_arch, which makes basicsr importable)
+from helpers import one_line_error
 
 from esc_arch.cli import main
-from basicsr.utils import imfrombytes  # noqa: E402  (after esc_arch, which makes basicsr importable)
-
-from helpers import one_line_error
 
 
 def write_images(folder, sizes, suffix=''):
@@ -138,9 +137,9 @@ def test_make_lmdb_refuses_a_file_as_output_even_with_overwrite(tmp_path, capsys
 def test_image_folders_list_and_read(tmp_path):
     """One extension list and one reader for every command: bmp included, folders and hidden files skipped,
     unreadable files and unsupported pixel types refused in one line."""
+    from esc_arch.cli.upscale import list_images as upscale_inputs
     from esc_arch.errors import ImageError
     from esc_arch.images import list_images, read_image
-    from esc_arch.cli.upscale import list_images as upscale_inputs
 
     folder = tmp_path / 'images'
     folder.mkdir()

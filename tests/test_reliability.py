@@ -14,20 +14,34 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from basicsr.data import build_dataset  # noqa: E402  (after esc_arch, which makes basicsr importable)
+from basicsr.models import build_model  # noqa: E402
+from helpers import (  # noqa: E402
+    SCALE,
+    TINY,
+    TINY_ESC,
+    RunsCode,
+    batch,
+    console_script,
+    hr_only_dataset,
+    image_folder,
+    make_pairs,
+    model_options,
+    paired_dataset,
+    run_basicsr,
+    train_options,
+    train_step,
+    weights,
+    write_yaml,
+)
 
 from esc_arch import ESC, ESCFP
 from esc_arch.cli import main
 from esc_arch.compat.resume import latest_training_state
 from esc_arch.errors import CheckpointError, DatasetError, NonFiniteLossError
-from esc_arch.models import stop_on_signal
 from esc_arch.models.esc_model import save_atomically
 from esc_arch.options import check_options
-from basicsr.data import build_dataset  # noqa: E402  (after esc_arch, which makes basicsr importable)
-from basicsr.models import build_model  # noqa: E402
-
-from helpers import (SCALE, TINY, TINY_ESC, RunsCode, batch, console_script, hr_only_dataset,  # noqa: E402
-                     image_folder, make_pairs, model_options, paired_dataset, run_basicsr, train_options, train_step,
-                     weights, write_yaml)
+from esc_arch.runs import stop_signals as stop_on_signal
 
 WAIT_SECONDS = 300
 

@@ -12,13 +12,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import one_line_error, smooth_image
 
 from esc_arch.checkpoint import load_state_dict
 from esc_arch.cli import main
 from esc_arch.errors import CheckpointError, ImageError, OutputError
 from esc_arch.images import read_image, write_image
-
-from helpers import one_line_error, smooth_image
 
 try:
     import onnx  # noqa: F401

@@ -11,21 +11,30 @@ import subprocess
 import sys
 from argparse import Namespace
 
+import basicsr.train
 import pytest
 import torch
+from basicsr.models import build_model  # noqa: E402  (after esc_arch, which makes basicsr importable)
+from helpers import (
+    SCALE,
+    TINY,
+    TINY_ESC,
+    batch,
+    console_script,
+    make_pairs,
+    model_options,
+    train_options,
+    train_step,  # noqa: E402
+    write_yaml,
+)
 
-import basicsr.train
 from esc_arch.cli import basicsr_pipeline, main
 from esc_arch.compat import basicsr_patches, patched
 from esc_arch.compat.resume import load_resume_state
 from esc_arch.errors import CheckpointError, NonFiniteLossError, OptionsError, OutputError, TrainingError
 from esc_arch.models.esc_model import save_atomically
-from esc_arch.models.experiment_lock import experiment_lock, lock_path
 from esc_arch.options.loading import override_value
-from basicsr.models import build_model  # noqa: E402  (after esc_arch, which makes basicsr importable)
-
-from helpers import SCALE, TINY, TINY_ESC, batch, console_script, make_pairs, model_options, train_options, \
-    train_step, write_yaml  # noqa: E402
+from esc_arch.runs.experiment_lock import experiment_lock, lock_path
 
 HOSTILE_VALUE = "[__import__('os').system('touch MARKER')]"
 

@@ -1,10 +1,9 @@
 """spandrel integration: every hyperparameter detected from the weights, working descriptors, half precision."""
 import pytest
 import torch
+from helpers import TINY, perturbed
 
 from esc_arch.archs import ESC, ESCFP, ESCReal, build_preset
-
-from helpers import TINY, perturbed
 
 spandrel = pytest.importorskip('spandrel', reason='the spandrel extra is not installed (pip install spandrel)')
 from esc_arch.integrations.spandrel import ARCHITECTURES, add_to_spandrel  # noqa: E402  (needs spandrel)

@@ -7,13 +7,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import RunsCode
 
 from esc_arch.archs import build_preset
 from esc_arch.cli import main
 from esc_arch.images import write_image
 from esc_arch.inference import upscale_image
-
-from helpers import RunsCode
 
 HEIGHT, WIDTH = 20, 27
 

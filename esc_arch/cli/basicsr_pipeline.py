@@ -20,12 +20,12 @@ from collections.abc import Callable
 
 from esc_arch.cli import CommandError
 from esc_arch.errors import ESCError, OutputError, TrainingError
-from esc_arch.models.experiment_lock import experiment_lock
-from esc_arch.models.stop_on_signal import follow_training_sampler
 from esc_arch.options import check_options, resumes_training
 from esc_arch.options.loading import prepared_options, read_run_options
 from esc_arch.options.test_sets import drop_missing_test_sets
 from esc_arch.options.values import check_launcher
+from esc_arch.runs.experiment_lock import experiment_lock
+from esc_arch.runs.stop_signals import follow_training_sampler
 
 # Raised by file access inside the pipelines, for paths taken from the options.
 PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)

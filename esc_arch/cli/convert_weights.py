@@ -2,11 +2,11 @@
 
 Typical uses: the authors' arbitrary-scale checkpoint (``{'model': {'name', 'args', 'sd'}}``) to
 a BasicSR ``params_ema`` file for ``pretrain_network_g``; ``.pth`` to ``.safetensors`` and back.
-The weights are checked before anything is written (see :mod:`esc_arch.inference.conversion`).
+The weights are checked before anything is written (see :mod:`esc_arch.conversion`).
 """
 import argparse
 
-from esc_arch.inference.conversion import DTYPES, PARAM_KEYS, TARGET_SUFFIXES, convert_weights
+from esc_arch.conversion import DTYPES, PARAM_KEYS, TARGET_SUFFIXES, convert_weights
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

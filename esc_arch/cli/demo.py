@@ -167,8 +167,8 @@ def write_comparison(path: str, data_dir: str, sr_dir: str, sr_suffix: str,
         sr_suffix (str): Their file name suffix.
         rows (list): :func:`psnr_table`'s rows, for the labels.
     """
+    from esc_arch.comparison import reference_comparison, stack_rows
     from esc_arch.images import write_image
-    from esc_arch.inference.compare import reference_comparison, stack_rows
 
     pictures = []
     for name, bicubic_psnr, sr_psnr in rows:

@@ -18,8 +18,15 @@ from functools import partial
 import numpy as np
 
 from esc_arch.cli import CommandError
-from esc_arch.cli.image_folders import (add_max_pixels_argument, add_workers_argument, failure_report, print_notice,
-                                        run_parallel, sigterm_as_interrupt, staged_output_folders)
+from esc_arch.cli.image_folders import (
+    add_max_pixels_argument,
+    add_workers_argument,
+    failure_report,
+    print_notice,
+    run_parallel,
+    sigterm_as_interrupt,
+    staged_output_folders,
+)
 from esc_arch.errors import ImageError
 from esc_arch.images import list_images, read_image, write_image
 

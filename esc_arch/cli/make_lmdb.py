@@ -19,8 +19,14 @@ from functools import partial
 import lmdb
 
 from esc_arch.cli import CommandError
-from esc_arch.cli.image_folders import (add_max_pixels_argument, add_workers_argument, failure_report, print_notice,
-                                        sigterm_as_interrupt, worker_pool)
+from esc_arch.cli.image_folders import (
+    add_max_pixels_argument,
+    add_workers_argument,
+    failure_report,
+    print_notice,
+    sigterm_as_interrupt,
+    worker_pool,
+)
 from esc_arch.data.lmdb_packing import LMDB_FILES, encode_entry, lmdb_map_size, write_lmdb
 from esc_arch.errors import ESCError, OutputError
 from esc_arch.images import list_images

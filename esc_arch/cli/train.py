@@ -3,7 +3,7 @@ import argparse
 
 from esc_arch.cli import basicsr_pipeline
 from esc_arch.cli.basicsr_pipeline import add_arguments  # noqa: F401  (BasicSR's own options)
-from esc_arch.models.stop_on_signal import save_on_stop_signals
+from esc_arch.runs.stop_signals import save_on_stop_signals
 
 
 def run(args: argparse.Namespace) -> None:

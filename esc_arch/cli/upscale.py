@@ -126,8 +126,8 @@ def run(args: argparse.Namespace) -> int:
     jobs = _plan(args)
     weights = resolve_weights(args.weights)
 
+    from esc_arch.comparison import network_label
     from esc_arch.inference import PRECISIONS, load_network, select_device, upscale_image
-    from esc_arch.inference.compare import network_label
     from esc_arch.inference.compilation import compile_network
 
     device = select_device(args.device)
@@ -220,8 +220,8 @@ def _process_one(job: Job, args: argparse.Namespace, upscale, final_scale: float
                                      lambda height, width: output_size(height, width, final_scale), args.max_pixels)
         height, width = output_size(info.height, info.width, final_scale)
         return f'{frames} frames {info.width}x{info.height} -> {width}x{height}'
+    from esc_arch.comparison import upscale_comparison
     from esc_arch.images import read_image
-    from esc_arch.inference.compare import upscale_comparison
 
     header = _header(job.source)
     if header is not None and header.pixels <= args.max_pixels:  # (a larger input is refused by read_image)

@@ -80,10 +80,10 @@ PATCHES = (
           "than a batch; and a stop save (SIGTERM) records the epoch, which only the training sampler knows",
           checked=BASICSR, when='train'),
     Patch(name='workers-ignore-stop-signals', target='basicsr.data:worker_init_fn',
-          replacement=replaced_by('esc_arch.models.stop_on_signal:worker_init_ignoring_stop_signals'),
+          replacement=replaced_by('esc_arch.runs.stop_signals:worker_init_ignoring_stop_signals'),
           reason='a SIGTERM sent to every process of a job ends the DataLoader workers, failing the training '
           'before it saves',
-          checked=BASICSR, when='train', needed='esc_arch.models.stop_on_signal:can_wait_for_signals'),
+          checked=BASICSR, when='train', needed='esc_arch.runs.stop_signals:can_wait_for_signals'),
     Patch(name='untrained-weights-warning', target='basicsr.test:build_model',
           replacement='esc_arch.cli.basicsr_pipeline:warn_before_building_untrained',
           reason='basicsr test scores a network with random weights when no checkpoint is given, without a word',

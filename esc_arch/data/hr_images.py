@@ -7,10 +7,10 @@ from os import path as osp
 
 import numpy as np
 import torch
-from PIL import Image
-from torch.utils import data
 from basicsr.data.data_util import paths_from_folder, paths_from_lmdb
 from basicsr.utils import FileClient, imfrombytes
+from PIL import Image
+from torch.utils import data
 
 from esc_arch.errors import DatasetError
 from esc_arch.images import DEFAULT_MAX_PIXELS, read_header

@@ -2,7 +2,7 @@
 
 The model is assembled from parts, each in its own module: the training step (mixed precision, gradient
 clipping, the non-finite guard: :mod:`esc_arch.models.training_step`), saving and resuming
-(:mod:`esc_arch.models.training_state`), stop-on-signal (:mod:`esc_arch.models.stop_on_signal`) and the
+(:mod:`esc_arch.models.training_state`), stop-on-signal (:mod:`esc_arch.runs.stop_signals`) and the
 one test-time forward (:func:`esc_arch.inference.forward.forward_image`). Its options are declared once,
 in :mod:`esc_arch.options.model_options`.
 """
@@ -21,12 +21,12 @@ from esc_arch.checkpoint import adapt_state_dict, load_into_network, load_state_
 from esc_arch.errors import CheckpointError, OptionsError
 from esc_arch.inference.compilation import compile_network, compile_unavailable_reason
 from esc_arch.inference.forward import forward_image
-from esc_arch.models.progress import LoggedProgress, progress_choice
-from esc_arch.models.stop_on_signal import SaveOnStopMixin
 from esc_arch.models.training_state import TrainingStateMixin, save_atomically
 from esc_arch.models.training_step import TrainingStepMixin
 from esc_arch.options.model_options import option_value, options_reference
 from esc_arch.options.values import check_model_options
+from esc_arch.runs.progress import LoggedProgress, progress_choice
+from esc_arch.runs.stop_signals import SaveOnStopMixin
 
 __all__ = ['ESCModel', 'ESRModel', 'save_atomically']
 
@@ -50,7 +50,7 @@ class ESCModel(SaveOnStopMixin, TrainingStepMixin, TrainingStateMixin, SRModel):
     ``to_img`` being resampled by the network; ``network_g.attn_type: flex`` runs as ``sdpa`` (the same
     attention) on CPU; distributed training also runs on CPU (gloo); checkpoints are read safely
     (:meth:`load_network`); under ``basicsr train`` a SIGINT/SIGTERM saves the state of the last finished
-    iteration before stopping (:mod:`esc_arch.models.stop_on_signal`).
+    iteration before stopping (:mod:`esc_arch.runs.stop_signals`).
     """
 
     def __init__(self, opt: dict):
@@ -96,7 +96,7 @@ class ESCModel(SaveOnStopMixin, TrainingStepMixin, TrainingStateMixin, SRModel):
     def nondist_validation(self, dataloader: DataLoader, current_iter: int, tb_logger: object | None,
                            save_img: bool) -> None:
         """SRModel's, with progress: ``val.pbar`` defaults to on when testing, and is a log line per image when
-        stderr is not a terminal (:mod:`esc_arch.models.progress`)."""
+        stderr is not a terminal (:mod:`esc_arch.runs.progress`)."""
         val_opt = self.opt['val']
         bar, log_lines = progress_choice(val_opt, self.is_train)
         if log_lines:
