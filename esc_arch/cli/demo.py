@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from esc_arch.cli import CommandError
 from esc_arch.images import read_image
 from esc_arch.options.loading import TEST_SECTIONS, load_pipeline_options
-from esc_arch.threads import ThreadPolicy, apply_thread_policy
+from esc_arch.threads import WAIT_POLICY_VARIABLE, ThreadPolicy, apply_thread_policy
 
 if TYPE_CHECKING:
     import numpy as np
@@ -63,7 +63,7 @@ def duration_notice(iterations: int, policy: ThreadPolicy, load: float,
 
     Args:
         iterations (int): Training iterations.
-        policy (ThreadPolicy): The threads the demo runs with.
+        policy (ThreadPolicy): :func:`~esc_arch.threads.apply_thread_policy`'s result (train and test inherit it).
         load (float): The one-minute load average (processes running or waiting for a CPU).
         now (datetime.datetime): The start time (default: now, local time).
     """
@@ -71,12 +71,14 @@ def duration_notice(iterations: int, policy: ThreadPolicy, load: float,
     # Rough: the demo's threads get their share of the allowed CPUs among the load already there.
     slowdown = max(1.0, (load + policy.threads) / policy.cpus)
     finish = (now or datetime.datetime.now()) + datetime.timedelta(seconds=expected * slowdown)
+    source = 'OMP_NUM_THREADS' if policy.user_threads else f'{policy.cpus} CPUs allowed'
     busy = ''
     if slowdown > 1.25:
         busy = f'; the CPUs are busy (load {load:.1f} on {policy.cpus}), so expect {minutes(expected * slowdown)}'
     return (f'The demo takes {minutes(expected)} on an idle {REFERENCE_CPUS}-core CPU ({iterations} training '
-            f'iterations){busy}; ETA {finish:%H:%M}. Threads: {policy.describe()}. '
-            "During training, BasicSR's log lines give an updated eta.")
+            f'iteration{"s" * (iterations != 1)}){busy}; ETA {finish:%H:%M}. Training and testing run with '
+            f'{policy.threads} threads each ({source}, OMP_WAIT_POLICY={os.environ.get(WAIT_POLICY_VARIABLE)}); '
+            "BasicSR's log lines give an updated eta.")
 
 
 def training_iterations(args: argparse.Namespace) -> int:
