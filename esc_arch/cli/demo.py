@@ -10,6 +10,10 @@
 4. prints the PSNR (Y channel, border of 4 pixels cropped) of those SR images and of MATLAB
    bicubic upsampling of the same LR images, and writes ``results/<test name>/comparison.png``:
    per test image, the most detailed crop of the LR input, bicubic, ESC-light and the HR image.
+
+It first applies the thread policy of :mod:`esc_arch.threads` (train and test inherit it through the
+environment, so that a machine whose CPUs other programs keep busy slows the demo down without making
+it burn CPU time spinning) and prints how long it should take and when it should end.
 """
 from __future__ import annotations  # numpy is imported only where the demo needs it
 
