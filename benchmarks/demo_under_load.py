@@ -11,13 +11,17 @@ command each::
     python -m benchmarks.demo_under_load --label after --output after.json
 
 On a machine with more cores, ``taskset -c 0,1 python -m benchmarks.demo_under_load ...`` gives the
-demo and the busy processes the same two CPUs. Prints a Markdown table; writes JSON only to ``--output``.
+demo and the busy processes the same two CPUs. A run still going at ``--timeout`` is stopped (and marked
+so; its CPU time is then sampled, see :func:`wait_sampling`). Prints a Markdown table; writes JSON only to
+``--output``.
 """
 import argparse
 import json
 import os
 import platform
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,34 +36,80 @@ def load_average() -> list[float]:
     return [round(value, 2) for value in os.getloadavg()]
 
 
+def session_cpu(session: int) -> dict[int, float]:
+    """CPU seconds (user + system) so far of each live process of ``session``, by process id."""
+    ticks = os.sysconf('SC_CLK_TCK')
+    cpu = {}
+    for entry in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            fields = Path('/proc', entry, 'stat').read_text().rsplit(')', 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[3]) == session:  # fields from the state on: state, ppid, pgrp, session, ..., utime, stime
+            cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / ticks
+    return cpu
+
+
+def wait_sampling(demo: subprocess.Popen, timeout: float) -> tuple[int, float, bool]:
+    """Wait for the demo (stopping its session after ``timeout`` s); its exit status, CPU seconds, and whether cut.
+
+    A finished demo's CPU time is exact (``wait4``: the processes it waited for are included). A demo cut
+    short leaves its training process to stop on its own, outside ``wait4``'s count: its CPU time is then
+    the sum of what each of the session's processes had used when last seen (sampled each second).
+    """
+    start, seen, cut = time.perf_counter(), {}, False
+    while True:
+        pid, status, usage = os.wait4(demo.pid, os.WNOHANG)
+        if pid:
+            break
+        seen.update(session_cpu(demo.pid))
+        if not cut and time.perf_counter() - start > timeout:
+            os.killpg(demo.pid, signal.SIGTERM)
+            cut = True
+        time.sleep(1)
+    if not cut:
+        return status, usage.ru_utime + usage.ru_stime, False
+    for _ in range(120):  # the training process saves its state on SIGTERM, then ends
+        remaining = session_cpu(demo.pid)
+        if not remaining:
+            break
+        seen.update(remaining)
+        time.sleep(1)
+    else:
+        os.killpg(demo.pid, signal.SIGKILL)
+    return status, sum(seen.values()), True
+
+
 def run_demo(code: Path, iterations: int, busy: int, timeout: float) -> dict:
     """One demo run beside ``busy`` CPU-bound processes; its wall and CPU seconds and the load average."""
     with tempfile.TemporaryDirectory(prefix='demo-load-') as folder:
         shutil.copytree(code / 'options', Path(folder) / 'options',
                         ignore=lambda _, names: [name for name in names if not name.startswith('demo_')])
         environment = {**os.environ, 'PYTHONPATH': str(code), 'PYTHONUNBUFFERED': '1'}
-        command = ['timeout', str(int(timeout)), sys.executable, '-m', 'esc_arch.cli', 'demo',
-                   '--iterations', str(iterations)]
-        busy_processes = [subprocess.Popen(['timeout', str(int(timeout) + 60), sys.executable, '-c', BUSY_LOOP])
+        command = [sys.executable, '-m', 'esc_arch.cli', 'demo', '--iterations', str(iterations)]
+        busy_processes = [subprocess.Popen(['timeout', str(int(timeout) + 180), sys.executable, '-c', BUSY_LOOP])
                           for _ in range(busy)]
         try:
             time.sleep(2 if busy else 0)  # let them take the CPUs first
             load_before = load_average()
             start = time.perf_counter()
             with open(Path(folder) / 'output.txt', 'w') as output:
-                demo = subprocess.Popen(command, cwd=folder, env=environment, stdout=output, stderr=subprocess.STDOUT)
-                # wait4: the demo's own CPU time plus that of the processes it waited for (train, test, workers)
-                _, status, usage = os.wait4(demo.pid, 0)
+                demo = subprocess.Popen(command, cwd=folder, env=environment, stdout=output, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+                status, cpu, cut = wait_sampling(demo, timeout)
             wall = time.perf_counter() - start
             load_after = load_average()
         finally:
             for process in busy_processes:
                 process.terminate()
                 process.wait()
-        lines = (Path(folder) / 'output.txt').read_text(errors='replace').splitlines()
+        text = (Path(folder) / 'output.txt').read_text(errors='replace')
+    lines = text.splitlines()
+    done = re.findall(r'iter:\s*(\d+),', text)
     return {
         'busy_processes': busy, 'iterations': iterations, 'exit_code': os.waitstatus_to_exitcode(status),
-        'wall_s': round(wall, 1), 'cpu_s': round(usage.ru_utime + usage.ru_stime, 1),
+        'cut_at_timeout': cut, 'iterations_logged': int(done[-1]) if done else 0,
+        'wall_s': round(wall, 1), 'cpu_s': round(cpu, 1),
         'load_before': load_before, 'load_after': load_after,
         'notice': next((line for line in lines if line.startswith('The demo takes')), None),
         'mean_psnr': next((line for line in lines if line.startswith('mean')), None),
@@ -70,14 +120,14 @@ def run_demo(code: Path, iterations: int, busy: int, timeout: float) -> dict:
 def markdown(result: dict) -> str:
     rows = [f'Demo ({result["label"]}, {result["code"]}), {result["cpus_allowed"]} CPUs allowed, '
             f'{result["iterations"]} iterations:', '',
-            '| busy processes | wall (s) | CPU (s) | CPU / idle CPU | load before | load after | exit |',
-            '| --- | --- | --- | --- | --- | --- | --- |']
+            '| busy | wall (s) | CPU (s) | CPU / idle CPU | load before | load after | exit | iterations logged |',
+            '| --- | --- | --- | --- | --- | --- | --- | --- |']
     idle = next((run['cpu_s'] for run in result['runs'] if run['busy_processes'] == 0), None)
     for run in result['runs']:
         ratio = f'{run["cpu_s"] / idle:.2f}' if idle else '-'
         rows.append(f'| {run["busy_processes"]} | {run["wall_s"]} | {run["cpu_s"]} | {ratio} | '
                     f'{" ".join(map(str, run["load_before"]))} | {" ".join(map(str, run["load_after"]))} | '
-                    f'{run["exit_code"]} |')
+                    f'{run["exit_code"]}{" (cut at --timeout)" * run["cut_at_timeout"]} | {run["iterations_logged"]} |')
     return '\n'.join(rows)
 
 
