@@ -2,12 +2,14 @@
 
 Left alone, each process sizes its thread pools to the machine and OpenMP threads spin while they wait
 for each other. On a machine whose cores other programs keep busy, a spinning thread burns the time
-slice its partner needs: a demo that takes 3 minutes idle took an hour on two shared cores, most of its
-CPU time spent waiting. The policy:
+slice its partner needs: ``basicsr demo``, 3 minutes on two idle cores, took an hour on two busy ones
+(issue 22), and ``benchmarks/demo_under_load.py`` shows training iterations ten times slower on a busy
+machine with spinning threads than with sleeping ones. The policy:
 
 * the main process: torch and OpenCV use as many threads as the CPUs the process may run on
-  (``os.sched_getaffinity``: ``taskset``, cgroup cpusets and job schedulers restrict it), and OpenMP
-  threads sleep instead of spinning while they wait (``OMP_WAIT_POLICY=PASSIVE``);
+  (``os.sched_getaffinity``, which ``taskset``, cpusets and job schedulers restrict; a CPU quota such as
+  cgroup ``cpu.max`` is not seen), and OpenMP threads sleep instead of spinning while they wait
+  (``OMP_WAIT_POLICY=PASSIVE``);
 * each data-loader worker: one torch thread and no OpenCV threads (:func:`worker_init`), since the
   workers run beside the main process's threads;
 * child processes inherit it through the environment (``OMP_NUM_THREADS``, ``OMP_WAIT_POLICY``).
