@@ -3,7 +3,7 @@
 Left alone, each process sizes its thread pools to the machine and OpenMP threads spin while they wait
 for each other. On a machine whose cores other programs keep busy, a spinning thread burns the time
 slice its partner needs: ``basicsr demo``, 3 minutes on two idle cores, took an hour on two busy ones
-(issue 22), and ``benchmarks/demo_under_load.py`` shows training iterations ten times slower on a busy
+(issue 22), and ``benchmarks/demo_under_load.py`` shows training iterations several times slower on a busy
 machine with spinning threads than with sleeping ones. The policy:
 
 * the main process: torch and OpenCV use as many threads as the CPUs the process may run on
