@@ -43,8 +43,10 @@ TRAIN_IMAGES = ('astronaut', 'rocket', 'hubble_deep_field', 'immunohistochemistr
                 'gravel', 'moon', 'coins')
 TEST_IMAGES = ('chelsea', 'coffee')
 DEFAULT_ITERATIONS = 400  # total_iter of TRAIN_OPTIONS
-# Measured with benchmarks/demo_under_load.py on an idle 2-core CPU (AMD EPYC, torch 2.13, 2026-12):
-# seconds per training iteration, and seconds for the rest (three process starts, the data, the test).
+# Seconds per training iteration and for the rest (three process starts, the data, the test) on an
+# idle 2-core CPU (AMD EPYC, torch 2.13): the README's timed run (3m01s for 400 iterations, before the
+# thread policy) split by a timed training step (0.33 s). To be re-measured on an idle machine with
+# benchmarks/demo_under_load.py (the passive OpenMP waiting may change the per-iteration time).
 SECONDS_PER_ITERATION = 0.33
 OTHER_SECONDS = 50
 REFERENCE_CPUS = 2
