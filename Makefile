@@ -1,4 +1,5 @@
-# `make demo`: set up .venv and run the demo end to end (about 10 minutes on 2 CPU cores).
+# `make demo`: set up .venv and run the demo end to end (about 3 minutes on an idle 2-core CPU, longer
+# when other programs keep the CPUs busy; it prints its expected duration and an ETA).
 # `make test`: set up .venv with the test extras, lint (ruff, ruff.toml) and run the test suite
 # (all of it; `pytest -m "not slow"` skips the subprocess and end-to-end tests for a fast loop).
 # Setup is done once; later runs reuse .venv until setup.py or constraints.txt change.

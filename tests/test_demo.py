@@ -1,4 +1,6 @@
-"""``basicsr demo``: its dataset (made, reused, never overwritten) and a shortened end-to-end run."""
+"""``basicsr demo``: its dataset (made, reused, never overwritten), its stated duration, a shortened end-to-end run."""
+import argparse
+import datetime
 import os
 import re
 import shutil
@@ -9,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from esc_arch.cli import CommandError
+from esc_arch.cli import CommandError, demo
 from esc_arch.cli.demo import SCALE, TEST_IMAGES, TRAIN_IMAGES, bicubic_upsample, demo_files, make_dataset
 from esc_arch.images import read_image
+from esc_arch.options.loading import load_options
+from esc_arch.threads import ThreadPolicy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,6 +77,33 @@ def test_bicubic_baseline_is_matlab_bicubic_upsampling(demo_data):
     assert np.abs(upsampled.astype(int) - reference).max() <= 1
 
 
+def test_duration_notice_gives_the_expected_duration_and_an_eta(monkeypatch):
+    monkeypatch.setenv('OMP_WAIT_POLICY', 'PASSIVE')
+    policy = ThreadPolicy(cpus=2, threads=2, user_threads=False, waits_passively=True)
+    start = datetime.datetime(2026, 12, 6, 13, 0)
+    notice = demo.duration_notice(400, policy, load=0.0, now=start)
+    finish = start + datetime.timedelta(seconds=demo.expected_seconds(400))
+    assert notice.startswith('The demo takes about 3 minutes on an idle 2-core CPU (400 training iterations); ')
+    assert f'ETA {finish:%H:%M}' in notice and 'busy' not in notice
+    assert 'Training and testing run with 2 threads each (2 CPUs allowed, OMP_WAIT_POLICY=PASSIVE)' in notice
+    # four processes already running on two CPUs: the demo's two threads get a third of them
+    busy = demo.duration_notice(400, policy, load=4.0, now=start)
+    assert 'the CPUs are busy (load 4.0 on 2), so expect about 9 minutes' in busy
+    assert f'ETA {start + datetime.timedelta(seconds=3 * demo.expected_seconds(400)):%H:%M}' in busy
+    assert demo.duration_notice(40, policy, load=0.0, now=start).startswith('The demo takes about 1 minute on')
+
+
+def test_makefile_and_help_state_the_demos_duration():
+    assert load_options(str(REPO_ROOT / demo.TRAIN_OPTIONS))['train']['total_iter'] == demo.DEFAULT_ITERATIONS
+    duration = f'{demo.minutes(demo.expected_seconds(demo.DEFAULT_ITERATIONS))} on an idle 2-core CPU'
+    makefile_comment = ' '.join(line.lstrip('# ') for line in (REPO_ROOT / 'Makefile').read_text().splitlines()
+                                if line.startswith('#'))
+    assert f'`make demo`: set up .venv and run the demo end to end ({duration},' in makefile_comment
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    assert duration in ' '.join(parser.format_help().split())
+
+
 @pytest.mark.slow
 def test_shortened_demo_trains_tests_and_reports_psnr(demo_data, tmp_path):
     from basicsr.metrics import calculate_psnr
@@ -84,6 +115,8 @@ def test_shortened_demo_trains_tests_and_reports_psnr(demo_data, tmp_path):
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-3000:])
     assert 'Reusing the demo dataset' in result.stdout
+    assert re.search(r'^The demo takes about 1 minute on an idle 2-core CPU \(1 training iteration\).*ETA \d\d:\d\d',
+                     result.stdout, re.MULTILINE)
     assert (tmp_path / 'experiments' / 'demo_ESC_light_x4' / 'models' / 'net_g_latest.pth').is_file()
 
     rows = {name: (float(bicubic), float(esc))

@@ -10,10 +10,15 @@
 4. prints the PSNR (Y channel, border of 4 pixels cropped) of those SR images and of MATLAB
    bicubic upsampling of the same LR images, and writes ``results/<test name>/comparison.png``:
    per test image, the most detailed crop of the LR input, bicubic, ESC-light and the HR image.
+
+It first applies the thread policy of :mod:`esc_arch.threads` (train and test inherit it through the
+environment, so that a machine whose CPUs other programs keep busy slows the demo down without making
+it burn CPU time spinning) and prints how long it should take and when it should end.
 """
 from __future__ import annotations  # numpy is imported only where the demo needs it
 
 import argparse
+import datetime
 import os
 import shutil
 import subprocess
@@ -24,6 +29,7 @@ from typing import TYPE_CHECKING
 from esc_arch.cli import CommandError
 from esc_arch.images import read_image
 from esc_arch.options.loading import TEST_SECTIONS, load_pipeline_options
+from esc_arch.threads import WAIT_POLICY_VARIABLE, ThreadPolicy, apply_thread_policy
 
 if TYPE_CHECKING:
     import numpy as np
@@ -36,9 +42,63 @@ TEST_OPTIONS = os.path.join('options', 'demo_test_ESC_light_x4.yml')
 TRAIN_IMAGES = ('astronaut', 'rocket', 'hubble_deep_field', 'immunohistochemistry', 'camera', 'brick', 'grass',
                 'gravel', 'moon', 'coins')
 TEST_IMAGES = ('chelsea', 'coffee')
+DEFAULT_ITERATIONS = 400  # total_iter of TRAIN_OPTIONS
+# Seconds per training iteration and for the rest (three process starts, the data, the test) on an
+# idle 2-core CPU (AMD EPYC, torch 2.13): the README's timed run (3m01s for 400 iterations, before the
+# thread policy) split by a timed training step (0.33 s). To be re-measured on an idle machine with
+# benchmarks/demo_under_load.py (the passive OpenMP waiting may change the per-iteration time).
+SECONDS_PER_ITERATION = 0.33
+OTHER_SECONDS = 50
+REFERENCE_CPUS = 2
+
+
+def expected_seconds(iterations: int) -> float:
+    """How long the demo takes with ``iterations`` training iterations on an idle 2-core CPU."""
+    return OTHER_SECONDS + SECONDS_PER_ITERATION * iterations
+
+
+def minutes(seconds: float) -> str:
+    """``seconds`` as ``about N minute(s)``, to the nearest minute (at least one)."""
+    count = max(1, round(seconds / 60))
+    return f'about {count} minute{"s" * (count != 1)}'
+
+
+def duration_notice(iterations: int, policy: ThreadPolicy, load: float,
+                    now: datetime.datetime | None = None) -> str:
+    """The demo's first line: its expected duration, and an ETA scaled by how busy the CPUs are.
+
+    Args:
+        iterations (int): Training iterations.
+        policy (ThreadPolicy): :func:`~esc_arch.threads.apply_thread_policy`'s result (train and test inherit it).
+        load (float): The one-minute load average (processes running or waiting for a CPU).
+        now (datetime.datetime): The start time (default: now, local time).
+    """
+    expected = expected_seconds(iterations)
+    # Rough: the demo's threads get their share of the allowed CPUs among the load already there.
+    slowdown = max(1.0, (load + policy.threads) / policy.cpus)
+    finish = (now or datetime.datetime.now()) + datetime.timedelta(seconds=expected * slowdown)
+    source = 'OMP_NUM_THREADS' if policy.user_threads else f'{policy.cpus} CPUs allowed'
+    busy = ''
+    if slowdown > 1.25:
+        busy = f'; the CPUs are busy (load {load:.1f} on {policy.cpus}), so expect {minutes(expected * slowdown)}'
+    return (f'The demo takes {minutes(expected)} on an idle {REFERENCE_CPUS}-core CPU ({iterations} training '
+            f'iteration{"s" * (iterations != 1)}){busy}; ETA {finish:%H:%M}. Training and testing run with '
+            f'{policy.threads} threads each ({source}, OMP_WAIT_POLICY={os.environ.get(WAIT_POLICY_VARIABLE)}); '
+            "BasicSR's log lines give an updated eta.")
+
+
+def training_iterations(args: argparse.Namespace) -> int:
+    """``--iterations``, else the training options' ``total_iter`` (:data:`DEFAULT_ITERATIONS` if not a count)."""
+    if args.iterations is not None:
+        return args.iterations
+    total = load_pipeline_options(args.train_options, ('train',))['train'].get('total_iter')
+    return total if isinstance(total, int) and total > 0 else DEFAULT_ITERATIONS  # train reports a bad one
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = (f'With the default options the demo takes {minutes(expected_seconds(DEFAULT_ITERATIONS))} on an '
+                     f'idle {REFERENCE_CPUS}-core CPU (longer when other programs keep the CPUs busy); it prints its '
+                     'expected duration and an ETA when it starts.')
     parser.add_argument('--train-options', default=TRAIN_OPTIONS, metavar='YML',
                         help=f'training options (default: {TRAIN_OPTIONS}, relative to the repository root)')
     parser.add_argument('--test-options', default=TEST_OPTIONS, metavar='YML',
@@ -187,6 +247,9 @@ def run(args: argparse.Namespace) -> None:
                            '(run the demo from the repository root, or pass --train-options)')
     if args.iterations is not None and args.iterations < 1:
         raise CommandError('--iterations must be at least 1')
+
+    policy = apply_thread_policy()  # train and test run as child processes: they inherit it
+    print(duration_notice(training_iterations(args), policy, os.getloadavg()[0]), flush=True)
 
     created = make_dataset()
     print(f'{"Made" if created else "Reusing"} the demo dataset in {DATA_DIR}: '
