@@ -148,16 +148,14 @@ def test_wrapping_twice_runs_the_policy_once():
 
 
 def test_patch_of_basicsr_train_composes_with_the_stop_signal_workers(opencv_threads_in_parent):
-    """The patch-table entry the training command needs: target ``basicsr.train:build_dataloader``."""
+    """The training command's table rows: one-thread workers and workers that ignore stop signals, together."""
     import basicsr.train
 
-    from esc_arch.compat import Patch, patched
-    from esc_arch.models.stop_on_signal import WORKERS_IGNORE_STOP_SIGNALS
+    from esc_arch.compat import patched
+    from esc_arch.compat.table import patches_named
 
-    one_thread = Patch(name='one-thread-data-workers', target='basicsr.train:build_dataloader',
-                       replacement=build_dataloader_with_one_thread_workers, reason='test', versions='basicsr 1.4.2')
     options = {'phase': 'train', 'num_worker_per_gpu': 2, 'batch_size_per_gpu': 1}
-    with patched(WORKERS_IGNORE_STOP_SIGNALS, one_thread):
+    with patched(*patches_named('workers-ignore-stop-signals', 'one-thread-data-workers')):
         reports = worker_reports(basicsr.train.build_dataloader(ThreadsInWorker(), options, num_gpu=0, seed=3))
     for worker, (torch_threads, cv2_threads, draw) in reports.items():
         assert torch_threads == cv2_threads == 1
