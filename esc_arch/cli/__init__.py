@@ -29,7 +29,7 @@ from collections.abc import Sequence
 
 from esc_arch.errors import USER_ERROR_EXIT_CODE, ESCError
 
-__all__ = ['COMMANDS', 'CommandError', 'main']
+__all__ = ['COMMANDS', 'CommandError', 'THREADED_COMMANDS', 'main']
 
 COMMANDS = {
     'train': ('esc_arch.cli.train', "train with a BasicSR options YAML (BasicSR's train.py)"),
@@ -45,6 +45,9 @@ COMMANDS = {
     'extract-subimages': ('esc_arch.cli.extract_subimages', 'cut large training images into overlapping sub-images'),
     'make-lmdb': ('esc_arch.cli.make_lmdb', 'pack a folder of images into an LMDB (with meta_info.txt)'),
 }
+
+THREADED_COMMANDS = ('train', 'test', 'demo', 'upscale')
+"""Commands whose work is CPU-bound: they run under :func:`esc_arch.threads.apply_thread_policy`."""
 
 
 class CommandError(Exception):
@@ -75,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     # The first word that is not an option names the command; only its module is imported.
     selected = next((word for word in argv if not word.startswith('-')), None)
+    if selected in THREADED_COMMANDS:
+        from esc_arch.threads import apply_thread_policy
+
+        apply_thread_policy()  # before the command's module imports torch where it can (esc_arch/threads.py)
     parser = _parser(selected)
     args = parser.parse_args(argv)
     if args.command is None:

@@ -84,6 +84,11 @@ PATCHES = (
           reason='a SIGTERM sent to every process of a job ends the DataLoader workers, failing the training '
           'before it saves',
           checked=BASICSR, when='train', needed='esc_arch.runs.stop_signals:can_wait_for_signals'),
+    Patch(name='one-thread-data-workers', target='basicsr.train:build_dataloader',
+          replacement='esc_arch.threads:build_dataloader_with_one_thread_workers',
+          reason="BasicSR's DataLoader workers keep the training process's OpenCV thread count (torch sets only "
+          'its own to 1), so on a busy machine their threads compete with the training for the CPUs',
+          checked=BASICSR, when='train'),
     Patch(name='untrained-weights-warning', target='basicsr.test:build_model',
           replacement='esc_arch.cli.basicsr_pipeline:warn_before_building_untrained',
           reason='basicsr test scores a network with random weights when no checkpoint is given, without a word',
