@@ -137,9 +137,9 @@ def test_make_lmdb_refuses_a_file_as_output_even_with_overwrite(tmp_path, capsys
 def test_image_folders_list_and_read(tmp_path):
     """One extension list and one reader for every command: bmp included, folders and hidden files skipped,
     unreadable files and unsupported pixel types refused in one line."""
-    from esc_arch.cli.upscale import list_images as upscale_inputs
     from esc_arch.errors import ImageError
-    from esc_arch.images import list_images, read_image
+    from esc_arch.images import IMAGE_EXTENSIONS, list_images, read_image
+    from esc_arch.upscale_outputs import find_inputs
 
     folder = tmp_path / 'images'
     folder.mkdir()
@@ -150,7 +150,7 @@ def test_image_folders_list_and_read(tmp_path):
     (folder / 'folder.png').mkdir()
     (folder / 'notes.txt').write_text('not an image')
     assert list_images(folder, '--input') == ['deep.png', 'gray.bmp']
-    assert upscale_inputs(folder) == [folder / 'deep.png', folder / 'gray.bmp']
+    assert find_inputs(folder, IMAGE_EXTENSIONS) == [folder / 'deep.png', folder / 'gray.bmp']
 
     np.testing.assert_array_equal(read_image(folder / 'deep.png'), deep)  # as stored
     assert read_image(str(folder / 'gray.bmp')).shape == (5, 6)
