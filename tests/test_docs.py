@@ -446,3 +446,26 @@ def test_architecture_check_would_catch_an_upward_import():
     cli_row = next(index for index, row in enumerate(rows) if 'esc_arch/cli/' in row)
     assert errors_row < cli_row
     assert REPO_ROOT / 'esc_arch' / 'errors.py' in imported_files(REPO_ROOT / 'esc_arch' / 'cli' / '__init__.py')
+
+
+def resolves(dotted: str) -> bool:
+    """Whether ``esc_arch.a.b`` names a module, or an attribute of one."""
+    parts = dotted.split('.')
+    end = max(end for end in range(1, len(parts) + 1) if module_file('.'.join(parts[:end])))
+    owner = importlib.import_module('.'.join(parts[:end]))
+    for attribute in parts[end:]:
+        if not hasattr(owner, attribute):
+            return False
+        owner = getattr(owner, attribute)
+    return True
+
+
+@pytest.mark.parametrize('page', [*DOCS, REPO_ROOT / 'BENCHMARKS.md'], ids=page_id)
+def test_named_python_objects_and_repository_files_exist(page):
+    text = without_code_blocks(page.read_text())
+    for dotted in re.findall(r'`(esc_arch(?:\.\w+)+)', text):
+        assert resolves(dotted), f'{page_id(page)}: {dotted} does not exist'
+    for quoted in re.findall(r'`((?:esc_arch|benchmarks|tests|options)/[^`\s:]*)`', text):
+        for path in brace_expansions(quoted):
+            if not re.search(r'[A-Z]{3,}|<', path):  # placeholders: esc_arch/cli/NAME.py, results/<name>
+                assert (REPO_ROOT / path).exists(), f'{page_id(page)}: {path} does not exist'
