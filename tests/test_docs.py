@@ -469,3 +469,9 @@ def test_named_python_objects_and_repository_files_exist(page):
         for path in brace_expansions(quoted):
             if not re.search(r'[A-Z]{3,}|<', path):  # placeholders: esc_arch/cli/NAME.py, results/<name>
                 assert (REPO_ROOT / path).exists(), f'{page_id(page)}: {path} does not exist'
+
+
+def test_options_reference_lists_every_options_file():
+    section = markdown_section(REPO_ROOT / 'docs' / 'options.md', 'The options files')
+    named = {path for quoted in re.findall(r'`(options/[^`]+\.yml)`', section) for path in brace_expansions(quoted)}
+    assert named == {str(path.relative_to(REPO_ROOT)) for path in OPTIONS_FILES}
