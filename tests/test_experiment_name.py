@@ -2,12 +2,11 @@
 import os
 
 import pytest
+from helpers import make_pairs, run_basicsr, train_options, write_yaml  # noqa: E402
 
 from esc_arch.cli import main
 from esc_arch.errors import OptionsError
 from esc_arch.options import check_options, resumes_training
-
-from helpers import make_pairs, run_basicsr, train_options, write_yaml  # noqa: E402
 
 BAD_NAMES = [
     ('../../somewhere', 'is a path'), ('../x', 'is a path'), ('a/b', 'is a path'), ('/tmp/abs', 'is a path'),

@@ -3,14 +3,13 @@ import os
 
 import pytest
 import torch
+from basicsr.data import build_dataset  # noqa: E402  (after esc_arch, which makes basicsr importable)
+from helpers import SCALE, TINY_ESC, make_pairs, train_options, write_yaml  # noqa: E402
 
 from esc_arch.archs.factory import build_network
 from esc_arch.cli import main
 from esc_arch.errors import OptionsError
 from esc_arch.options import check_options
-from basicsr.data import build_dataset  # noqa: E402  (after esc_arch, which makes basicsr importable)
-
-from helpers import SCALE, TINY_ESC, make_pairs, train_options, write_yaml  # noqa: E402
 
 
 def _set(path, value):
