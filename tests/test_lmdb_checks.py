@@ -131,14 +131,17 @@ def test_meta_page_reading_agrees_with_lmdb_after_later_transactions(lmdbs, tmp_
     check_lmdb(str(folder), 'x')
 
 
-def test_lmdb_stays_readable_after_the_check(lmdbs):
-    """The check closes its environment: BasicSR's reader opens the database again in the same process."""
+def test_lmdb_stays_readable_after_the_check_and_checkable_while_read(lmdbs):
+    """The check closes its environment, so BasicSR's reader opens the database again in the same process; and
+    while the reader holds it open (py-lmdb 2 refuses a second open), a second check reads the shared one."""
     from basicsr.data import build_dataset
 
     options = lmdb_options(lmdbs)
     check_options(options)
     dataset = build_dataset(dict(options['datasets']['train'], phase='train', scale=4))
     assert dataset[0]['gt'].shape[-1] == 16
+    check_options(options)
+    assert dataset[1]['gt'].shape[-1] == 16
 
 
 @pytest.mark.slow

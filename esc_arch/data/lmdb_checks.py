@@ -81,10 +81,7 @@ def check_lmdb(folder: str, where: str) -> set[str]:
                            'copy it again or rebuild it with basicsr make-lmdb')
     page_size, last_page = meta
     _check_length(data_file, size, page_size, last_page, where)
-    try:
-        environment = lmdb.open(folder, readonly=True, lock=False, readahead=False)
-    except lmdb.Error as error:
-        raise DatasetError(f'{where}: cannot open the LMDB {folder}: {error}') from None
+    environment, shared = _open(folder, where)
     try:
         info, stat = environment.info(), environment.stat()
         _check_length(data_file, size, stat['psize'], info['last_pgno'], where)  # lmdb's own reading of the meta
@@ -94,12 +91,35 @@ def check_lmdb(folder: str, where: str) -> set[str]:
     except lmdb.Error as error:
         raise DatasetError(f'{where}: the LMDB {folder} is damaged: {error}') from None
     finally:
-        environment.close()
+        if not shared:
+            environment.close()
     missing = [key for key in listed if key not in stored]
     if missing:
         raise DatasetError(f'{where}: {len(missing)} key(s) listed in {folder}/meta_info.txt are not in its data.mdb '
                            f'(first: {missing[0]!r}); rebuild the LMDB with basicsr make-lmdb')
     return set(listed)
+
+
+def _open(folder, where):
+    """A read-only environment of ``folder`` and whether it is the one the process's datasets share.
+
+    py-lmdb 2 refuses a second open of a database in one process: where a dataset of this process (an earlier
+    run of ``basicsr`` in-process) has it open, its shared environment (:mod:`esc_arch.compat.lmdb_shared`)
+    is read, and left open.
+    """
+    import lmdb
+
+    from esc_arch.compat.lmdb_shared import open_shared
+
+    try:
+        return lmdb.open(folder, readonly=True, lock=False, readahead=False), False
+    except lmdb.Error as error:
+        if 'already open' not in str(error):
+            raise DatasetError(f'{where}: cannot open the LMDB {folder}: {error}') from None
+    try:
+        return open_shared(folder, readonly=True, lock=False, readahead=False), True
+    except lmdb.Error as error:
+        raise DatasetError(f'{where}: cannot open the LMDB {folder}: {error}') from None
 
 
 def _check_length(data_file, size, page_size, last_page, where):
