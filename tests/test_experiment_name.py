@@ -73,17 +73,21 @@ def _outside_and_experiments(root):
     return sorted(str(path.relative_to(root)) for path in root.rglob('*') if 'pairs' not in path.parts)
 
 
+@pytest.mark.parametrize('command', ['train', 'test'])
 @pytest.mark.parametrize('name', ['../../outside', '../outside', 'nested/run', '..'])
-def test_force_yml_name_path_creates_and_renames_nothing(tmp_path, monkeypatch, capsys, name):
+def test_force_yml_name_path_creates_and_renames_nothing(tmp_path, monkeypatch, capsys, name, command):
     before = _outside_and_experiments(tmp_path)
     work = tmp_path / 'work'
     monkeypatch.chdir(work)
-    write_yaml(work / 'train.yml', train_options(make_pairs(tmp_path / 'pairs'), total_iter=1))
+    options = train_options(make_pairs(tmp_path / 'pairs'), total_iter=1)
+    if command == 'test':
+        options.update(datasets={'test_1': dict(options['datasets']['train'])}, val={'save_img': True})
+    write_yaml(work / 'options.yml', options)
     listing = sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob('*') if 'pairs' not in path.parts)
 
-    assert main(['train', '-opt', 'train.yml', '--force_yml', f'name={name}']) == 2
+    assert main([command, '-opt', 'options.yml', '--force_yml', f'name={name}']) == 2
     error = capsys.readouterr().err
-    assert error.startswith(f'basicsr train: error: name {name!r} ') and error.count('\n') == 1, error
+    assert error.startswith(f'basicsr {command}: error: name {name!r} ') and error.count('\n') == 1, error
     assert sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob('*')
                   if 'pairs' not in path.parts) == listing
     assert set(before) <= set(listing) and (tmp_path / 'outside' / 'precious.txt').read_text() == 'mine'
