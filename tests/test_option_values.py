@@ -141,7 +141,10 @@ def test_esc_trains_on_crops_that_are_no_multiple_of_its_window(pairs, gt_size):
 
 def test_gt_size_no_multiple_of_scale_would_give_crops_of_different_sizes(pairs):
     """Why such a gt_size is refused: BasicSR crops gt_size HR pixels but gt_size // scale LR pixels."""
-    dataset = build_dataset(dict(train_options(pairs, 2)['datasets']['train'], phase='train', scale=SCALE, gt_size=18))
+    from basicsr.data.paired_image_dataset import PairedImageDataset  # BasicSR's own, whatever the patches map
+
+    dataset = PairedImageDataset(dict(train_options(pairs, 2)['datasets']['train'], phase='train', scale=SCALE,
+                                      gt_size=18))
     item = dataset[0]
     assert item['lq'].shape[-1] * SCALE != item['gt'].shape[-1]
 
