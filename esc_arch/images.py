@@ -66,7 +66,7 @@ class ImageHeader:
     mode: Optional[str] = None
     orientation: int = 1
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.orientation not in range(1, 9):  # unknown values are ignored, as OpenCV does
             object.__setattr__(self, 'orientation', 1)
 

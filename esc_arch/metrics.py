@@ -30,9 +30,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from basicsr.utils.registry import METRIC_REGISTRY
 
 from esc_arch.errors import OptionsError
+
+from basicsr.utils.registry import METRIC_REGISTRY
 
 __all__ = ['PAPER_METRICS', 'WeightFile', 'calculate_pyiqa', 'check_pyiqa_metric', 'missing_weight_files',
            'pyiqa_weight_files']

@@ -15,7 +15,9 @@ takes a fraction of a second), convolutions, matrix products and resampling are 
 with fvcore's per-element rates), and the normalisation and pooling layers by forward hooks.
 """
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -122,13 +124,13 @@ def profile_network(network: nn.Module, scale: float, output_size: tuple = DEFAU
 
 def _add_layer_counters(model, extra):
     """Forward hooks that add to ``extra`` what FlopCounterMode does not count (or counts otherwise)."""
-    def count_norm(module, inputs, output):
+    def count_norm(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         extra['layer_norm'] += LAYER_NORM_FLOPS_PER_ELEMENT * inputs[0].numel()
 
-    def count_pooling(module, inputs, output):
+    def count_pooling(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         extra['pooling'] += inputs[0].numel()
 
-    def uncount_padded_projection(module, inputs, output):
+    def uncount_padded_projection(module: WindowAttention, inputs: tuple, output: torch.Tensor) -> None:
         # WindowAttention applies to_out to the padded image and crops afterwards (cheaper on the
         # contiguous padded tensor); the authors' code crops first. Count their way.
         n, channels, height, width = inputs[0].shape
@@ -173,7 +175,7 @@ def _count(model, input_size, output_size):
 
 def _per_output_element(rate):
     """A FlopCounterMode formula: ``rate`` FLOPs per element of the operator's output."""
-    def formula(*args, out_shape, **kwargs):
+    def formula(*args: Any, out_shape: Sequence[int], **kwargs: Any) -> int:
         return rate * torch.Size(out_shape).numel()
     return formula
 

@@ -5,8 +5,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from basicsr.archs import build_network
-from basicsr.utils.registry import ARCH_REGISTRY
 from helpers import TINY, perturbed
 
 import esc_arch  # noqa: F401  (registers the networks; must precede basicsr)
@@ -14,6 +12,9 @@ from esc_arch import ESC, ESCFP, PRESETS, ConvAttn, ESCReal, LayerNorm2d, Window
 from esc_arch.archs import ESCTrunk, SharedKernel, set_export_mode
 from esc_arch.archs.layers import mirror_pad, working_layout
 from esc_arch.checkpoint import adapt_state_dict, infer_network_config
+
+from basicsr.archs import build_network
+from basicsr.utils.registry import ARCH_REGISTRY
 
 # Every network type at TINY size, used wherever the full size is not needed.
 TINY_NETWORKS = {

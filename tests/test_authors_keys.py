@@ -3,13 +3,14 @@ import logging
 
 import pytest
 import torch
-from basicsr.models import build_model  # noqa: E402  (after esc_arch, which makes basicsr importable)
-from basicsr.utils import get_root_logger  # noqa: E402
 from helpers import batch, model_options, train_step  # noqa: E402
 
 from esc_arch.errors import OptionsError
 from esc_arch.models.authors_options import HALVE_CLIP_AFTER_ITER, AuthorsKeys
 from esc_arch.options.values import check_model_options
+
+from basicsr.models import build_model  # noqa: E402  (after esc_arch, which makes basicsr importable)
+from basicsr.utils import get_root_logger  # noqa: E402
 
 
 def gradient_norm(model):

@@ -5,16 +5,17 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from basicsr.data.transforms import mod_crop  # noqa: E402  (after esc_arch, which makes basicsr importable)
-from basicsr.metrics import calculate_psnr  # noqa: E402
-from basicsr.utils import img2tensor, tensor2img  # noqa: E402
-from basicsr.utils.matlab_functions import imresize  # noqa: E402
 from helpers import hr_only_dataset, image_folder
 
 from esc_arch.archs import Bicubic
 from esc_arch.cli import main
 from esc_arch.data import bicubic_downsample, matlab_imresize
 from esc_arch.errors import DatasetError
+
+from basicsr.data.transforms import mod_crop  # noqa: E402  (after esc_arch, which makes basicsr importable)
+from basicsr.metrics import calculate_psnr  # noqa: E402
+from basicsr.utils import img2tensor, tensor2img  # noqa: E402
+from basicsr.utils.matlab_functions import imresize  # noqa: E402
 
 
 def to_uint8(image):

@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from basicsr.data import build_dataloader, build_dataset
-from basicsr.metrics import calculate_metric
-from basicsr.models import build_model
-from basicsr.utils.registry import METRIC_REGISTRY
 from helpers import TINY, basicsr_succeeds, model_options, perturbed, smooth_image, write_yaml
 
 import esc_arch.metrics as iqa
 from esc_arch.archs import ESCReal
 from esc_arch.errors import OptionsError
+
+from basicsr.data import build_dataloader, build_dataset
+from basicsr.metrics import calculate_metric
+from basicsr.models import build_model
+from basicsr.utils.registry import METRIC_REGISTRY
 
 OPTIONS_DIR = Path(__file__).resolve().parents[1] / 'options'
 FULL_REFERENCE = ('psnry', 'ssim', 'lpips', 'dists')

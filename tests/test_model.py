@@ -4,14 +4,15 @@ import os
 
 import pytest
 import torch
-from basicsr.models import build_model  # noqa: E402  (after esc_arch, which makes basicsr importable)
-from basicsr.utils import get_root_logger  # noqa: E402
-from basicsr.utils.registry import MODEL_REGISTRY  # noqa: E402
 from helpers import SCALE, TINY, batch, model_options, train_step, weights
 
 from esc_arch import ESC
 from esc_arch.inference.forward import average_over_views
 from esc_arch.models import ESCModel, ESRModel
+
+from basicsr.models import build_model  # noqa: E402  (after esc_arch, which makes basicsr importable)
+from basicsr.utils import get_root_logger  # noqa: E402
+from basicsr.utils.registry import MODEL_REGISTRY  # noqa: E402
 
 
 def test_both_names_are_registered_and_adamw_is_used(tmp_path):

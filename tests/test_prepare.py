@@ -5,10 +5,11 @@ import cv2
 import lmdb
 import numpy as np
 import pytest
-from basicsr.utils import imfrombytes  # noqa: E402  (after esc_arch, which makes basicsr importable)
 from helpers import one_line_error
 
 from esc_arch.cli import main
+
+from basicsr.utils import imfrombytes  # noqa: E402  (after esc_arch, which makes basicsr importable)
 
 
 def write_images(folder, sizes, suffix=''):

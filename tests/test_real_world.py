@@ -7,10 +7,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from basicsr.data import build_dataset  # noqa: E402  (after esc_arch, which makes basicsr importable)
-from basicsr.data.realesrgan_dataset import RealESRGANDataset as BasicSRRealESRGANDataset  # noqa: E402
-from basicsr.models import build_model  # noqa: E402
-from basicsr.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY  # noqa: E402
 from helpers import TINY, basicsr_succeeds, image_folder, weights, write_yaml  # noqa: E402
 
 import esc_arch  # noqa: F401
@@ -18,6 +14,11 @@ from esc_arch.data import RealESRGANDataset  # noqa: E402
 from esc_arch.errors import DatasetError, NonFiniteLossError, OptionsError  # noqa: E402
 from esc_arch.models import ESCModel, ESCRealGANModel, ESCRealNetModel, RealHATGANModel, RealHATMSEModel  # noqa: E402
 from esc_arch.runs.stop_signals import SaveOnStopMixin  # noqa: E402
+
+from basicsr.data import build_dataset  # noqa: E402  (after esc_arch, which makes basicsr importable)
+from basicsr.data.realesrgan_dataset import RealESRGANDataset as BasicSRRealESRGANDataset  # noqa: E402
+from basicsr.models import build_model  # noqa: E402
+from basicsr.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY  # noqa: E402
 
 OPTIONS_DIR = Path(__file__).resolve().parents[1] / 'options'
 TINY_REAL = dict(type='ESCReal', **TINY, upscaling_factor=4)

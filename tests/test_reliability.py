@@ -14,8 +14,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from basicsr.data import build_dataset  # noqa: E402  (after esc_arch, which makes basicsr importable)
-from basicsr.models import build_model  # noqa: E402
 from helpers import (  # noqa: E402
     SCALE,
     TINY,
@@ -42,6 +40,9 @@ from esc_arch.errors import CheckpointError, DatasetError, NonFiniteLossError
 from esc_arch.models.esc_model import save_atomically
 from esc_arch.options import check_options
 from esc_arch.runs import stop_signals as stop_on_signal
+
+from basicsr.data import build_dataset  # noqa: E402  (after esc_arch, which makes basicsr importable)
+from basicsr.models import build_model  # noqa: E402
 
 WAIT_SECONDS = 300
 
@@ -447,9 +448,9 @@ def test_sigterm_saves_the_current_iteration_and_stops(tmp_path):
 
 
 def test_stop_signal_handler_waits_for_the_training_loop_then_a_second_signal_stops_at_once():
-    import basicsr.data
-
     from esc_arch.compat import patched, patches_for
+
+    import basicsr.data
 
     handlers = {signum: signal.getsignal(signum) for signum in stop_on_signal.STOP_SIGNALS}
     with patched(*patches_for('train')), stop_on_signal.save_on_stop_signals():  # as basicsr train

@@ -11,10 +11,8 @@ import subprocess
 import sys
 from argparse import Namespace
 
-import basicsr.train
 import pytest
 import torch
-from basicsr.models import build_model  # noqa: E402  (after esc_arch, which makes basicsr importable)
 from helpers import (
     SCALE,
     TINY,
@@ -35,6 +33,9 @@ from esc_arch.errors import CheckpointError, NonFiniteLossError, OptionsError, O
 from esc_arch.models.esc_model import save_atomically
 from esc_arch.options.loading import override_value
 from esc_arch.runs.experiment_lock import experiment_lock, lock_path
+
+import basicsr.train
+from basicsr.models import build_model  # noqa: E402  (after esc_arch, which makes basicsr importable)
 
 HOSTILE_VALUE = "[__import__('os').system('touch MARKER')]"
 

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from basicsr.data import build_dataloader, build_dataset  # noqa: E402  (after esc_arch: makes basicsr importable)
-from basicsr.models import build_model  # noqa: E402
 from helpers import basicsr_succeeds, write_yaml  # noqa: E402
 
 import esc_arch  # noqa: F401
+
+from basicsr.data import build_dataloader, build_dataset  # noqa: E402  (after esc_arch: makes basicsr importable)
+from basicsr.models import build_model  # noqa: E402
 
 OPTIONS_DIR = Path(__file__).resolve().parents[1] / 'options'
 # PSNR-Y of MATLAB bicubic x4, the SR papers' baseline (BasicSR reads Set14's grayscale bridge.png as 3 channels).

@@ -24,12 +24,13 @@ import io
 
 import cv2
 import numpy as np
-from basicsr.data.paired_image_dataset import PairedImageDataset
-from basicsr.utils.registry import DATASET_REGISTRY
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from esc_arch.errors import DatasetError
+
+from basicsr.data.paired_image_dataset import PairedImageDataset
+from basicsr.utils.registry import DATASET_REGISTRY
 
 __all__ = ['CheckedPairedImageDataset', 'check_pair_sizes', 'explain_error', 'unreadable_reason']
 
@@ -107,7 +108,7 @@ class CheckedPairedImageDataset(PairedImageDataset):
             ``filename_tmpl``, ``gt_size``, ``use_hflip``, ``use_rot``, ``scale``, ``phase``...).
     """
 
-    def __init__(self, opt: dict):
+    def __init__(self, opt: dict) -> None:
         try:
             super().__init__(opt)
         except AssertionError as error:  # basicsr's paired_paths_from_* pair the folders with asserts

@@ -3,9 +3,6 @@ import math
 from os import path as osp
 
 import torch
-from basicsr.metrics import calculate_metric
-from basicsr.utils import imwrite, tensor2img
-from basicsr.utils.registry import METRIC_REGISTRY, MODEL_REGISTRY
 from torch import Tensor
 from torch.utils.data import DataLoader
 
@@ -13,6 +10,10 @@ from esc_arch.errors import DatasetError, OptionsError
 from esc_arch.inference.forward import forward_image
 from esc_arch.models.esc_model import ESCModel
 from esc_arch.options.model_options import option_value, options_reference
+
+from basicsr.metrics import calculate_metric
+from basicsr.utils import imwrite, tensor2img
+from basicsr.utils.registry import METRIC_REGISTRY, MODEL_REGISTRY
 
 __all__ = ['ArbitraryScaleModel', 'LUMA_COEFFICIENTS', 'calculate_lte_psnr', 'evaluation_shave']
 

@@ -9,11 +9,12 @@ from collections import OrderedDict
 
 import torch
 import torch.distributed as dist
-from basicsr.utils import get_root_logger
 
 from esc_arch.errors import NonFiniteLossError
 from esc_arch.models.authors_options import AUTHORS_AMP_PRECISION, AuthorsKeys
 from esc_arch.options.model_options import option_value
+
+from basicsr.utils import get_root_logger
 
 __all__ = ['AMP_DTYPES', 'TrainingStepMixin']
 

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
+
 from basicsr.data import worker_init_fn as basicsr_worker_init_fn
 from basicsr.utils import get_root_logger
 
