@@ -1,10 +1,22 @@
 """ESCModel: optimizer, mixed precision, clipping, compile, test-time tiling/ensemble, scale transfer, saving."""
 import logging
 import os
+import subprocess
 
 import pytest
 import torch
-from helpers import SCALE, TINY, batch, model_options, train_step, weights
+from helpers import (
+    SCALE,
+    TINY,
+    TINY_ESC,
+    batch,
+    console_script,
+    make_pairs,
+    model_options,
+    train_step,
+    weights,
+    write_yaml,
+)
 
 from esc_arch import ESC
 from esc_arch.inference.forward import average_over_views
@@ -168,3 +180,20 @@ def test_same_scale_checkpoint_loads_without_warnings(tmp_path, basicsr_log):
         build_model(model_options(tmp_path, pretrain=tmp_path / 'x4.pth', strict=strict, is_train=False))
     assert not [record.getMessage() for record in basicsr_log if record.levelno >= logging.WARNING]
     assert not [record for record in basicsr_log if 'resampled' in record.getMessage()]
+
+
+@pytest.mark.slow
+def test_testing_random_weights_warns_on_stderr_and_in_the_log(tmp_path):
+    root = make_pairs(tmp_path / 'pairs', count=1)
+    dataset = dict(name='pairs', type='PairedImageDataset', dataroot_gt=str(root / 'HR'), dataroot_lq=str(root / 'LR'),
+                   filename_tmpl='{}x4', io_backend=dict(type='disk'))
+    write_yaml(tmp_path / 'test.yml', dict(name='untrained', model_type='ESCModel', scale=SCALE, num_gpu=0,
+                                           network_g=dict(TINY_ESC), datasets=dict(test_1=dataset),
+                                           path=dict(pretrain_network_g=None), val=dict(save_img=False)))
+    result = subprocess.run([console_script(), 'test', '-opt', 'test.yml'], cwd=tmp_path, capture_output=True,
+                            text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    warning = 'path:pretrain_network_g is not set: testing a network with random weights'
+    assert any('WARNING' in line and warning in line for line in result.stderr.splitlines()), result.stderr[-3000:]
+    log, = (tmp_path / 'results' / 'untrained').glob('test_untrained_*.log')
+    assert warning in log.read_text()

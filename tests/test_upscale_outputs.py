@@ -9,11 +9,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import smooth_image
+from helpers import smooth_image, upscale_arguments
 
 from esc_arch.archs import build_preset
 from esc_arch.cli import main
 from esc_arch.errors import OutputError
+from esc_arch.images import read_image
 from esc_arch.upscale_outputs import find_inputs, plan_outputs
 
 HEIGHT, WIDTH = 12, 18
@@ -263,3 +264,20 @@ def test_upscale_command_module_imports_no_heavy_module_at_the_top():
                 assert node.module in allowed or node.module.split('.')[0] in sys.stdlib_module_names, node.module
             elif isinstance(node, ast.Import):
                 assert all(alias.name.split('.')[0] in sys.stdlib_module_names for alias in node.names)
+
+
+def test_gray_alpha_is_written_back_as_gray_alpha(tiny_checkpoint, tmp_path, capsys):
+    from PIL import Image
+
+    pixels = np.dstack([smooth_image(10, 12, channels=1)[..., 0], np.full((10, 12), 200, np.uint8)])
+    (tmp_path / 'in').mkdir()
+    Image.fromarray(pixels, 'LA').save(tmp_path / 'in' / 'la.png')
+    assert read_image(tmp_path / 'in' / 'la.png').shape == (10, 12, 2)
+    assert main(upscale_arguments(tiny_checkpoint, tmp_path / 'in' / 'la.png', tmp_path / 'out')) == 0
+    with Image.open(tmp_path / 'out' / 'la.png') as result:
+        assert result.mode == 'LA' and result.size == (24, 20)
+        assert (np.asarray(result)[..., 1] == 200).all()
+    assert main(['make-lr', '-i', str(tmp_path / 'in'), '-o', str(tmp_path / 'lr'), '--scale', '2',
+                 '--workers', '1']) == 0
+    with Image.open(tmp_path / 'lr' / 'X2' / 'lax2.png') as result:
+        assert result.mode == 'LA' and result.size == (6, 5)
