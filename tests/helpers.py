@@ -21,11 +21,15 @@ from esc_arch import ESC, ESCFP, ESCReal
 from esc_arch.cli import main
 from esc_arch.data import HROnlyBicubicDataset, bicubic_downsample
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+OPTIONS_DIR = REPO_ROOT / 'options'
 SCALE = 4
 # THE tiny configuration: a network small enough for CPU tests that still has every kind of layer
 # (conv_blocks=2: a block with more than one ConvAttn layer, and so a kernel shared between layers).
 TINY = dict(dim=16, pdim=8, kernel_size=5, n_blocks=1, conv_blocks=2, window_size=8, num_heads=2)
 TINY_ESC = dict(type='ESC', **TINY, upscaling_factor=SCALE)
+# The tiny ESC-LTE (arbitrary scale): TINY's trunk with a small implicit decoder.
+TINY_LTE = dict(TINY, hidden_dim=16, mlp_hidden=[16, 16])
 
 
 class RunsCode:
@@ -106,20 +110,30 @@ def lmdb_paired_dataset(root, phase, **extra):
         io_backend=dict(type='lmdb'), filename_tmpl='{}', **extra))
 
 
-def train_options(data_root, total_iter):
+def train_options(data_root, total_iter, model_type='SRModel', **train):
+    """Options of a tiny x4 training on the ``data_root`` pairs (EMA 0.5, a checkpoint every 2 iterations);
+    ``train`` updates the ``train`` section."""
     train_set = paired_dataset(data_root, dict(gt_size=16, use_hflip=True, use_rot=True, num_worker_per_gpu=0,
                                                batch_size_per_gpu=2, dataset_enlarge_ratio=2))
-    return dict(
-        name='tiny_esc', model_type='SRModel', scale=SCALE, num_gpu=0, manual_seed=0,
+    options = dict(
+        name='tiny_esc', model_type=model_type, scale=SCALE, num_gpu=0, manual_seed=0,
         datasets=dict(train=train_set), network_g=dict(TINY_ESC),
         path=dict(pretrain_network_g=None, strict_load_g=True, resume_state=None),
         train=dict(ema_decay=0.5, optim_g=dict(type='Adam', lr=1e-3), total_iter=total_iter, warmup_iter=-1,
                    scheduler=dict(type='MultiStepLR', milestones=[100], gamma=0.5),
                    pixel_opt=dict(type='L1Loss', loss_weight=1.0)),
         logger=dict(print_freq=1, save_checkpoint_freq=2, use_tb_logger=False))
+    options['train'].update(train)
+    return options
+
+
+def committed_options(relative):
+    """The committed options file ``options/<relative>``, read as safe YAML."""
+    return yaml.safe_load((OPTIONS_DIR / relative).read_text())
 
 
 def write_yaml(path, options):
+    """Write ``options`` to ``path`` as YAML (keys in their order); returns the path as a string."""
     path.write_text(yaml.safe_dump(options, sort_keys=False))
     return str(path)
 
@@ -191,13 +205,6 @@ def train_step(model, current_iter=1, data=None):
 
 WAIT_SECONDS = 300
 
-
-def esc_train_options(data_root, total_iter, **train):
-    """A tiny ESCModel training (EMA 0.9) on ``data_root`` pairs; ``train`` updates the ``train`` section."""
-    options = train_options(data_root, total_iter)
-    options['model_type'] = 'ESCModel'
-    options['train'].update(ema_decay=0.9, **train)
-    return options
 
 
 def start_basicsr(cwd, *arguments):
@@ -285,12 +292,6 @@ def exif_image(path, orientation, size=(24, 48)):
     exif[0x0112] = orientation
     stored.save(path, exif=exif)
 
-
-def esc_options(root, total_iter=2, **train):
-    options = train_options(make_pairs(root / 'pairs'), total_iter)
-    options['model_type'] = 'ESCModel'
-    options['train'].update(train)
-    return options
 
 
 def assert_refused(capsys, root, before, message, command='train'):

@@ -1,4 +1,5 @@
-"""MATLAB-bicubic resizing, the Bicubic baseline network and the HR-only dataset."""
+"""MATLAB-bicubic resizing, the Bicubic baseline network, the HR-only dataset, and the paired dataset's checks:
+unreadable, empty or odd images and pairs of the wrong size are named in one line."""
 import random
 import re
 
@@ -9,13 +10,13 @@ import torch
 from helpers import (  # noqa: E402
     SCALE,
     assert_one_line_error,
-    esc_train_options,
     hr_only_dataset,
     image_folder,
     make_pairs,
     outcome,
     paired_dataset,
     run_basicsr,
+    train_options,
     write_yaml,
 )
 
@@ -270,7 +271,7 @@ def test_gray_rgba_and_16bit_images_are_read_as_8bit_colour(tmp_path, kind):
 def test_unreadable_training_image_in_a_dataloader_worker_is_one_line(tmp_path):
     root = make_pairs(tmp_path / 'pairs')
     (root / 'LR' / 'img1x4.png').write_bytes(b'')
-    options = esc_train_options(root, total_iter=4)
+    options = train_options(root, 4, model_type='ESCModel', ema_decay=0.9)
     options['datasets']['train']['num_worker_per_gpu'] = 1
     write_yaml(tmp_path / 'train.yml', options)
 

@@ -1,15 +1,16 @@
-"""TODO docstring."""
+"""Non-finite losses: a step with a NaN/inf loss is skipped, too many in a row stop training in one line,
+naming the last training state saved before the divergence."""
 import pytest
 import torch
 from helpers import (  # noqa: E402
     assert_one_line_error,
     batch,
-    esc_train_options,
     make_pairs,
     model_options,
     outcome,
     run_basicsr,
     saved_state,
+    train_options,
     train_step,
     weights,
     write_yaml,
@@ -44,7 +45,8 @@ def test_non_finite_loss_skips_the_step_and_stops_after_n_in_a_row(tmp_path):
 
 @pytest.mark.slow
 def test_diverged_training_stops_with_one_line(tmp_path):
-    options = esc_train_options(make_pairs(tmp_path / 'pairs'), total_iter=20, max_consecutive_nonfinite=3)
+    options = train_options(make_pairs(tmp_path / 'pairs'), 20, model_type='ESCModel', ema_decay=0.9,
+                            max_consecutive_nonfinite=3)
     options['train']['pixel_opt']['loss_weight'] = float('nan')
     write_yaml(tmp_path / 'train.yml', options)
 

@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""One run per experiment: a second run of a running experiment is refused before anything is archived;
+the lock of a killed run is taken over."""
 import logging
 import os
 import socket
@@ -7,7 +8,8 @@ import sys
 
 import pytest
 from helpers import (
-    esc_options,
+    make_pairs,
+    train_options,
     write_yaml,
 )
 
@@ -26,7 +28,7 @@ def other_process():
 
 def test_second_run_of_an_experiment_is_refused_before_archiving(tmp_path, monkeypatch, capsys, other_process):
     monkeypatch.chdir(tmp_path)
-    write_yaml(tmp_path / 'train.yml', esc_options(tmp_path))
+    write_yaml(tmp_path / 'train.yml', train_options(make_pairs(tmp_path / 'pairs'), 2, model_type='ESCModel'))
     running = tmp_path / 'experiments' / 'tiny_esc'
     running.mkdir(parents=True)
     (running / 'train.log').write_text('the first run')

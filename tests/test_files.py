@@ -1,4 +1,5 @@
-"""The one atomic file writer: a finished file appears whole under its name, or nothing changes."""
+"""Writing files: the one atomic file writer (a finished file appears whole under its name, or nothing changes),
+and full or read-only disks in the commands and the training pipeline are one-line errors that leave nothing."""
 import errno
 import os
 import subprocess
@@ -8,9 +9,10 @@ import pytest
 import torch
 from helpers import (
     assert_nothing_written,
-    esc_options,
     image_folder,
+    make_pairs,
     one_line_error,
+    train_options,
     write_yaml,
     writing_command_arguments,
 )
@@ -111,7 +113,7 @@ def test_full_disk_while_saving_is_one_line(tmp_path, monkeypatch):
                                    OSError(errno.EROFS, 'Read-only file system')])
 def test_disk_errors_inside_the_pipeline_are_one_line(tmp_path, monkeypatch, error):
     monkeypatch.chdir(tmp_path)
-    write_yaml(tmp_path / 'train.yml', esc_options(tmp_path))
+    write_yaml(tmp_path / 'train.yml', train_options(make_pairs(tmp_path / 'pairs'), 2, model_type='ESCModel'))
     args = Namespace(opt='train.yml', launcher='none', auto_resume=False, debug=False, local_rank=0, force_yml=None)
 
     def pipeline(root):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import SCALE, TINY, model_options, perturbed  # noqa: E402
+from helpers import SCALE, TINY, TINY_LTE, model_options, perturbed  # noqa: E402
 
 from esc_arch import ESC
 from esc_arch.archs.esc_lte import ESCLTE
@@ -16,8 +16,6 @@ from esc_arch.options.model_options import declared
 from basicsr.models import build_model  # noqa: E402  (after esc_arch, which makes basicsr importable)
 
 WINDOW = TINY['window_size']
-TINY_LTE = dict(dim=16, pdim=8, kernel_size=5, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2, hidden_dim=16,
-                mlp_hidden=[16])
 
 
 @pytest.fixture(scope='module')

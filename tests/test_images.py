@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""Reading and writing images (esc_arch.images): EXIF orientation, the pixel limit, write errors."""
 import errno
 import os
 from pathlib import Path

@@ -1,5 +1,4 @@
 """ESCModel: optimizer, mixed precision, clipping, compile, test-time tiling/ensemble, scale transfer, saving."""
-import logging
 import os
 import subprocess
 
@@ -23,7 +22,6 @@ from esc_arch.inference.forward import average_over_views
 from esc_arch.models import ESCModel, ESRModel
 
 from basicsr.models import build_model  # noqa: E402  (after esc_arch, which makes basicsr importable)
-from basicsr.utils import get_root_logger  # noqa: E402
 from basicsr.utils.registry import MODEL_REGISTRY  # noqa: E402
 
 
@@ -139,47 +137,8 @@ def test_training_mode_is_restored_after_test_without_ema(tmp_path):
     assert model.net_g.training
 
 
-@pytest.fixture
-def basicsr_log():
-    """Records of BasicSR's logger (which does not propagate to pytest's)."""
-    records, handler = [], logging.Handler()
-    handler.emit = records.append
-    logger = get_root_logger()
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
-@pytest.mark.parametrize('strict', [True, False])
-@pytest.mark.parametrize('scale', [3, 4])
-def test_x2_ema_weights_start_an_x3_x4_model(tmp_path, fixtures_dir, basicsr_log, strict, scale):
-    """The paper's fine-tuning start: pretrain_network_g + param_key_g params_ema, to_img resampled."""
-    fixture = torch.load(fixtures_dir / 'official_scale_transfer_ESC_light_x2.pt')
-    x2 = fixture['source_state_dict']
-    noise = {name: value + 0.01 for name, value in x2.items()}  # 'params' differ from 'params_ema'
-    torch.save({'params': noise, 'params_ema': x2}, tmp_path / 'x2.pth')
-    config = {key: value for key, value in fixture['source_config'].items() if key != 'upscaling_factor'}
-    opt = model_options(tmp_path, scale=scale, pretrain=tmp_path / 'x2.pth', strict=strict,
-                  network=dict(type='ESC', upscaling_factor=scale, **config))
-    model = build_model(opt)
-    for net in (model.net_g, model.net_g_ema):
-        for name in ('weight', 'bias'):
-            torch.testing.assert_close(getattr(net.to_img, name).detach(), fixture['targets'][scale][f'to_img.{name}'])
-        torch.testing.assert_close(net.proj.weight.detach(), x2['proj.weight'])
-    messages = [record.getMessage() for record in basicsr_log]
-    assert messages.count(f'to_img resampled from x2 to x{scale}.') == 2  # net_g and net_g_ema
-    assert not [record for record in basicsr_log if record.levelno >= logging.WARNING]  # no key/shape mismatch
-
-
-def test_same_scale_checkpoint_loads_without_warnings(tmp_path, basicsr_log):
-    torch.save({'params_ema': ESC(upscaling_factor=SCALE, **TINY).state_dict()}, tmp_path / 'x4.pth')
-    for strict in (True, False):
-        build_model(model_options(tmp_path, pretrain=tmp_path / 'x4.pth', strict=strict, is_train=False))
-    assert not [record.getMessage() for record in basicsr_log if record.levelno >= logging.WARNING]
-    assert not [record for record in basicsr_log if 'resampled' in record.getMessage()]
 
 
 @pytest.mark.slow

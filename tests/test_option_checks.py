@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""Options checked before anything is built or written: wrong keys, values, datasets and launchers are
+one-line errors through the ``basicsr`` dispatcher."""
 import os
 
 import pytest
@@ -7,10 +8,9 @@ from helpers import (  # noqa: E402
     SCALE,
     TINY_ESC,
     assert_refused,
-    esc_options,
-    esc_train_options,
     make_pairs,
     paired_dataset,
+    train_options,
     write_yaml,
 )
 
@@ -61,7 +61,7 @@ def _empty_folder(options, root):
 def test_bad_training_options_are_one_line_before_anything_is_written(tmp_path, monkeypatch, capsys, modify,
                                                                        message):
     monkeypatch.chdir(tmp_path)
-    options = esc_train_options(make_pairs(tmp_path / 'pairs'), total_iter=2)
+    options = train_options(make_pairs(tmp_path / 'pairs'), 2, model_type='ESCModel', ema_decay=0.9)
     modify(options, tmp_path)
     write_yaml(tmp_path / 'train.yml', options)
     before = sorted(os.listdir(tmp_path))
@@ -87,7 +87,7 @@ def test_test_command_checks_its_datasets(tmp_path, monkeypatch, capsys):
 
 
 def test_pretrained_path_is_not_required_when_resuming(tmp_path):
-    options = esc_train_options(make_pairs(tmp_path / 'pairs'), total_iter=2)
+    options = train_options(make_pairs(tmp_path / 'pairs'), 2, model_type='ESCModel', ema_decay=0.9)
     options['path']['pretrain_network_g'] = str(tmp_path / 'moved_away.pth')
     check_options(options, resuming=True)  # BasicSR loads the experiment's own checkpoint instead
 
@@ -99,7 +99,7 @@ def test_pretrained_path_is_not_required_when_resuming(tmp_path):
 ], ids=['batch-larger-than-dataset', 'zero-iterations'])
 def test_training_that_would_run_no_iteration_is_refused(tmp_path, monkeypatch, capsys, change, message):
     monkeypatch.chdir(tmp_path)
-    options = esc_options(tmp_path)
+    options = train_options(make_pairs(tmp_path / 'pairs'), 2, model_type='ESCModel')
     options['train']['total_iter'] = change.pop('total_iter', 2)
     options['datasets']['train'].update(change)
     write_yaml(tmp_path / 'train.yml', options)
@@ -152,7 +152,7 @@ def _rename(section, old, new):
         'milestones-scalar'])
 def test_wrong_option_values_are_one_line_before_anything_is_written(tmp_path, monkeypatch, capsys, modify, message):
     monkeypatch.chdir(tmp_path)
-    options = esc_options(tmp_path)
+    options = train_options(make_pairs(tmp_path / 'pairs'), 2, model_type='ESCModel')
     modify(options)
     write_yaml(tmp_path / 'train.yml', options)
     before = sorted(os.listdir(tmp_path))
@@ -168,7 +168,7 @@ def test_launcher_without_its_environment_is_one_line(tmp_path, monkeypatch, cap
     monkeypatch.chdir(tmp_path)
     for name in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT', 'SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST'):
         monkeypatch.delenv(name, raising=False)
-    write_yaml(tmp_path / 'train.yml', esc_options(tmp_path))
+    write_yaml(tmp_path / 'train.yml', train_options(make_pairs(tmp_path / 'pairs'), 2, model_type='ESCModel'))
     before = sorted(os.listdir(tmp_path))
     assert main(['train', '-opt', 'train.yml', '--launcher', launcher]) == 2
     assert_refused(capsys, tmp_path, before, message)

@@ -1,11 +1,11 @@
-"""TODO docstring."""
+"""Reading options files (esc_arch.options.loading): safe YAML, ``--force_yml`` overrides without running
+code, duplicate keys refused, and each run's options read once, BasicSR's patched ``parse_options`` included."""
 import os
 import sys
 
 import pytest
 from helpers import (
     assert_refused,
-    esc_options,
     make_pairs,
     train_options,
     write_yaml,
@@ -24,7 +24,7 @@ HOSTILE_VALUE = "[__import__('os').system('touch MARKER')]"
 
 def test_options_file_with_a_python_tag_runs_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    write_yaml(tmp_path / 'train.yml', esc_options(tmp_path))
+    write_yaml(tmp_path / 'train.yml', train_options(make_pairs(tmp_path / 'pairs'), 2, model_type='ESCModel'))
     with open(tmp_path / 'train.yml', 'a') as stream:
         stream.write('hostile: !!python/object/apply:os.system ["touch MARKER"]\n')
     before = sorted(os.listdir(tmp_path))
@@ -37,7 +37,7 @@ def test_options_file_with_a_python_tag_runs_nothing(tmp_path, monkeypatch, caps
 def test_basicsr_parse_options_reads_files_and_overrides_without_running_code(tmp_path, monkeypatch):
     """BasicSR's own parser (inside train_pipeline) under the command's patches: no tag, eval or exec runs."""
     monkeypatch.chdir(tmp_path)
-    options = esc_options(tmp_path)
+    options = train_options(make_pairs(tmp_path / 'pairs'), 2, model_type='ESCModel')
     write_yaml(tmp_path / 'train.yml', options)
     (tmp_path / 'hostile.yml').write_text('name: !!python/object/apply:os.system ["touch MARKER"]\n')
     key_injection = 'name"]+__import__("os").system("touch MARKER")#'  # BasicSR exec()s opt["KEY"]=value
@@ -59,7 +59,7 @@ def test_basicsr_parse_options_reads_files_and_overrides_without_running_code(tm
 def test_abbreviated_force_yml_runs_no_code_in_basicsr_parse_options(tmp_path, monkeypatch, spelling):
     """argparse takes abbreviations and ``--opt=value``: BasicSR would exec those overrides too."""
     monkeypatch.chdir(tmp_path)
-    write_yaml(tmp_path / 'train.yml', esc_options(tmp_path))
+    write_yaml(tmp_path / 'train.yml', train_options(make_pairs(tmp_path / 'pairs'), 2, model_type='ESCModel'))
     key_injection = 'name"]+__import__("os").system("touch MARKER")#'
     argv = ['basicsr train', '-opt', 'train.yml', *(word.replace('KEY', key_injection) for word in spelling)]
     with patched(*basicsr_patches()):
@@ -71,7 +71,7 @@ def test_abbreviated_force_yml_runs_no_code_in_basicsr_parse_options(tmp_path, m
 
 def test_force_yml_code_is_a_literal_value_and_refused_as_a_name(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    write_yaml(tmp_path / 'train.yml', esc_options(tmp_path))
+    write_yaml(tmp_path / 'train.yml', train_options(make_pairs(tmp_path / 'pairs'), 2, model_type='ESCModel'))
     before = sorted(os.listdir(tmp_path))
     assert main(['train', '-opt', 'train.yml', '--force_yml', f'name={HOSTILE_VALUE}']) == 2
     assert_refused(capsys, tmp_path, before, 'name must be a non-empty text')
@@ -80,7 +80,7 @@ def test_force_yml_code_is_a_literal_value_and_refused_as_a_name(tmp_path, monke
 
 def test_duplicate_option_is_refused_naming_key_and_line(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    write_yaml(tmp_path / 'train.yml', esc_options(tmp_path))
+    write_yaml(tmp_path / 'train.yml', train_options(make_pairs(tmp_path / 'pairs'), 2, model_type='ESCModel'))
     text = (tmp_path / 'train.yml').read_text().replace('logger:\n', 'logger:\n  print_freq: 5\n', 1)
     (tmp_path / 'train.yml').write_text(text)
     line = text.splitlines().index('  print_freq: 1') + 1

@@ -1,5 +1,5 @@
-"""TODO docstring."""
-import logging
+"""Resuming training: a killed run resumes with its iteration, learning rate and EMA; auto-resume skips a
+truncated state and refuses one that would run code; an interrupted save leaves the previous state usable."""
 import os
 import re
 import signal
@@ -10,7 +10,6 @@ import torch
 from helpers import (  # noqa: E402
     TINY_ESC,
     RunsCode,
-    esc_train_options,
     logged_iterations,
     make_pairs,
     model_options,
@@ -18,6 +17,7 @@ from helpers import (  # noqa: E402
     run_basicsr,
     saved_state,
     start_basicsr,
+    train_options,
     train_step,
     wait_for,
     write_yaml,
@@ -33,7 +33,7 @@ from basicsr.models import build_model  # noqa: E402
 @pytest.mark.slow
 def test_killed_training_resumes_with_iteration_lr_and_ema(tmp_path):
     """SIGKILL after a checkpoint; --auto_resume continues the iteration count, the LR schedule and the EMA."""
-    options = esc_train_options(make_pairs(tmp_path / 'pairs'), total_iter=1000,
+    options = train_options(make_pairs(tmp_path / 'pairs'), 1000, model_type='ESCModel', ema_decay=0.9,
                                 scheduler=dict(type='MultiStepLR', milestones=[3], gamma=0.5))
     write_yaml(tmp_path / 'train.yml', options)
     experiment = tmp_path / 'experiments' / options['name']
@@ -78,28 +78,6 @@ def test_interrupted_save_leaves_the_previous_state_usable(tmp_path, monkeypatch
     assert latest_training_state(str(states)) == str(states / '2.state')
 
 
-class Recorded(logging.Handler):
-    """Collects the messages of BasicSR's logger (which does not propagate to pytest's caplog)."""
-
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
-@pytest.fixture
-def basicsr_log():
-    handler, logger = Recorded(), logging.getLogger('basicsr')
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield handler.messages
-    logger.removeHandler(handler)
-    logger.setLevel(level)
-
-
 def test_resume_takes_the_learning_rate_of_the_options(tmp_path, basicsr_log):
     model = build_model(model_options(tmp_path, scheduler=dict(type='MultiStepLR', milestones=[2], gamma=0.5)))
     for iteration in (1, 2, 3):
@@ -117,8 +95,8 @@ def test_resume_takes_the_learning_rate_of_the_options(tmp_path, basicsr_log):
     assert resumed.schedulers[0].base_lrs == pytest.approx([1e-4])
     resumed.update_learning_rate(4)
     assert resumed.get_current_learning_rate() == pytest.approx([5e-5])
-    assert any('train:optim_g:lr is 0.0001 in the options and 0.001 in the resumed state: using 0.0001' in message
-               for message in basicsr_log)
+    assert any('train:optim_g:lr is 0.0001 in the options and 0.001 in the resumed state: using 0.0001'
+               in record.getMessage() for record in basicsr_log)
 
 
 def resume_options(tmp_path):

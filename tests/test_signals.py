@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""Stop signals: SIGTERM/SIGINT stop training after saving the current iteration (a second signal at once),
+and leave no partial files behind in the data preparation and upscale commands."""
 import os
 import signal
 import subprocess
@@ -11,13 +12,13 @@ from helpers import (  # noqa: E402
     WAIT_SECONDS,
     assert_nothing_written,
     console_script,
-    esc_train_options,
     image_folder,
     logged_epoch_iteration_lr,
     logged_iterations,
     make_pairs,
     smooth_image,
     start_basicsr,
+    train_options,
     wait_for,
     write_yaml,
     writing_command_arguments,
@@ -30,7 +31,7 @@ from esc_arch.runs import stop_signals as stop_on_signal
 @pytest.mark.slow
 def test_sigterm_saves_the_current_iteration_and_stops(tmp_path):
     """Preemption: SIGTERM to the whole process group (DataLoader worker included) saves a state, exit 130."""
-    options = esc_train_options(make_pairs(tmp_path / 'pairs'), total_iter=1000)
+    options = train_options(make_pairs(tmp_path / 'pairs'), 1000, model_type='ESCModel', ema_decay=0.9)
     options['datasets']['train']['num_worker_per_gpu'] = 1
     options['logger']['save_checkpoint_freq'] = 1000
     write_yaml(tmp_path / 'train.yml', options)
