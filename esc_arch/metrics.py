@@ -153,7 +153,7 @@ def check_pyiqa_metric(metric: str, download: bool = False) -> None:
                            'to let pyiqa fetch them)')
 
 
-def _scorer(metric, download, device, options):
+def _scorer(metric: str, download: bool, device: str | None, options: dict):
     key = (metric, device, repr(sorted(options.items())))
     if key not in _SCORERS:
         check_pyiqa_metric(metric, download)

@@ -84,7 +84,7 @@ class ArbitraryScaleDataset(HRImageDataset):
         sample = self._training_sample(image, path) if self.train else self._evaluation_sample(image, path)
         return {**sample, 'lq_path': path, 'gt_path': path}
 
-    def _training_sample(self, image, path):
+    def _training_sample(self, image: torch.Tensor, path: str) -> dict:
         scale = random.uniform(self.scale_min, self.scale_max)
         hr_side = round(self.lq_size * scale)
         height, width = image.shape[-2:]
@@ -107,7 +107,7 @@ class ArbitraryScaleDataset(HRImageDataset):
             coord, rgb = coord[chosen], rgb[chosen]
         return {'lq': lq, 'coord': coord, 'cell': make_cell(hr_side, hr_side, len(coord)), 'gt': rgb.contiguous()}
 
-    def _evaluation_sample(self, image, path):
+    def _evaluation_sample(self, image: torch.Tensor, path: str) -> dict:
         scale = float(self.scale)
         lr_height, lr_width = lr_size_for_scale(*image.shape[-2:], scale)
         if lr_height < 1 or lr_width < 1:
@@ -150,7 +150,7 @@ class PairedArbitraryScaleDataset(CheckedPairedImageDataset):
         return {**super().__getitem__(index), 'scale': float(self.opt['scale'])}
 
 
-def _augment(image, flip_rows, flip_cols, transpose):
+def _augment(image: torch.Tensor, flip_rows: bool, flip_cols: bool, transpose: bool) -> torch.Tensor:
     if flip_rows:
         image = image.flip(-2)
     if flip_cols:

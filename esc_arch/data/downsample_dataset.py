@@ -85,7 +85,7 @@ class DownsampleImageDataset(HRImageDataset):
             img_lq, img_gt = self._normalize(img_lq), self._normalize(img_gt)
         return {'lq': img_lq, 'gt': img_gt, 'lq_path': path, 'gt_path': path}
 
-    def _normalize(self, image):
+    def _normalize(self, image: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(self.mean if self.mean is not None else [0.0] * 3).view(-1, 1, 1)
         std = torch.tensor(self.std if self.std is not None else [1.0] * 3).view(-1, 1, 1)
         return (image - mean) / std

@@ -80,7 +80,7 @@ class HRImageDataset(data.Dataset):
         if not self.paths:
             raise DatasetError(f'{where}: no images in {root}')
 
-    def _paths_from_meta_info(self, root, meta_info_file):
+    def _paths_from_meta_info(self, root: str, meta_info_file: str) -> list[str]:
         try:
             with open(meta_info_file, encoding='utf-8') as stream:
                 names = [line.split(' ')[0] for line in stream.read().splitlines() if line.strip()]

@@ -58,7 +58,7 @@ class HROnlyBicubicDataset(HRImageDataset):
         img_gt, img_lq = img2tensor([img_gt, img_lq], bgr2rgb=True, float32=True)
         return {'lq': img_lq, 'gt': img_gt, 'lq_path': path, 'gt_path': path}
 
-    def _random_crop(self, img, path):
+    def _random_crop(self, img: np.ndarray, path: str) -> tuple[np.ndarray, np.ndarray]:
         """A random HR crop (aligned to the LR grid) and its LR, as float32 HWC images."""
         scale = self.scale
         lr_patch = self.opt['gt_size'] // scale

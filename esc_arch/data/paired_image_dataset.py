@@ -37,11 +37,11 @@ __all__ = ['CheckedPairedImageDataset', 'check_pair_sizes', 'explain_error', 'un
 _EXIF_ORIENTATION = 0x0112  # values 5 to 8 mean the stored image is turned by 90 degrees
 
 
-def _dataset_name(opt):
+def _dataset_name(opt: dict) -> str:
     return f"dataset '{opt.get('name', '?')}'"
 
 
-def _location(dataset, path, client_key):
+def _location(dataset: Dataset, path: str, client_key: str) -> str:
     """The file path, or for an LMDB the key and the database."""
     if 'db_paths' in dataset.io_backend_opt:
         return f'{path} in {dataset.opt[f"dataroot_{client_key}"]}'

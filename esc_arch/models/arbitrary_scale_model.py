@@ -126,7 +126,7 @@ class ArbitraryScaleModel(ESCModel):
                 self._update_best_metric_result(dataset_name, name, self.metric_results[name], current_iter)
             self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
 
-    def _metric(self, metric_opt):
+    def _metric(self, metric_opt: dict) -> float:
         """One metric of the current output: tensors for :func:`calculate_lte_psnr`, 8-bit images otherwise."""
         metric_opt = dict(metric_opt)
         if metric_opt.get('type') == 'calculate_lte_psnr':
@@ -136,7 +136,7 @@ class ArbitraryScaleModel(ESCModel):
         images = {'img': tensor2img(self.output.detach().cpu()), 'img2': tensor2img(self.gt.detach().cpu())}
         return calculate_metric(images, metric_opt)
 
-    def _image_path(self, image_name, dataset_name, current_iter):
+    def _image_path(self, image_name: str, dataset_name: str, current_iter: int) -> str:
         if self.opt['is_train']:
             return osp.join(self.opt['path']['visualization'], image_name, f'{image_name}_{current_iter}.png')
         suffix = self.opt['val'].get('suffix') or self.opt['name']

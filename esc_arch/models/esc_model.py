@@ -76,7 +76,7 @@ class ESCModel(SaveOnStopMixin, TrainingStepMixin, TrainingStateMixin, SRModel):
             get_root_logger().info('network_g:attn_type flex runs as sdpa on CPU (the same attention; FlexAttention '
                                    'on CPU cannot train and compiles for every image size)')
 
-    def _compile_for_testing(self, compile_options):
+    def _compile_for_testing(self, compile_options: dict | bool) -> None:
         """``val.compile``: test through ``torch.compile`` (eager, with a notice, where it is unavailable)."""
         logger = get_root_logger()
         if bare_network(self.net_g) is not self.net_g:

@@ -133,7 +133,8 @@ class ESCRealGANModel(ESCModel, DegradationOnModelDeviceMixin, RealESRGANModel):
         if 'generator' not in self.nonfinite_networks:
             super().model_ema(decay)
 
-    def _drop_nonfinite_gradients(self, label, optimizer, args, kwargs):
+    def _drop_nonfinite_gradients(self, label: str, optimizer: torch.optim.Optimizer, args: tuple,
+                                  kwargs: dict) -> None:
         """Optimizer step pre-hook: clip the gradients if asked; if they are not finite, remove them, which
         makes the step leave the weights and the optimizer state as they are."""
         parameters = [p for group in optimizer.param_groups for p in group['params'] if p.grad is not None]

@@ -129,5 +129,5 @@ def options_reference(model: str = 'ESCModel') -> str:
     return '\n'.join(lines)
 
 
-def _as_yaml(value):
+def _as_yaml(value: object) -> object:
     return str(value).lower() if isinstance(value, bool) else value

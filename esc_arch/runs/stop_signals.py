@@ -17,6 +17,7 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
+from types import FrameType
 
 import torch
 import torch.distributed as dist
@@ -38,7 +39,7 @@ class TrainingInterrupted(KeyboardInterrupt):
     """Training stopped on a signal after saving the state of its last finished iteration."""
 
 
-def _handle_stop_signal(signum, frame):
+def _handle_stop_signal(signum: int, frame: FrameType | None) -> None:
     if os.getpid() != _stop['pid']:
         return
     if _stop['signal'] is not None or not _stop['training']:
