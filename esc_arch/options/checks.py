@@ -13,13 +13,12 @@ import os
 from os import path as osp
 
 import torch
+from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY, Registry
 
 from esc_arch.archs.factory import create_network
 from esc_arch.archs.introspection import SCALE_ATTRIBUTES
 from esc_arch.errors import OptionsError
 from esc_arch.options.values import check_values
-
-from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY, Registry
 
 LMDB_FILES = ('data.mdb', 'meta_info.txt')
 
