@@ -44,7 +44,7 @@ def _snapshot(folder):
     return {path.relative_to(folder): path.read_bytes() for path in sorted(folder.rglob('*')) if path.is_file()}
 
 
-# Planning (item 4 of issue 21, item 6 of issue 22)
+# Planning
 
 def test_plan_names_outputs_and_comparisons(tmp_path):
     out = tmp_path / 'out'
@@ -124,7 +124,7 @@ def test_input_folder_as_output_is_refused_even_with_overwrite(tiny_checkpoint, 
     assert _snapshot(folder) == before
 
 
-# Names, formats, sizes (item 5 of issue 22)
+# Names, formats, sizes
 
 def test_suffix_ext_quality_and_a_line_per_image(tiny_checkpoint, folder, tmp_path, capsys):
     checkpoint, _, _ = tiny_checkpoint
@@ -163,7 +163,7 @@ def test_outscale_resizes_the_network_output(tiny_checkpoint, folder, tmp_path, 
     assert np.abs(result.astype(int) - expected).max() <= 1  # the x2 output resized (from its unrounded values)
 
 
-# Bounds (item 7 of issue 21)
+# Bounds
 
 @pytest.mark.parametrize('option, value', [('--scale', '1000000'), ('--scale', '1e308'), ('--scale', '33'),
                                            ('--outscale', '1000'), ('--scale', 'inf')])
@@ -191,7 +191,7 @@ def test_max_pixels_bounds_the_output(tiny_checkpoint, folder, tmp_path, capsys,
     assert not (tmp_path / 'out').exists() or not list((tmp_path / 'out').iterdir())
 
 
-# Write errors and skipped entries (item 8 of issue 21)
+# Write errors and skipped entries
 
 def test_unwritable_output_is_one_line_without_leftovers(tiny_checkpoint, folder, tmp_path, capsys, monkeypatch):
     checkpoint, _, _ = tiny_checkpoint
@@ -235,7 +235,7 @@ def test_broken_links_are_noted_by_the_command(tiny_checkpoint, folder, tmp_path
     assert f'basicsr upscale: note: skipped {folder / "c.png"}: dangling symbolic link' in capsys.readouterr().err
 
 
-# --weights NAME (item 5 of issue 22)
+# --weights NAME
 
 def test_weights_by_release_name(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
@@ -249,7 +249,7 @@ def test_weights_by_release_name(tmp_path, monkeypatch, capsys):
     assert cv2.imread('out/small.png').shape == (32, 32, 3)
 
 
-# Fast command line (item 3 of issue 22, applied to upscale)
+# Fast command line (applied to upscale)
 
 def test_upscale_command_module_imports_no_heavy_module_at_the_top():
     import esc_arch.cli.image_folders
