@@ -38,7 +38,9 @@ def n_params(network):
     return sum(p.numel() for p in network.parameters())
 
 
-@pytest.mark.parametrize('attn_type', ['naive', 'sdpa'])
+# The naive backend at full size takes seconds per fixture: the full suite checks it; the fast loop checks sdpa
+# (and test_attention_backends_agree checks naive against sdpa on the tiny networks).
+@pytest.mark.parametrize('attn_type', [pytest.param('naive', marks=pytest.mark.slow), 'sdpa'])
 @pytest.mark.parametrize('fixture', FIXTURES)
 def test_reproduces_official_outputs(fixtures_dir, fixture, attn_type):
     record = torch.load(fixtures_dir / f'official_{fixture}.pt', weights_only=True)
