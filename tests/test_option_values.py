@@ -1,16 +1,17 @@
 """BasicSR's own option values are checked before anything is created (issue 21, item 10)."""
-import numpy as np
 import os
 
+import numpy as np
 import pytest
 import torch
-from basicsr.data import build_dataset  # noqa: E402  (after esc_arch, which makes basicsr importable)
 from helpers import SCALE, TINY_ESC, make_pairs, train_options, write_yaml  # noqa: E402
 
 from esc_arch.archs.factory import build_network
 from esc_arch.cli import main
 from esc_arch.errors import OptionsError
 from esc_arch.options import check_options
+
+from basicsr.data import build_dataset  # noqa: E402  (after esc_arch, which makes basicsr importable)
 
 
 def _set(path, value):

@@ -9,7 +9,6 @@ import os
 from functools import partial
 
 import numpy as np
-from basicsr.data.transforms import mod_crop
 
 from esc_arch.cli import CommandError
 from esc_arch.cli.image_folders import (
@@ -24,6 +23,8 @@ from esc_arch.cli.image_folders import (
 from esc_arch.data.matlab_resize import bicubic_downsample
 from esc_arch.errors import ImageError
 from esc_arch.images import list_images, read_image, write_image
+
+from basicsr.data.transforms import mod_crop
 
 
 def add_arguments(parser):
