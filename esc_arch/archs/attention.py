@@ -71,7 +71,9 @@ def _flex_attention():
     global _compiled_flex_attention
     if _compiled_flex_attention is None:
         from torch.nn.attention.flex_attention import flex_attention
-        _compiled_flex_attention = torch.compile(flex_attention)
+        # Static shapes: after a second image size dynamo would switch to dynamic shapes, for which the CPU
+        # kernel template of torch 2.13 generates C++ that does not compile (cur_kvSplitSize2 undeclared).
+        _compiled_flex_attention = torch.compile(flex_attention, dynamic=False)
     return _compiled_flex_attention
 
 
