@@ -12,8 +12,12 @@ an image that then fails to decode is named by the dataset when it is read.
 """
 import os
 import struct
+from typing import TYPE_CHECKING
 
 from esc_arch.errors import DatasetError
+
+if TYPE_CHECKING:
+    import lmdb
 
 __all__ = ['LMDB_REQUIRED_FILES', 'check_lmdb', 'lmdb_keys_listed']
 
@@ -26,7 +30,7 @@ _MAGIC = 0xBEEFC0DE
 _META = struct.Struct('<16xII16x I44x 48x QQ')
 
 
-def _meta_pages(data_file):
+def _meta_pages(data_file: str) -> tuple[int, int] | None:
     """``(page size, last used page)`` of the current meta page of ``data_file``, or None if it has none."""
     with open(data_file, 'rb') as stream:
         first = stream.read(_META.size)
@@ -100,7 +104,7 @@ def check_lmdb(folder: str, where: str) -> set[str]:
     return set(listed)
 
 
-def _open(folder, where):
+def _open(folder: str, where: str) -> tuple['lmdb.Environment', bool]:
     """A read-only environment of ``folder`` and whether it is the one the process's datasets share.
 
     py-lmdb 2 refuses a second open of a database in one process: where a dataset of this process (an earlier
@@ -122,7 +126,7 @@ def _open(folder, where):
         raise DatasetError(f'{where}: cannot open the LMDB {folder}: {error}') from None
 
 
-def _check_length(data_file, size, page_size, last_page, where):
+def _check_length(data_file: str, size: int, page_size: int, last_page: int, where: str) -> None:
     needed = (last_page + 1) * page_size
     if size < needed:
         raise DatasetError(f'{where}: {data_file} is {size:,} bytes but its database uses {needed:,} (pages 0 to '
@@ -130,7 +134,7 @@ def _check_length(data_file, size, page_size, last_page, where):
                            'it with basicsr make-lmdb')
 
 
-def _listed_keys(folder, where):
+def _listed_keys(folder: str, where: str) -> list[str]:
     meta_info = os.path.join(folder, 'meta_info.txt')
     try:
         listed = lmdb_keys_listed(meta_info)

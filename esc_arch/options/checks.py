@@ -241,5 +241,5 @@ def check_checkpoint_paths(path_opt: dict, resuming: bool, is_train: bool = True
                 raise OptionsError(_not_found(f'path:{key}', value))
 
 
-def _not_found(option, location):
+def _not_found(option: str, location: str) -> str:
     return f'{option} not found: {location} (relative paths start at the current directory, {os.getcwd()})'

@@ -239,7 +239,7 @@ def check_basicsr_values(opt: dict, is_train: bool = True) -> None:
                 _check_value(section_opt.get(key), f'{where}{key}', rule)
 
 
-def _sections(opt, levels, where='') -> Iterator[tuple[str, dict]]:
+def _sections(opt: object, levels: list[str], where: str = '') -> Iterator[tuple[str, dict]]:
     """The mappings under ``opt`` whose keys match the patterns ``levels``, with their ``a:b:`` prefixes."""
     if not isinstance(opt, dict):
         return
@@ -251,7 +251,7 @@ def _sections(opt, levels, where='') -> Iterator[tuple[str, dict]]:
             yield from _sections(value, levels[1:], f'{where}{key}:')
 
 
-def _check_value(value, where, rule: Value):
+def _check_value(value: object, where: str, rule: Value) -> None:
     if value is None:
         if rule.required:
             raise OptionsError(f'{where} is missing')
@@ -277,7 +277,7 @@ _DESCRIPTIONS = {'text': 'a text', 'component': 'a text', 'template': 'a text wi
                  'switch': 'true or false', 'mapping': 'a mapping (key: value lines)'}
 
 
-def _numbers(value, where, rule):
+def _numbers(value: object, where: str, rule: Value) -> None:
     if not isinstance(value, list) or (rule.length is not None and len(value) != rule.length):
         count = f'{rule.length} numbers' if rule.length else 'numbers'
         raise OptionsError(f'{where} must be a list of {count}, e.g. [{", ".join(["0.9"] * (rule.length or 2))}]; '
@@ -287,7 +287,7 @@ def _numbers(value, where, rule):
                       maximum=rule.maximum)
 
 
-def _check_template(template, where):
+def _check_template(template: str, where: str) -> None:
     """BasicSR formats ``filename_tmpl`` with one argument, the HR file's name."""
     import string
 
@@ -394,7 +394,7 @@ def check_model_options(opt: dict, is_train: bool = True) -> None:
             _check_declared(values, option)
 
 
-def _check_placement(opt):
+def _check_placement(opt: dict) -> None:
     """A declared key found in a section that does not declare it: a one-line error naming its place."""
     places = {}
     for option in MODEL_OPTIONS:
@@ -413,7 +413,7 @@ def _check_placement(opt):
             raise OptionsError(f'{here} is in the wrong place: {whose} from {there}; move it there')
 
 
-def _check_declared(values, option: ModelOption):
+def _check_declared(values: dict, option: ModelOption) -> None:
     where = option.section or 'options'
     if option.kind == 'switch':
         _switch(values, option.key, option.section)
@@ -429,7 +429,7 @@ def _check_declared(values, option: ModelOption):
                            f'got {values[option.key]!r}')
 
 
-def _switch(values, key, section):
+def _switch(values: dict, key: str, section: str) -> None:
     value = values.get(key)
     if value is not None and not isinstance(value, bool):
         where = f'{section}:{key}' if section else key
@@ -459,7 +459,7 @@ def check_optimizers(opt: dict) -> None:
                             f'torch.optim.{optim_opt["type"]}')
 
 
-def _optimizer_types(model_class):
+def _optimizer_types(model_class: type | None) -> list[str] | None:
     """Optimizer names ``model_class`` builds: BasicSR's base models only Adam, ESC's any of torch.optim."""
     from esc_arch.models.esc_model import ESCModel
 
@@ -572,7 +572,8 @@ _BOUNDS = (('above', operator.le, 'greater than'), ('minimum', operator.lt, 'at 
            ('below', operator.ge, 'below'), ('maximum', operator.gt, 'at most'))
 
 
-def _number(section_opt, key, where, required=False, above=None, minimum=None, below=None):
+def _number(section_opt: Mapping, key: str, where: str, required: bool = False, above: float | None = None,
+            minimum: float | None = None, below: float | None = None) -> None:
     value = section_opt.get(key)
     if value is None:
         if required:
@@ -581,7 +582,8 @@ def _number(section_opt, key, where, required=False, above=None, minimum=None, b
     _check_number(value, f'{where}:{key}', above=above, minimum=minimum, below=below)
 
 
-def _check_number(value, where, above=None, minimum=None, below=None, maximum=None, integer=False):
+def _check_number(value: object, where: str, above: float | None = None, minimum: float | None = None,
+                  below: float | None = None, maximum: float | None = None, integer: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise OptionsError(f'{where} must be a {"whole " if integer else ""}number; got {value!r}'
                            + (' (write 1e-4 as 1.0e-4 or !!float 1e-4)' if isinstance(value, str) else ''))
@@ -593,11 +595,11 @@ def _check_number(value, where, above=None, minimum=None, below=None, maximum=No
             raise OptionsError(f'{where} must be {words} {bounds[name]}; got {value}')
 
 
-def _integer(section_opt, key, where, required=False, minimum=None):
+def _integer(section_opt: Mapping, key: str, where: str, required: bool = False, minimum: float | None = None) -> None:
     _number(section_opt, key, where, required=required)
     if section_opt.get(key) is not None:
         _check_number(section_opt[key], f'{where}:{key}', minimum=minimum, integer=True)
 
 
-def _positive_integer(section_opt, key, where, required=False):
+def _positive_integer(section_opt: Mapping, key: str, where: str, required: bool = False) -> None:
     _integer(section_opt, key, where, required=required, minimum=1)
