@@ -20,12 +20,6 @@ from collections.abc import Callable
 
 from esc_arch.cli import CommandError
 from esc_arch.errors import ESCError, OutputError, TrainingError
-from esc_arch.options import check_options, resumes_training
-from esc_arch.options.loading import prepared_options, read_run_options
-from esc_arch.options.test_sets import drop_missing_test_sets
-from esc_arch.options.values import check_launcher
-from esc_arch.runs.experiment_lock import experiment_lock
-from esc_arch.runs.stop_signals import follow_training_sampler
 
 # Raised by file access inside the pipelines, for paths taken from the options.
 PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
@@ -61,6 +55,12 @@ def run(pipeline: Callable[[str], None], args: argparse.Namespace, command: str)
         args (argparse.Namespace): Parsed :func:`add_arguments` options.
         command (str): ``'train'`` or ``'test'``.
     """
+    from esc_arch.options import check_options, resumes_training
+    from esc_arch.options.loading import prepared_options, read_run_options
+    from esc_arch.options.test_sets import drop_missing_test_sets
+    from esc_arch.options.values import check_launcher
+    from esc_arch.runs.experiment_lock import experiment_lock
+
     options = read_run_options(args, is_train=command == 'train')
     if command == 'test':
         for notice in drop_missing_test_sets(options):
@@ -110,6 +110,8 @@ def checked_train_dataloaders(create_loaders: Callable) -> Callable:
     0 iterations and exit as if it had trained), and hand the training sampler to the stop-signal handling."""
 
     def create_checked_loaders(opt, logger):
+        from esc_arch.runs.stop_signals import follow_training_sampler
+
         loaders = create_loaders(opt, logger)
         if loaders[0] is not None and len(loaders[0]) == 0:
             raise TrainingError(f'datasets:train gives no full batch of batch_size_per_gpu '
