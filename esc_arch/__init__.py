@@ -15,6 +15,8 @@ training and testing are applied by the ``basicsr`` command, or in your own scri
 :func:`esc_arch.compat.apply_all`. The layers are described in docs/ARCHITECTURE.md.
 """
 import importlib
+import sys
+import types
 
 from . import registration
 
@@ -42,4 +44,15 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *__all__, *_SUBPACKAGES})
 
 
+class _Package(types.ModuleType):
+    """This package's module type: importlib sets each subpackage as an attribute once it is fully imported,
+    the moment when a registration that waited for esc_arch's half-imported modules can run."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        super().__setattr__(name, value)
+        if registration.is_waiting():
+            registration.register()
+
+
+sys.modules[__name__].__class__ = _Package
 registration.install()

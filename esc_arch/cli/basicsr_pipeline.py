@@ -2,9 +2,10 @@
 
 This module declares BasicSR's command-line options for ``--help``, reads the run's options once
 (:func:`~esc_arch.options.loading.read_run_options`: file read safely, required sections,
-``--force_yml`` entries), checks what a user can get wrong (:mod:`esc_arch.options.checks`: networks,
-scale, dataset and checkpoint paths) so that it is reported in one line before anything is written,
-then runs the pipeline on those options (BasicSR's patched ``parse_options`` takes them) with the
+``--force_yml`` entries), lists every file the run needs that is missing
+(:mod:`esc_arch.options.preflight`: checkpoints, VGG and metric weights, datasets) in one message, checks
+what else a user can get wrong (:mod:`esc_arch.options.checks`: networks, scale, values), all before
+anything is written, then runs the pipeline on those options (BasicSR's patched ``parse_options`` takes them) with the
 current directory as BasicSR's root (``experiments/``, ``results/`` and ``tb_logger/`` are created
 there). The patches of :mod:`esc_arch.compat.table` are in place (``esc_arch.cli.main`` applies
 them); two of their replacements, for ``train`` and ``test``, are at the end of this module. Errors the
@@ -57,6 +58,7 @@ def run(pipeline: Callable[[str], None], args: argparse.Namespace, command: str)
     """
     from esc_arch.options import check_options, resumes_training
     from esc_arch.options.loading import prepared_options, read_run_options
+    from esc_arch.options.preflight import check_files
     from esc_arch.options.test_sets import drop_missing_test_sets
     from esc_arch.options.values import check_launcher
     from esc_arch.runs.experiment_lock import experiment_lock
@@ -66,8 +68,9 @@ def run(pipeline: Callable[[str], None], args: argparse.Namespace, command: str)
         for notice in drop_missing_test_sets(options):
             print(f'basicsr test: {notice}', file=sys.stderr)
     world_size = check_launcher(args.launcher)
-    check_options(options, is_train=command == 'train',
-                  resuming=command == 'train' and resumes_training(options, args.auto_resume), world_size=world_size)
+    resuming = command == 'train' and resumes_training(options, args.auto_resume)
+    check_files(options, is_train=command == 'train', resuming=resuming)  # every missing file, in one message
+    check_options(options, is_train=command == 'train', resuming=resuming, world_size=world_size)
     # One run per experiment (results) folder, taken before BasicSR archives an existing one.
     folder = os.path.join('experiments' if command == 'train' else 'results', options['name'])
     lock = experiment_lock(folder) if first_process(args.launcher) else contextlib.nullcontext()
