@@ -80,8 +80,8 @@ def test_release_weights_name_their_download_command(run_folder):
 
 def test_datasets_lists_and_lmdbs(run_folder):
     touch('lists/present.txt')
-    datasets = {'val': {'type': 'PairedImageDataset', 'dataroot_gt': 'data/Set5/HR', 'dataroot_lq': 'data/Set5/LR_bicubic/X4',
-                        'meta_info_file': 'lists/missing.txt'},
+    datasets = {'val': {'type': 'PairedImageDataset', 'dataroot_gt': 'data/Set5/HR',
+                        'dataroot_lq': 'data/Set5/LR_bicubic/X4', 'meta_info_file': 'lists/missing.txt'},
                 'train': {'type': 'PairedImageDataset', 'dataroot_gt': 'data/train_HR_sub.lmdb',
                           'meta_info_file': 'lists/never_read_from_an_lmdb.txt', 'io_backend': {'type': 'lmdb'}},
                 'broken': 'not a mapping'}

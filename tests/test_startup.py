@@ -40,7 +40,8 @@ def run_python(*arguments, env=None):
 
 def imported_modules(importtime_report: str) -> set[str]:
     """The module names of a ``python -X importtime`` report."""
-    return {line.rsplit('|', 1)[-1].strip() for line in importtime_report.splitlines() if line.startswith('import time:')}
+    lines = importtime_report.splitlines()
+    return {line.rsplit('|', 1)[-1].strip() for line in lines if line.startswith('import time:')}
 
 
 @pytest.mark.slow
