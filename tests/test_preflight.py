@@ -42,11 +42,16 @@ def test_every_missing_file_in_one_message_with_its_source(run_folder):
     with pytest.raises(OptionsError) as error:
         check_files(gan_options())
     message = str(error.value)
-    assert message.startswith('3 files this run needs are missing (nothing was created')
-    assert 'path:pretrain_network_g: experiments/stage1/models/net_g_latest.pth -> written by the training ' \
-           'basicsr train -opt options/train_stage1.yml' in message
+    assert message.startswith('3 files this run needs are missing (nothing was created') and '\n' not in message
+    assert 'path:pretrain_network_g not found: experiments/stage1/models/net_g_latest.pth -> written by the ' \
+           'training basicsr train -opt options/train_stage1.yml' in message
     assert f'{run_folder / "torch_home" / "hub" / "checkpoints" / VGG19} -> basicsr download {VGG19}' in message
-    assert 'datasets:train:dataroot_gt: data/hr_sub -> basicsr extract-subimages' in message
+    assert 'datasets:train:dataroot_gt not found: data/hr_sub -> basicsr extract-subimages' in message
+
+
+def test_one_missing_file_is_one_line(run_folder):
+    with pytest.raises(OptionsError, match=r'^datasets:val:dataroot_gt not found: gone -> .*\(relative paths start'):
+        check_files({'datasets': {'val': {'dataroot_gt': 'gone'}}})
 
 
 def test_vgg_found_where_basicsr_looks_first_or_in_the_hub_cache(run_folder):

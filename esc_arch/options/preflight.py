@@ -53,7 +53,8 @@ class MissingFile:
     provided_by: str
 
     def describe(self) -> str:
-        return f'{self.option}: {self.path} -> {self.provided_by}'
+        """``OPTION not found: PATH -> WHAT PROVIDES IT``."""
+        return f'{self.option} not found: {self.path} -> {self.provided_by}'
 
 
 def missing_files(opt: dict, is_train: bool = True, resuming: bool = False) -> list[MissingFile]:
@@ -79,16 +80,16 @@ def check_files(opt: dict, is_train: bool = True, resuming: bool = False) -> Non
     """Raise unless every file the run needs is there (:func:`missing_files`): one message lists them all.
 
     Raises:
-        OptionsError: One or more files are missing; the message has one line per file, with the
-            command that provides it.
+        OptionsError: Files are missing, in one line: ``OPTION not found: PATH -> what provides it`` for
+            one file; for several, their count, then each so, separated by ``; ``.
     """
     missing = missing_files(opt, is_train, resuming)
-    if not missing:
-        return
-    count = f'{len(missing)} file{"s" * (len(missing) != 1)}'
-    lines = '\n'.join(f'  {file.describe()}' for file in missing)
-    raise OptionsError(f'{count} this run needs {"are" if len(missing) != 1 else "is"} missing (nothing was created; '
-                       f'relative paths start at {os.getcwd()}):\n{lines}')
+    where = f'relative paths start at the current directory, {os.getcwd()}'
+    if len(missing) == 1:
+        raise OptionsError(f'{missing[0].describe()} ({where})')
+    if missing:
+        listed = '; '.join(file.describe() for file in missing)
+        raise OptionsError(f'{len(missing)} files this run needs are missing (nothing was created; {where}): {listed}')
 
 
 def _mapping(value: object) -> dict:
