@@ -75,7 +75,8 @@ def register() -> bool:
     global _pending
     if not _basicsr_ready():
         return False
-    if any(_initialising(name) for name in sys.modules if name == 'esc_arch' or name.startswith('esc_arch.')):
+    # The package itself is half-imported when its last line calls install(): it defines nothing a module could miss
+    if any(_initialising(name) for name in sys.modules if name.startswith('esc_arch.')):
         _pending = True
         return False
     _pending = False
