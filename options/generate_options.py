@@ -249,7 +249,7 @@ def test_options(variant, scale, training_set='DIV2K'):
             '  save_img: false\n'
             '  suffix: ~\n'
             '  tile_size: ~  # e.g. 256 to process large images in tiles of that many LR pixels\n'
-            '  tile_pad: 32\n'
+            '  tile_pad: ~  # context around each tile; default two windows (at least 16 pixels)\n'
             '  self_ensemble: false  # true: average over 8 flips/rotations (x8 ensemble)\n'
             '  pad_to_window: true  # the authors\' protocol: LR reflect-padded to whole windows, output cropped\n'
             + metrics_section(scale))
@@ -531,7 +531,7 @@ def real_world_test_options(scale, paired=False, pyiqa=False):
             '  save_img: true\n'
             '  suffix: ~\n'
             '  tile_size: ~  # e.g. 256 to process large images in tiles of that many LR pixels\n'
-            '  tile_pad: 32\n'
+            '  tile_pad: ~  # context around each tile; default two windows (at least 16 pixels)\n'
             '  self_ensemble: false  # true: average over 8 flips/rotations (x8 ensemble)\n'
             '  pad_to_window: true  # the authors\' protocol: LR reflect-padded to whole windows, output cropped\n'
             + real_world_metrics(paired, pyiqa))
@@ -689,7 +689,7 @@ def lte_test_options(scale):
             '  suffix: ~\n'
             '  query_chunk: 30000  # output pixels per head pass\n'
             '  tile_size: ~  # e.g. 256 to encode large images in tiles of that many LR pixels\n'
-            '  tile_pad: 32\n'
+            '  tile_pad: ~  # context around each tile; default two windows (at least 16 pixels)\n'
             '  clip_cell: true  # beyond x4 the cell is enlarged by scale / 4, as the authors evaluate\n'
             + lte_metrics_section())
 

@@ -4,7 +4,9 @@ Shell blocks are parsed by the ``basicsr`` command's own argument parser and the
 ``--force_yml`` keys and extras checked; Python blocks run (a line ``EXPRESSION  # VALUE`` must give
 VALUE); YAML blocks build their network and name registered datasets; command synopses name only
 options the command has; links and #anchors resolve; every weights file an options file names is in
-the weights guide; the docs sections the generated options cite exist.
+the weights guide; the docs sections the generated options cite exist. The docs' tables of declared things
+match their declarations: the ESCModel keys (``MODEL_OPTIONS``), the registered names, the patch table
+(``PATCHES``) and the layers of docs/ARCHITECTURE.md (the import graph of esc_arch, benchmarks/ and register.py).
 """
 import argparse
 import ast
@@ -21,7 +23,7 @@ import yaml
 
 import esc_arch
 from esc_arch.cli import COMMANDS, _parser
-from esc_arch.zoo import RELEASES, find_release
+from esc_arch.zoo import RELEASES, find_release, find_third_party
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 README = REPO_ROOT / 'README.md'
@@ -29,6 +31,7 @@ DOCS = [README, *sorted((REPO_ROOT / 'docs').glob('*.md'))]
 PAGES = ['inference', 'weights', 'training', 'data', 'reproducing', 'basicsr-integration', 'troubleshooting',
          'security', 'options']
 WEIGHTS_GUIDE = REPO_ROOT / 'docs' / 'weights.md'
+ARCHITECTURE = REPO_ROOT / 'docs' / 'ARCHITECTURE.md'
 OPTIONS_FILES = sorted(REPO_ROOT.glob('options/**/*.yml'))
 # Shell words the docs use around the commands; anything else in a shell block must be checked here.
 SHELL_WORDS = {'mkdir', 'ln', 'export', '.', 'cd', 'time'}
@@ -128,7 +131,8 @@ def check_basicsr_command(arguments: list[str], where: str) -> None:
                 f'{where}: docs/weights.md does not say where {weights} comes from'
     if command == 'download':
         for name in args.names:
-            assert find_release(name), f'{where}: {name} is not a release file (basicsr download --list)'
+            assert find_release(name) or find_third_party(name), \
+                f'{where}: {name} is not a file basicsr download offers (basicsr download --list)'
     if command in ('train', 'test'):
         options = yaml.safe_load((REPO_ROOT / args.opt).read_text())
         for entry in args.force_yml or ():
@@ -268,14 +272,54 @@ def test_yaml_snippets_build_their_network_and_name_registered_datasets(snippet)
 
 
 def test_registered_names_in_the_options_reference_exist():
-    from basicsr.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY
+    from basicsr.utils.registry import DATASET_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 
+    registries = {'dataset': [DATASET_REGISTRY], 'model': [MODEL_REGISTRY], 'dataset, model':
+                  [DATASET_REGISTRY, MODEL_REGISTRY], 'metric': [METRIC_REGISTRY]}
     reference = (REPO_ROOT / 'docs' / 'options.md').read_text()
-    rows = re.findall(r'^\| (.*?) \| (dataset|model|dataset, model) \|', reference, re.MULTILINE)
-    assert len(rows) >= 6
-    for names, _ in rows:
+    rows = re.findall(r'^\| (.*?) \| (dataset|model|dataset, model|metric) \|', reference, re.MULTILINE)
+    assert len(rows) >= 8 and {kind for _, kind in rows} >= {'dataset', 'model', 'metric'}
+    for names, kind in rows:
         for name in re.findall(r'`(\w+)`', names):
-            assert name in DATASET_REGISTRY or name in MODEL_REGISTRY, f'docs/options.md: {name} is not registered'
+            assert any(name in registry for registry in registries[kind]), \
+                f'docs/options.md: {name} is not a registered {kind}'
+
+
+def markdown_section(path: Path, heading: str) -> str:
+    """The text of a Markdown section, from its heading to the next heading of the same or a higher level."""
+    text = path.read_text()
+    match = re.search(rf'^(#+) {re.escape(heading)}\n', text, re.MULTILINE)
+    assert match, f'{page_id(path)} has no section "{heading}"'
+    end = re.search(rf'^#{{1,{len(match.group(1))}}} ', text[match.end():], re.MULTILINE)
+    return text[match.end():match.end() + end.start() if end else None]
+
+
+def test_model_options_table_lists_exactly_the_declared_options_with_their_defaults():
+    from esc_arch.options.model_options import MODEL_OPTIONS
+
+    section = markdown_section(REPO_ROOT / 'docs' / 'options.md', 'ESCModel keys')
+    rows = {key: (models, default) for key, models, default
+            in re.findall(r'^\| `([\w:]+)` \| ([\w, ]+) \| (.*?) \|', section, re.MULTILINE)}
+    assert set(rows) == {option.where for option in MODEL_OPTIONS}, 'docs/options.md: ESCModel keys'
+    for option in MODEL_OPTIONS:
+        models, default = rows[option.where]
+        assert models == ', '.join(option.models), f'docs/options.md: {option.where} is read by {option.models}'
+        if option.default is not None:
+            value = str(option.default).lower() if isinstance(option.default, bool) else option.default
+            assert default == f'`{value}`', f'docs/options.md: {option.where} defaults to {value}'
+
+
+def test_patch_table_in_the_architecture_names_every_row_once_where_it_is_applied():
+    from esc_arch.compat.table import PATCHES
+
+    section = markdown_section(ARCHITECTURE, 'BasicSR patches (`esc_arch/compat/table.py`)')
+    documented = {}
+    for when, rows in re.findall(r'^\| `([\w -]+)` \| .*? \| (.*?) \|$', section, re.MULTILINE):
+        for name in re.findall(r'`([\w{},.-]+)`', rows):
+            for expanded in brace_expansions(name):
+                assert expanded not in documented, f'docs/ARCHITECTURE.md lists patch {expanded} twice'
+                documented[expanded] = when
+    assert documented == {patch.name: patch.when for patch in PATCHES}
 
 
 def test_weights_guide_says_where_every_weights_file_of_the_options_comes_from():
@@ -330,3 +374,104 @@ def test_download_list_shows_every_release_the_readme_lists():
     result = run_basicsr(['download', '--list'])
     for name in re.findall(r'^\| `([\w.]+\.pth)` \|', README.read_text(), re.MULTILINE):
         assert name in result.stdout
+
+
+def python_files() -> list[Path]:
+    """The files of the layers ARCHITECTURE.md describes: the package, the benchmarks and register.py."""
+    return sorted([*(REPO_ROOT / 'esc_arch').rglob('*.py'), *(REPO_ROOT / 'benchmarks').rglob('*.py'),
+                   REPO_ROOT / 'register.py'])
+
+
+def module_file(name: str) -> Path | None:
+    """The file of module ``name`` in the checkout (a package's ``__init__.py``), or None."""
+    base = REPO_ROOT / name.replace('.', '/')
+    return next((path for path in (base.with_suffix('.py'), base / '__init__.py') if path.is_file()), None)
+
+
+def imported_files(path: Path) -> set[Path]:
+    """The checkout files that ``path`` imports, at the top or inside functions (relative imports resolved)."""
+    parts = list(path.relative_to(REPO_ROOT).with_suffix('').parts)
+    package = parts if parts[-1] == '__init__' else parts[:-1]
+    package = [part for part in package if part != '__init__']
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            module = '.'.join([*base, *([node.module] if node.module else [])])
+            names += [f'{module}.{alias.name}' if module_file(f'{module}.{alias.name}') else module
+                      for alias in node.names]
+    found = {module_file(name) for name in names if name.split('.')[0] in ('esc_arch', 'benchmarks', 'register')}
+    return {file for file in found if file is not None and file != path}
+
+
+def architecture_layers() -> tuple[list[list[str]], set[tuple[str, str]]]:
+    """The "Where" paths of each row of ARCHITECTURE.md's layers table, and its exceptions (importer, imported)."""
+    text = ARCHITECTURE.read_text()
+    start = text.index('| Layer | Where | What |')
+    table = text[start:text.index('\n\n', start)]
+    rows = [re.findall(r'`((?:esc_arch|benchmarks)/[\w/]*(?:\.py)?|register\.py)`', line.split(' | ')[1])
+            for line in table.splitlines()[2:]]
+    exceptions = set(re.findall(r'^- `([\w/.]+\.py)` imports `([\w/.]+\.py)`:', text, re.MULTILINE))
+    return rows, exceptions
+
+
+def test_architecture_layers_match_the_import_graph():
+    rows, exceptions = architecture_layers()
+
+    def layer(path: Path) -> int:
+        relative = str(path.relative_to(REPO_ROOT))
+        matches = [(len(where), index) for index, row in enumerate(rows) for where in row
+                   if relative == where or (where.endswith('/') and relative.startswith(where))]
+        assert matches, f'docs/ARCHITECTURE.md: {relative} is in no layer'
+        return max(matches)[1]
+
+    for row in rows:
+        for where in row:
+            assert (REPO_ROOT / where).exists(), f'docs/ARCHITECTURE.md names {where}, which does not exist'
+    used_exceptions = set()
+    for path in python_files():
+        for imported in imported_files(path):
+            pair = (str(path.relative_to(REPO_ROOT)), str(imported.relative_to(REPO_ROOT)))
+            if layer(imported) > layer(path):
+                assert pair in exceptions, f'{pair[0]} imports {pair[1]}, a lower layer: not in docs/ARCHITECTURE.md'
+                used_exceptions.add(pair)
+    assert used_exceptions == exceptions, 'docs/ARCHITECTURE.md lists exceptions that are not (or no longer) imports'
+
+
+def test_architecture_check_would_catch_an_upward_import():
+    rows, _ = architecture_layers()
+    errors_row = next(index for index, row in enumerate(rows) if 'esc_arch/errors.py' in row)
+    cli_row = next(index for index, row in enumerate(rows) if 'esc_arch/cli/' in row)
+    assert errors_row < cli_row
+    assert REPO_ROOT / 'esc_arch' / 'errors.py' in imported_files(REPO_ROOT / 'esc_arch' / 'cli' / '__init__.py')
+
+
+def resolves(dotted: str) -> bool:
+    """Whether ``esc_arch.a.b`` names a module, or an attribute of one."""
+    parts = dotted.split('.')
+    end = max(end for end in range(1, len(parts) + 1) if module_file('.'.join(parts[:end])))
+    owner = importlib.import_module('.'.join(parts[:end]))
+    for attribute in parts[end:]:
+        if not hasattr(owner, attribute):
+            return False
+        owner = getattr(owner, attribute)
+    return True
+
+
+@pytest.mark.parametrize('page', [*DOCS, REPO_ROOT / 'BENCHMARKS.md'], ids=page_id)
+def test_named_python_objects_and_repository_files_exist(page):
+    text = without_code_blocks(page.read_text())
+    for dotted in re.findall(r'`(esc_arch(?:\.\w+)+)', text):
+        assert resolves(dotted), f'{page_id(page)}: {dotted} does not exist'
+    for quoted in re.findall(r'`((?:esc_arch|benchmarks|tests|options)/[^`\s:]*)`', text):
+        for path in brace_expansions(quoted):
+            if not re.search(r'[A-Z]{3,}|<', path):  # placeholders: esc_arch/cli/NAME.py, results/<name>
+                assert (REPO_ROOT / path).exists(), f'{page_id(page)}: {path} does not exist'
+
+
+def test_options_reference_lists_every_options_file():
+    section = markdown_section(REPO_ROOT / 'docs' / 'options.md', 'The options files')
+    named = {path for quoted in re.findall(r'`(options/[^`]+\.yml)`', section) for path in brace_expansions(quoted)}
+    assert named == {str(path.relative_to(REPO_ROOT)) for path in OPTIONS_FILES}

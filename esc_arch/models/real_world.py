@@ -52,23 +52,26 @@ class DegradationOnModelDeviceMixin:
         self.queue_size = opt.get('queue_size', 180)
 
     @torch.no_grad()
-    def _dequeue_and_enqueue(self):
-        if not hasattr(self, 'queue_lr'):  # BasicSR would allocate the queue on CUDA
-            batch_size = self.lq.size(0)
-            if self.queue_size % batch_size:
-                raise OptionsError(f'queue_size {self.queue_size} is not a multiple of the batch size per process '
-                                   f'{batch_size} (datasets:train:batch_size_per_gpu)')
-            self.queue_lr = self.lq.new_zeros(self.queue_size, *self.lq.shape[1:])
-            self.queue_gt = self.gt.new_zeros(self.queue_size, *self.gt.shape[1:])
-            self.queue_ptr = 0
-        super()._dequeue_and_enqueue()
-
-    @torch.no_grad()
     def feed_data(self, data: dict) -> None:
+        if self.is_train and 'gt' in data and not hasattr(self, 'queue_lr'):
+            self._allocate_pair_queue(data['gt'])
         super().feed_data(data)
         if 'gt' not in data:  # an image without ground truth: drop the last training batch's
             for name in ('gt', 'gt_usm'):
                 self.__dict__.pop(name, None)
+
+    def _allocate_pair_queue(self, gt: torch.Tensor) -> None:
+        """The training-pair queue, on the model's device: BasicSR's queue code allocates it on CUDA on first
+        use unless it exists; its shapes are those of BasicSR's crops (``gt_size``, ``gt_size // scale``)."""
+        batch_size, channels = gt.shape[:2]
+        if self.queue_size % batch_size:
+            raise OptionsError(f'queue_size {self.queue_size} is not a multiple of the batch size per process '
+                               f'{batch_size} (datasets:train:batch_size_per_gpu)')
+        gt_size = self.opt['gt_size']
+        lq_size = gt_size // self.opt['scale']
+        self.queue_lr = torch.zeros(self.queue_size, channels, lq_size, lq_size, device=self.device)
+        self.queue_gt = torch.zeros(self.queue_size, channels, gt_size, gt_size, device=self.device)
+        self.queue_ptr = 0
 
 
 @MODEL_REGISTRY.register()

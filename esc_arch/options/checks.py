@@ -17,18 +17,20 @@ from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGIST
 
 from esc_arch.archs.factory import create_network
 from esc_arch.archs.introspection import SCALE_ATTRIBUTES
+from esc_arch.data.lmdb_checks import check_lmdb
 from esc_arch.errors import OptionsError
-from esc_arch.options.values import check_values
-
-LMDB_FILES = ('data.mdb', 'meta_info.txt')
+from esc_arch.options.values import check_basicsr_values, check_experiment_name, check_values, unknown_keyword
 
 
 def check_options(opt: dict, is_train: bool = True, resuming: bool = False, world_size: int = 1) -> None:
     """Check BasicSR options (as loaded from YAML, ``--force_yml`` applied) for what users get wrong.
 
-    Checked: ``model_type``, every ``network_*`` section (registered type, known keys, values the
+    Checked first: ``name`` is one folder name (:func:`~esc_arch.options.values.check_experiment_name`) and
+    BasicSR's own values have their types and ranges (:func:`~esc_arch.options.values.check_basicsr_values`).
+    Then ``model_type``, every ``network_*`` section (registered type, known keys, values the
     network accepts), ``scale`` against the network's upscaling factor, every dataset (registered
-    type, phase, folders, LMDBs and files it points to) and the checkpoint paths under ``path``.
+    type, phase, folders, files it points to, and each LMDB whole with the keys it lists:
+    :func:`esc_arch.data.lmdb_checks.check_lmdb`) and the checkpoint paths under ``path``.
     Relative paths are taken from the current directory, as BasicSR does.
 
     Args:
@@ -46,8 +48,11 @@ def check_options(opt: dict, is_train: bool = True, resuming: bool = False, worl
 
     Raises:
         OptionsError: The first problem found.
+        DatasetError: An LMDB is damaged or lists keys it lacks; LR and HR LMDBs of a paired dataset differ.
         TrainingError: The training would run no iteration.
     """
+    check_experiment_name(opt.get('name'))
+    check_basicsr_values(opt, is_train)
     if 'model_type' in opt:
         registered(MODEL_REGISTRY, opt['model_type'], 'model_type')
     network_parameters = {}
@@ -75,6 +80,7 @@ def resumes_training(opt: dict, auto_resume: bool) -> bool:
     """
     from esc_arch.compat.resume import latest_training_state
 
+    check_experiment_name(opt.get('name'))  # before looking into experiments/NAME
     if (opt.get('path') or {}).get('resume_state'):
         return True
     state_dir = osp.join('experiments', str(opt.get('name')), 'training_states')
@@ -83,6 +89,8 @@ def resumes_training(opt: dict, auto_resume: bool) -> bool:
 
 def registered(registry: Registry, name: str, option: str) -> object:
     """The object registered as ``name``, or an :class:`OptionsError` suggesting the closest name."""
+    if not isinstance(name, str):
+        raise OptionsError(f'{option} must be the name of a registered {registry._name} type; got {name!r}')
     objects = dict(iter(registry))
     for key in (name, f'{name}_basicsr'):  # the names Registry.get accepts (it prints when falling back)
         if key in objects:
@@ -115,14 +123,9 @@ def check_network(network_opt: dict, section: str) -> dict[str, inspect.Paramete
         raise OptionsError(f'{section} must be a mapping with a "type" (the network class)')
     type_name = network_opt['type']
     cls = registered(ARCH_REGISTRY, type_name, f'{section}:type')
-    parameters, takes_any_keyword = constructor_parameters(cls)
+    parameters, _ = constructor_parameters(cls)
     arguments = {key: value for key, value in network_opt.items() if key != 'type'}
-    for key in arguments:
-        if key not in parameters and not takes_any_keyword:
-            close = difflib.get_close_matches(key, parameters, n=1)
-            hint = f' (did you mean "{close[0]}"?)' if close else ''
-            raise OptionsError(f'{section}:{key} is not an option of {type_name}{hint}; '
-                               f'its options are: {", ".join(parameters)}')
+    unknown_keyword(cls, list(arguments), section, type_name)
     missing = [name for name, parameter in parameters.items()
                if parameter.default is parameter.empty and name not in arguments]
     if missing:
@@ -174,6 +177,8 @@ def check_scale(opt: dict, parameters: dict[str, inspect.Parameter]) -> None:
 
 def check_datasets(datasets: dict, is_train: bool) -> None:
     """Check each dataset: its phase, registered type, and the folders, LMDBs and files it reads."""
+    from basicsr.data.paired_image_dataset import PairedImageDataset
+
     for phase, dataset in datasets.items():
         where = f'datasets:{phase}'
         if not isinstance(dataset, dict):
@@ -182,19 +187,32 @@ def check_datasets(datasets: dict, is_train: bool) -> None:
             raise OptionsError(f'{where}: basicsr train uses only the datasets "train" and "val" (or "val_*")')
         if 'type' not in dataset:
             raise OptionsError(f'{where} lacks "type" (e.g. PairedImageDataset)')
-        registered(DATASET_REGISTRY, dataset['type'], f'{where}:type')
+        dataset_class = registered(DATASET_REGISTRY, dataset['type'], f'{where}:type')
         backend = (dataset.get('io_backend') or {}).get('type', 'disk')
-        for key, value in dataset.items():
-            if key.startswith('dataroot') and isinstance(value, str):
-                check_dataset_folder(value, backend, f'{where}:{key}')
+        lmdb_keys = {key: check_dataset_folder(value, backend, f'{where}:{key}')
+                     for key, value in dataset.items() if key.startswith('dataroot') and isinstance(value, str)}
+        if issubclass(dataset_class, PairedImageDataset) and {'dataroot_gt', 'dataroot_lq'} <= lmdb_keys.keys():
+            check_paired_keys(lmdb_keys['dataroot_lq'], lmdb_keys['dataroot_gt'], where)
         if backend == 'disk' and isinstance(dataset.get('meta_info_file'), str):
             meta_info = dataset['meta_info_file']
             if not osp.isfile(osp.expanduser(meta_info)):
                 raise OptionsError(_not_found(f'{where}:meta_info_file', meta_info))
 
 
-def check_dataset_folder(folder: str, backend: str, option: str) -> None:
-    """A ``disk`` dataset root must be a folder that is not empty; an ``lmdb`` one a BasicSR LMDB."""
+def check_paired_keys(lq_keys: set[str] | None, gt_keys: set[str] | None, where: str) -> None:
+    """BasicSR pairs the images of two LMDBs by key, and stops when the key sets differ."""
+    if lq_keys is None or gt_keys is None or lq_keys == gt_keys:
+        return
+    only_lq, only_gt = sorted(lq_keys - gt_keys), sorted(gt_keys - lq_keys)
+    example = f'"{only_lq[0]}" only in dataroot_lq' if only_lq else f'"{only_gt[0]}" only in dataroot_gt'
+    raise OptionsError(f'{where}: the LMDBs of dataroot_lq and dataroot_gt list different keys ({len(only_lq)} '
+                       f'only in dataroot_lq, {len(only_gt)} only in dataroot_gt; e.g. {example}); '
+                       'BasicSR pairs them by key')
+
+
+def check_dataset_folder(folder: str, backend: str, option: str) -> set[str] | None:
+    """A ``disk`` dataset root must be a folder that is not empty; an ``lmdb`` one a whole BasicSR LMDB,
+    whose listed keys are returned."""
     expanded = osp.expanduser(folder)
     if not osp.isdir(expanded):
         raise OptionsError(_not_found(option, folder) if not osp.exists(expanded) else
@@ -203,14 +221,12 @@ def check_dataset_folder(folder: str, backend: str, option: str) -> None:
         if not folder.rstrip('/').endswith('.lmdb'):
             raise OptionsError(f'{option}: {folder} is read as an LMDB (io_backend type lmdb), '
                                'but BasicSR LMDB folders are named *.lmdb')
-        for name in LMDB_FILES:
-            if not osp.isfile(osp.join(expanded, name)):
-                raise OptionsError(f'{option}: {folder} is not a complete BasicSR LMDB (no {name}); '
-                                   'make it with basicsr.utils.lmdb_util')
-    elif backend == 'disk':
+        return check_lmdb(expanded, option)
+    if backend == 'disk':
         with os.scandir(expanded) as entries:
             if next(entries, None) is None:
                 raise OptionsError(f'{option}: folder {folder} is empty')
+    return None
 
 
 def check_checkpoint_paths(path_opt: dict, resuming: bool, is_train: bool = True) -> None:
