@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from basicsr.models import build_model
 
 import esc_arch  # noqa: F401  (registers the models and makes basicsr importable; must come first)
+
+from basicsr.models import build_model
 
 from . import measure
 

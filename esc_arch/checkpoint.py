@@ -197,7 +197,7 @@ def infer_network_config(state_dict: dict[str, torch.Tensor]) -> dict:
     return config
 
 
-def _trunk_config(state_dict):
+def _trunk_config(state_dict: dict[str, torch.Tensor]) -> dict:
     """The trunk options (:class:`~esc_arch.archs.trunk.TrunkBase`) of a state dict without prefix."""
     try:
         kernel = state_dict['plk_filter'] if 'plk_filter' in state_dict else state_dict['lk_spatial']
@@ -217,7 +217,7 @@ def _trunk_config(state_dict):
         raise CheckpointError(f'the weights lack {err.args[0]!r}: not a complete ESC-family state dict') from None
 
 
-def _lte_config(state_dict):
+def _lte_config(state_dict: dict[str, torch.Tensor]) -> dict:
     encoder = {key[len('encoder.'):]: value for key, value in state_dict.items() if key.startswith('encoder.')}
     mlp = sorted(int(key.split('.')[2]) for key in state_dict if key.startswith('imnet.layers.') and
                  key.endswith('.weight'))
@@ -322,7 +322,7 @@ def describe_mismatch(expected: dict[str, torch.Tensor], given: dict[str, torch.
     return f'{source} does not fit the network: {"; ".join(parts)}. {_likely_cause(expected, given)}'
 
 
-def _likely_cause(expected, given):
+def _likely_cause(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor]) -> str:
     try:
         wanted, found = infer_network_config(expected), infer_network_config(given)
     except CheckpointError:
@@ -345,12 +345,12 @@ def matching_preset(config: dict) -> str | None:
     return None
 
 
-def _count_indices(state_dict, prefix):
+def _count_indices(state_dict: dict[str, torch.Tensor], prefix: str) -> int:
     indices = {key[len(prefix):].split('.', 1)[0] for key in state_dict if key.startswith(prefix)}
     return len(indices)
 
 
-def _exp_ratio(hidden, dim):
+def _exp_ratio(hidden: int, dim: int) -> float:
     """The ``exp_ratio`` whose ``int(dim * exp_ratio)`` gives ``hidden``, as short as possible."""
     for digits in range(1, 7):
         ratio = round(hidden / dim, digits)
@@ -359,6 +359,6 @@ def _exp_ratio(hidden, dim):
     return hidden / dim
 
 
-def _first(keys):
+def _first(keys: list[str]) -> str:
     shown = ', '.join(keys[:_SHOWN_KEYS])
     return f'{shown} (+{len(keys) - _SHOWN_KEYS} more)' if len(keys) > _SHOWN_KEYS else shown

@@ -34,6 +34,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from esc_arch.errors import CheckpointError, DownloadError, ESCError
 from esc_arch.files import atomic_output
@@ -293,7 +294,7 @@ def _exclusive(target: Path) -> Iterator[None]:
                 pass
 
 
-def _lock(handle) -> None:
+def _lock(handle: IO) -> None:
     """Lock an open file without waiting (OSError if another process holds it); released when it is closed."""
     try:
         import fcntl
@@ -332,7 +333,7 @@ def _fetch(url: str, partial: Path, progress: Progress | None, deadline: float, 
         raise DownloadError(f'cannot write {partial}: {err.strerror or err}') from None
 
 
-def _where_the_body_starts(url: str, response, have: int) -> tuple[int, int | None]:
+def _where_the_body_starts(url: str, response: http.client.HTTPResponse, have: int) -> tuple[int, int | None]:
     """Offset in the file of the reply's first byte, and the file's size if known; refuses HTML and bad ranges."""
     status = getattr(response, 'status', 200)
     content_type = response.headers.get('Content-Type', '')
@@ -355,8 +356,8 @@ def _where_the_body_starts(url: str, response, have: int) -> tuple[int, int | No
     return first, total
 
 
-def _receive(url: str, response, partial: Path, start: int, total: int | None, progress: Progress | None,
-             deadline: float) -> None:
+def _receive(url: str, response: http.client.HTTPResponse, partial: Path, start: int, total: int | None,
+             progress: Progress | None, deadline: float) -> None:
     """Write the body at ``start`` of ``partial`` (truncating it there), stopping at ``deadline``."""
     done = start
     with open(partial, 'ab' if start else 'wb') as file:

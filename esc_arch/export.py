@@ -38,7 +38,7 @@ _DYNAMIC_AXES = {'input': {0: 'batch', 2: 'height', 3: 'width'},
 class _Float16WithFloat32Interface(nn.Module):
     """A float16 copy of ``network`` that takes and returns float32 tensors."""
 
-    def __init__(self, network: nn.Module):
+    def __init__(self, network: nn.Module) -> None:
         super().__init__()
         self.network = copy.deepcopy(network).half()
 

@@ -66,7 +66,7 @@ class ImageHeader:
     mode: Optional[str] = None
     orientation: int = 1
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.orientation not in range(1, 9):  # unknown values are ignored, as OpenCV does
             object.__setattr__(self, 'orientation', 1)
 
@@ -121,7 +121,7 @@ def read_header(data: bytes) -> Optional[ImageHeader]:
         Image.MAX_IMAGE_PIXELS = previous_limit
 
 
-def _optional(read, default):
+def _optional(read: Callable[[], object], default: object) -> object:
     """``read()``, or ``default`` when a damaged header makes it fail (the pixels may still decode)."""
     try:
         return read()
@@ -129,7 +129,7 @@ def _optional(read, default):
         return default
 
 
-def _read_tiff_size(data):
+def _read_tiff_size(data: bytes) -> tuple[int, int] | None:
     if data[:4] not in (b'II*\0', b'MM\0*'):
         return None
     try:
@@ -142,12 +142,12 @@ def _read_tiff_size(data):
         return None
 
 
-def _too_large(path, width, height, max_pixels):
+def _too_large(path: Union[str, Path], width: int, height: int, max_pixels: int) -> ImageError:
     return ImageError(f'{path} is {width}x{height} pixels, more than the limit of {max_pixels:,} '
                       '(raise it with --max-pixels if the image is genuine)')
 
 
-def _apply_orientation(image, orientation):
+def _apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
     """Turn/flip an image stored with EXIF ``orientation`` to how it is displayed (as OpenCV's IMREAD_COLOR)."""
     if orientation in (5, 6, 7, 8):  # stored transposed: swap the axes first
         image = np.swapaxes(image, 0, 1)
@@ -203,7 +203,7 @@ def read_image(path: PathLike, color: bool = False, max_pixels: int = DEFAULT_MA
     return image
 
 
-def _check_pixels(image, path):
+def _check_pixels(image: np.ndarray, path: Union[str, Path]) -> None:
     """Refuse pixel types and layouts the commands cannot handle, and non-finite float values."""
     if image.dtype not in PIXEL_TYPES:
         raise ImageError(f'{path} has {image.dtype} pixels; supported: 8-bit, 16-bit and float32')
@@ -214,7 +214,7 @@ def _check_pixels(image, path):
         raise ImageError(f'{path} has {count} NaN/inf pixel value(s); replace them with finite values first')
 
 
-def _decode(data, flags):
+def _decode(data: np.ndarray, flags: int) -> np.ndarray | None:
     """``cv2.imdecode`` without OpenCV's own log lines about corrupt files (the caller reports them in one line)."""
     log_level = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)

@@ -30,9 +30,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from basicsr.utils.registry import METRIC_REGISTRY
 
 from esc_arch.errors import OptionsError
+
+from basicsr.utils.registry import METRIC_REGISTRY
 
 __all__ = ['PAPER_METRICS', 'WeightFile', 'calculate_pyiqa', 'check_pyiqa_metric', 'missing_weight_files',
            'pyiqa_weight_files']
@@ -152,7 +153,7 @@ def check_pyiqa_metric(metric: str, download: bool = False) -> None:
                            'to let pyiqa fetch them)')
 
 
-def _scorer(metric, download, device, options):
+def _scorer(metric: str, download: bool, device: str | None, options: dict):
     key = (metric, device, repr(sorted(options.items())))
     if key not in _SCORERS:
         check_pyiqa_metric(metric, download)

@@ -84,7 +84,7 @@ class Patch:
     needed: Callable[[Any], bool] | str = _always
     unchecked: str = 'refuse'
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not _TARGET.fullmatch(self.target):
             raise ValueError(f'patch {self.name}: target {self.target!r} is not "module:attribute[.attribute][[key]]"')
         if isinstance(self.replacement, str) and not _OBJECT.fullmatch(self.replacement):

@@ -15,7 +15,9 @@ takes a fraction of a second), convolutions, matrix products and resampling are 
 with fvcore's per-element rates), and the normalisation and pooling layers by forward hooks.
 """
 import copy
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -120,15 +122,15 @@ def profile_network(network: nn.Module, scale: float, output_size: tuple = DEFAU
                    output_size=(out_w, out_h))
 
 
-def _add_layer_counters(model, extra):
+def _add_layer_counters(model: nn.Module, extra: dict[str, float]) -> list:
     """Forward hooks that add to ``extra`` what FlopCounterMode does not count (or counts otherwise)."""
-    def count_norm(module, inputs, output):
+    def count_norm(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         extra['layer_norm'] += LAYER_NORM_FLOPS_PER_ELEMENT * inputs[0].numel()
 
-    def count_pooling(module, inputs, output):
+    def count_pooling(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         extra['pooling'] += inputs[0].numel()
 
-    def uncount_padded_projection(module, inputs, output):
+    def uncount_padded_projection(module: WindowAttention, inputs: tuple, output: torch.Tensor) -> None:
         # WindowAttention applies to_out to the padded image and crops afterwards (cheaper on the
         # contiguous padded tensor); the authors' code crops first. Count their way.
         n, channels, height, width = inputs[0].shape
@@ -146,7 +148,7 @@ def _add_layer_counters(model, extra):
     return hooks
 
 
-def _breakdown(counter, extra):
+def _breakdown(counter: FlopCounterMode, extra: dict[str, float]) -> dict[str, float]:
     """FLOPs per kind for one image, from the counter's operators and the hooks' ``extra``."""
     per_op = counter.get_flop_counts().get('Global', {})
     conv = sum(count for op, count in per_op.items() if 'convolution' in str(op))
@@ -158,7 +160,7 @@ def _breakdown(counter, extra):
             'resampling': resampling / _BATCH}
 
 
-def _count(model, input_size, output_size):
+def _count(model: nn.Module, input_size: tuple[int, int], output_size: tuple[int, int] | None) -> FlopCounterMode:
     # FlopCounterMode counts an operator by its overload packet but decomposes any overload that is
     # not itself in its table (nearest upsampling into indexing): list both.
     formulas = {}
@@ -171,14 +173,14 @@ def _count(model, input_size, output_size):
     return counter
 
 
-def _per_output_element(rate):
+def _per_output_element(rate: float) -> Callable:
     """A FlopCounterMode formula: ``rate`` FLOPs per element of the operator's output."""
-    def formula(*args, out_shape, **kwargs):
+    def formula(*args: Any, out_shape: Sequence[int], **kwargs: Any) -> int:
         return rate * torch.Size(out_shape).numel()
     return formula
 
 
-def _inputs(model, input_size, output_size):
+def _inputs(model: nn.Module, input_size: tuple[int, int], output_size: tuple[int, int] | None) -> tuple:
     """The meta-device arguments of ``model``: the LR batch, plus every output pixel's query for an
     arbitrary-scale network (a ``forward(x, coord, cell)`` such as ESCLTE's)."""
     lr = torch.empty(_BATCH, 3, *input_size, device='meta')

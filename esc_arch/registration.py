@@ -34,6 +34,7 @@ import importlib.machinery
 import importlib.util
 import sys
 import types
+from collections.abc import Sequence
 
 __all__ = ['REGISTERING_MODULES', 'BasicSRImportHook', 'install', 'is_registered', 'is_waiting', 'register']
 
@@ -88,7 +89,7 @@ def register() -> bool:
 class _RegisteringLoader(importlib.abc.Loader):
     """basicsr's own loader, followed by :func:`register`."""
 
-    def __init__(self, loader: importlib.abc.Loader):
+    def __init__(self, loader: importlib.abc.Loader) -> None:
         self.loader = loader
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
@@ -105,7 +106,7 @@ class _RegisteringLoader(importlib.abc.Loader):
 class _ImportedLoader(importlib.abc.Loader):
     """Gives the import system a module imported already (by :func:`esc_arch.compat.apply_import_patches`)."""
 
-    def __init__(self, module: types.ModuleType):
+    def __init__(self, module: types.ModuleType) -> None:
         self.module = module
         self.spec = module.__spec__
 
@@ -125,10 +126,11 @@ class BasicSRImportHook(importlib.abc.MetaPathFinder):
     and completes a registration that waited (:func:`register`).
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.preparing = False
 
-    def find_spec(self, name: str, path=None, target=None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(self, name: str, path: Sequence[str] | None = None,
+                  target: types.ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
         if _pending:
             register()
         if name not in ('basicsr', 'torchvision') or self.preparing:
@@ -144,7 +146,8 @@ class BasicSRImportHook(importlib.abc.MetaPathFinder):
             return importlib.util.spec_from_loader(name, _ImportedLoader(sys.modules[name]))
         return self._wrapped_spec(name, path, target)
 
-    def _wrapped_spec(self, name, path, target):
+    def _wrapped_spec(self, name: str, path: Sequence[str] | None,
+                      target: types.ModuleType | None) -> importlib.machinery.ModuleSpec | None:
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, 'find_spec'):
                 continue

@@ -123,7 +123,7 @@ def release_status(release: Release) -> str:
 
 def markdown_table() -> str:
     """The README's model-zoo table: one row per released file (``tests/test_download.py`` checks the README)."""
-    def psnr(value):
+    def psnr(value: float | None) -> str:
         return '-' if value is None else f'{value:.2f}'
 
     lines = ['| release file | in release 1.0.0 | network | scale | trained on | options | Set5 PSNR | Urban100 PSNR '

@@ -114,6 +114,7 @@ def parse_options(root):
 @probe
 def ordered_yaml(root):
     import yaml
+
     from basicsr.utils.options import ordered_yaml
 
     return yaml.load('a: 1\nb: !!float 1e-4\nc: [x, {d: ~}]\n', Loader=ordered_yaml()[0])

@@ -4,11 +4,11 @@ Imports esc_arch before any test module (so that basicsr is importable) and appl
 patch, as the ``basicsr`` command does (``esc_arch.compat.apply_all()``): in-process tests run BasicSR's
 code as the command would. Tests of ``import esc_arch`` alone run in a fresh interpreter.
 """
+import logging
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 import esc_arch.compat
 
@@ -26,13 +26,13 @@ def _require(path):
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope='session')
 def fixtures_dir():
     """``../shared/fixtures``; the test is skipped when it is absent."""
     return _require(FIXTURES_DIR)
 
 
-@pytest.fixture
+@pytest.fixture(scope='session')
 def datasets_dir():
     """``../shared/datasets``; the test is skipped when it is absent."""
     return _require(DATASETS_DIR)
@@ -50,7 +50,7 @@ def tiny_checkpoint(tmp_path):
     Its weights are moved off their initialisation so that every path (the zero-initialised
     dynamic kernels too) acts. Returns ``(checkpoint_path, yaml_path, network)``.
     """
-    from helpers import TINY, TINY_ESC, perturbed
+    from helpers import TINY, TINY_ESC, perturbed, write_yaml
 
     from esc_arch.archs import ESC
 
@@ -58,7 +58,7 @@ def tiny_checkpoint(tmp_path):
     checkpoint = tmp_path / 'tiny_ESC_x2.pth'
     torch.save({'params_ema': network.state_dict()}, checkpoint)
     yaml_path = tmp_path / 'tiny_ESC.yml'
-    yaml_path.write_text(yaml.safe_dump({'network_g': dict(TINY_ESC, upscaling_factor=2)}))
+    write_yaml(yaml_path, {'network_g': dict(TINY_ESC, upscaling_factor=2)})
     return checkpoint, yaml_path, network
 
 
@@ -80,3 +80,17 @@ def fresh_basicsr_logger():
     reset()
     yield
     reset()
+
+
+@pytest.fixture
+def basicsr_log():
+    """Records of BasicSR's logger (which does not propagate to pytest's)."""
+    records, handler = [], logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger('basicsr')
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
+    logger.setLevel(level)

@@ -6,8 +6,7 @@ from pathlib import Path
 import cv2
 import pytest
 import torch
-import yaml
-from helpers import model_options, perturbed, run_basicsr, smooth_image
+from helpers import TINY_LTE, committed_options, model_options, perturbed, run_basicsr, smooth_image, write_yaml
 from torch.utils.data import DataLoader
 
 import esc_arch  # noqa: F401  (registers the datasets and models)
@@ -15,10 +14,6 @@ from esc_arch.archs import ESCLTE, preset_config
 from esc_arch.data.arbitrary_scale_dataset import ArbitraryScaleDataset, PairedArbitraryScaleDataset
 from esc_arch.errors import DatasetError
 from esc_arch.models.arbitrary_scale_model import ArbitraryScaleModel, calculate_lte_psnr
-
-OPTIONS_DIR = Path(__file__).resolve().parents[1] / 'options'
-TINY_LTE = dict(dim=16, pdim=8, kernel_size=5, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2, hidden_dim=16,
-                mlp_hidden=[16, 16])
 
 
 def write_pair(root, name, hr_size, lr_size, scale, seed=0):
@@ -105,14 +100,9 @@ def test_model_scores_the_lr_file_with_the_authors_psnr(tmp_path):
     assert model.metric_results['psnr'] == pytest.approx(sum(expected) / 2, abs=1e-5)
 
 
-def load_options(relative):
-    with open(OPTIONS_DIR / relative) as stream:
-        return yaml.safe_load(stream)
-
-
 @pytest.mark.parametrize('scale', [2, 3, 4, 6, 8])
 def test_options_read_the_lr_files_at_x2_x3_x4_only(scale):
-    opt = load_options(f'test/test_ESC_LTE_x{scale}.yml')
+    opt = committed_options(f'test/test_ESC_LTE_x{scale}.yml')
     for dataset in opt['datasets'].values():
         name = dataset['name']
         assert dataset['dataroot_gt'] == f'datasets/{name}/HR'
@@ -124,12 +114,12 @@ def test_options_read_the_lr_files_at_x2_x3_x4_only(scale):
             assert dataset['type'] == 'ArbitraryScaleDataset' and 'dataroot_lq' not in dataset
     assert opt['val']['metrics'] == {'psnr': {'type': 'calculate_lte_psnr', 'protocol': 'benchmark'}}
     # ESC+LTE training still makes its LR from HR crops with PIL bicubic, as the authors train
-    assert load_options('train/train_ESC_LTE.yml')['datasets']['train']['type'] == 'ArbitraryScaleDataset'
+    assert committed_options('train/train_ESC_LTE.yml')['datasets']['train']['type'] == 'ArbitraryScaleDataset'
 
 
 def set5_from_options(datasets_dir, scale, kind='PairedArbitraryScaleDataset'):
     """Set5 as options/test/test_ESC_LTE_x<scale>.yml lists it, read from ../shared/datasets."""
-    entry = dict(load_options(f'test/test_ESC_LTE_x{scale}.yml')['datasets']['test_1'], type=kind)
+    entry = dict(committed_options(f'test/test_ESC_LTE_x{scale}.yml')['datasets']['test_1'], type=kind)
     assert entry['name'] == 'Set5'
     for key in ('dataroot_gt', 'dataroot_lq'):
         if key in entry:
@@ -166,13 +156,13 @@ def test_basicsr_test_with_the_generated_x2_options_on_set5(datasets_dir, tmp_pa
     network = perturbed(ESCLTE(**TINY_LTE)).eval()
     weights = tmp_path / 'tiny_lte.pth'
     torch.save({'params': network.state_dict()}, weights)
-    opt = load_options('test/test_ESC_LTE_x2.yml')
+    opt = committed_options('test/test_ESC_LTE_x2.yml')
     entry = set5_from_options(datasets_dir, 2)
     opt['datasets'] = {'test_1': {key: value for key, value in entry.items() if key not in ('phase', 'scale')}}
     opt['network_g'] = dict(preset_config('ESC-LTE'), **TINY_LTE)
     opt['path'].update(pretrain_network_g=str(weights), param_key_g='params')
     opt['num_gpu'] = 0
-    (tmp_path / 'test.yml').write_text(yaml.safe_dump(opt, sort_keys=False))
+    write_yaml(tmp_path / 'test.yml', opt)
     result = run_basicsr(tmp_path, 'test', '-opt', 'test.yml')
     assert result.returncode == 0, result.stdout[-3000:]
     logged = float(re.search(r'# psnr: (\d+\.\d+)', result.stdout).group(1))

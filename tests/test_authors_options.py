@@ -1,11 +1,12 @@
 """The authors' options files run unchanged but for paths and num_gpu: their names and keys are understood."""
 import pytest
-from basicsr.models import build_model  # noqa: E402  (after esc_arch, which makes basicsr importable)
-from basicsr.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY  # noqa: E402
 from helpers import TINY, image_folder, make_pairs, model_options  # noqa: E402
 
 from esc_arch.cli import main
 from esc_arch.models import ESCModel
+
+from basicsr.models import build_model  # noqa: E402  (after esc_arch, which makes basicsr importable)
+from basicsr.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY  # noqa: E402
 
 SCALE = 4
 # The authors' network_g of ESC with the tiny sizes, and their Set5 x4 dataset (under its key in `datasets`).

@@ -1,4 +1,4 @@
-"""BasicSR behaves the same for its own users with every patch applied as without (issue 19).
+"""BasicSR behaves the same for its own users with every patch applied as without.
 
 PyPI's basicsr 1.4.2 ships no test suite (no ``tests/`` in its sdist, no wheel): when a checkout of
 BasicSR's tests is named by ``BASICSR_TESTS`` it is run twice, plainly and with ``apply_all()`` first;

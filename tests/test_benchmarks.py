@@ -175,7 +175,7 @@ def test_write_section_replaces_only_its_own_section(tmp_path):
 
 
 def test_no_file_is_written_without_output(capsys):
-    """The committed BENCHMARKS.md and results files are written only when named (issue 22, item 7)."""
+    """The committed BENCHMARKS.md and results files are written only when named."""
     args = run.parse_args(['--device', 'cpu'])
     assert args.output is None and args.json is None and args.chart is None
     args = run.parse_args(['--device', 'cpu', '--output', 'BENCHMARKS.md', '--name', 'cpu-x'])

@@ -148,3 +148,18 @@ def test_export_onnx_reports_missing_weights_when_the_output_exists(tmp_path, mo
     error = capsys.readouterr().err
     assert error == 'basicsr export-onnx: error: checkpoint not found: gone.pth\n'
     assert (tmp_path / 'model.onnx').read_bytes() == b'previous export'
+
+
+@pytest.mark.parametrize('command', [['upscale', '--model', 'ESC', '--weights', 'x.pth', '-i', 'a.png', '-o', 'out'],
+                                     ['make-lr', '-i', 'in', '-o', 'out'],
+                                     ['extract-subimages', '-i', 'in', '-o', 'out'],
+                                     ['export-onnx', '--model', 'ESC', '-o', 'x.onnx']])
+def test_scale_0_is_refused(tmp_path, monkeypatch, capsys, command):
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main([*command, '--scale', '0'])
+    except SystemExit as exit_:  # refused by argparse
+        code = exit_.code
+    error = capsys.readouterr().err
+    assert code == 2 and '--scale' in error and 'must be at least' in error and 'Traceback' not in error, error
+    assert os.listdir(tmp_path) == []

@@ -345,6 +345,7 @@ def paired_lmdbs(tmp_path):
 
 def test_basicsr_backend_cannot_open_one_lmdb_twice_without_the_fix(paired_lmdbs):
     import lmdb
+
     from basicsr.utils.file_client import LmdbBackend
 
     if not lmdb_shared.needs_fix():

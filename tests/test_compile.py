@@ -81,10 +81,11 @@ def test_compile_unavailable_reason_names_the_missing_tool(monkeypatch):
 
 @pytest.mark.parametrize('compile_opt, compiled', [(True, False), (dict(backend='eager'), True)])
 def test_train_compile_without_a_compiler_trains_eagerly_with_a_notice(tmp_path, monkeypatch, compile_opt, compiled):
-    from basicsr.models import build_model
     from helpers import model_options
 
     from esc_arch.models import esc_model
+
+    from basicsr.models import build_model
 
     log = _Log()
     monkeypatch.setattr(esc_model, 'get_root_logger', lambda: log)
@@ -105,10 +106,11 @@ class _Log(list):
 
 
 def _test_model(tmp_path, monkeypatch, **val):
-    from basicsr.models import build_model
     from helpers import model_options
 
     from esc_arch.models import esc_model
+
+    from basicsr.models import build_model
 
     log = _Log()
     monkeypatch.setattr(esc_model, 'get_root_logger', lambda: log)
@@ -139,9 +141,10 @@ def test_val_compile_tests_through_the_compiled_network(tmp_path, monkeypatch):
 
 
 def test_testing_logs_a_line_per_image_when_not_on_a_terminal(tmp_path, monkeypatch):
-    from basicsr.data.paired_image_dataset import PairedImageDataset
     from helpers import make_pairs
     from torch.utils.data import DataLoader
+
+    from basicsr.data.paired_image_dataset import PairedImageDataset
 
     root = make_pairs(tmp_path / 'data', count=2)
     dataset = PairedImageDataset(dict(name='tiny', phase='val', scale=4, dataroot_gt=str(root / 'HR'),

@@ -8,8 +8,7 @@ import zipfile
 
 import pytest
 import torch
-import yaml
-from helpers import TINY_ESC, RunsCode, perturbed
+from helpers import TINY_ESC, TINY_LTE, RunsCode, perturbed, write_yaml
 
 from esc_arch.archs.esc import ESC
 from esc_arch.archs.esc_lte import ESCLTE
@@ -17,15 +16,12 @@ from esc_arch.checkpoint import ZIP_EXPANSION_MARGIN, load_state_dict, read_chec
 from esc_arch.cli import main
 from esc_arch.errors import CheckpointError
 
-TINY_LTE = dict(dim=16, pdim=8, kernel_size=5, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2, hidden_dim=16,
-                mlp_hidden=[16])
-
 
 @pytest.fixture
 def tiny_lte_yaml(tmp_path):
     """The options naming the tiny ESC+LTE: its weights are checked against it (not the published size)."""
     path = tmp_path / 'tiny_lte.yml'
-    path.write_text(yaml.safe_dump({'network_g': dict(type='ESCLTE', **TINY_LTE)}))
+    write_yaml(path, {'network_g': dict(type='ESCLTE', **TINY_LTE)})
     return str(path)
 
 

@@ -1,20 +1,35 @@
-"""MATLAB-bicubic resizing, the Bicubic baseline network and the HR-only dataset."""
+"""MATLAB-bicubic resizing, the Bicubic baseline network, the HR-only dataset, and the paired dataset's checks:
+unreadable, empty or odd images and pairs of the wrong size are named in one line."""
 import random
+import re
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import (  # noqa: E402
+    SCALE,
+    assert_one_line_error,
+    hr_only_dataset,
+    image_folder,
+    make_pairs,
+    outcome,
+    paired_dataset,
+    run_basicsr,
+    train_options,
+    write_yaml,
+)
+
+from esc_arch.archs import Bicubic
+from esc_arch.cli import basicsr_pipeline, main
+from esc_arch.data import bicubic_downsample, matlab_imresize
+from esc_arch.errors import DatasetError, TrainingError
+
+from basicsr.data import build_dataset  # noqa: E402  (after esc_arch, which makes basicsr importable)
 from basicsr.data.transforms import mod_crop  # noqa: E402  (after esc_arch, which makes basicsr importable)
 from basicsr.metrics import calculate_psnr  # noqa: E402
 from basicsr.utils import img2tensor, tensor2img  # noqa: E402
 from basicsr.utils.matlab_functions import imresize  # noqa: E402
-from helpers import hr_only_dataset, image_folder
-
-from esc_arch.archs import Bicubic
-from esc_arch.cli import main
-from esc_arch.data import bicubic_downsample, matlab_imresize
-from esc_arch.errors import DatasetError
 
 
 def to_uint8(image):
@@ -138,3 +153,138 @@ def test_bad_data_is_named(tmp_path):
         data[1]
     with pytest.raises(ValueError, match=f'cannot decode image {root / "img2.png"}'):
         data[2]
+
+
+def dataset_options(root, phase, **extra):
+    options = paired_dataset(root, dict(phase=phase, scale=SCALE, gt_size=16, use_hflip=False, use_rot=False))
+    return {**options, **extra}
+
+
+def index_of(dataset, path):
+    """Index of the pair holding ``path`` (BasicSR lists folders unsorted)."""
+    return next(index for index, pair in enumerate(dataset.paths) if str(path) in pair.values())
+
+
+@pytest.mark.parametrize('phase', ['train', 'val'])
+@pytest.mark.parametrize('folder, content, reason', [
+    ('LR', b'', 'the file is empty'),
+    ('HR', b'\x89PNG\r\n\x1a\n not really', 'not a readable image'),
+    ('HR', 'truncated', 'not a readable image'),
+])
+def test_unreadable_image_is_named(tmp_path, phase, folder, content, reason):
+    root = make_pairs(tmp_path / 'pairs', count=2)
+    broken = root / folder / ('img1x4.png' if folder == 'LR' else 'img1.png')
+    broken.write_bytes(broken.read_bytes()[:60] if content == 'truncated' else content)
+    dataset = build_dataset(dataset_options(root, phase))
+
+    bad = index_of(dataset, broken)
+    assert dataset[1 - bad]['gt'].shape[0] == 3
+    with pytest.raises(DatasetError, match=re.escape(f"dataset 'pairs': cannot read {broken}: {reason}")):
+        dataset[bad]
+
+
+@pytest.mark.parametrize('phase', ['train', 'val'])
+def test_empty_image_of_the_hr_only_dataset_is_named(tmp_path, phase):
+    root = image_folder(tmp_path / 'hr', [(40, 40), (40, 40)])
+    (root / 'img1.png').write_bytes(b'')
+    with pytest.raises(DatasetError, match=re.escape(f'cannot decode image {root / "img1.png"} (corrupt, empty')):
+        hr_only_dataset(root, phase=phase)[1]
+
+
+@pytest.mark.parametrize('hr_size', [48, 20])
+def test_validation_pair_of_another_scale_is_refused(tmp_path, hr_size):
+    """BasicSR would crop a 48x48 HR to the 24x24 that a x4 LR of 6x6 covers, and score that corner."""
+    root = make_pairs(tmp_path / 'pairs', count=2)
+    hr = root / 'HR' / 'img0.png'
+    cv2.imwrite(str(hr), cv2.resize(cv2.imread(str(hr)), (hr_size, hr_size)))
+    dataset = build_dataset(dataset_options(root, 'val'))
+
+    with pytest.raises(DatasetError, match=re.escape(
+            f'HR {hr} is {hr_size}x{hr_size} pixels and LR {root / "LR" / "img0x4.png"} is 6x6; at scale 4 the HR '
+            'must be 24x24 (up to 3 more pixels are cropped). Was the LR made for another scale?')):
+        dataset[index_of(dataset, hr)]
+    assert dataset[1 - index_of(dataset, hr)]['gt'].shape == (3, 24, 24)
+
+
+def test_validation_keeps_hr_with_a_remainder_below_scale(tmp_path):
+    root = make_pairs(tmp_path / 'pairs', count=1, size=24)
+    hr = root / 'HR' / 'img0.png'
+    cv2.imwrite(str(hr), cv2.copyMakeBorder(cv2.imread(str(hr)), 0, 3, 0, 2, cv2.BORDER_REFLECT))  # 26x27
+    assert build_dataset(dataset_options(root, 'val'))[0]['gt'].shape == (3, 24, 24)
+
+
+def test_validation_size_check_follows_exif_rotation(tmp_path):
+    """OpenCV, and so BasicSR, turns a JPEG by its EXIF orientation: the HR size check must too."""
+    from PIL import Image
+
+    root = tmp_path / 'pairs'
+    (root / 'HR').mkdir(parents=True)
+    (root / 'LR').mkdir()
+    stored = Image.fromarray(np.full((24, 48, 3), 128, np.uint8))  # 48 wide, 24 high as stored
+    exif = stored.getexif()
+    exif[0x0112] = 6  # displayed turned by 90 degrees: 24 wide, 48 high
+    stored.save(root / 'HR' / 'img0.jpg', exif=exif)
+    Image.fromarray(np.full((12, 6, 3), 128, np.uint8)).save(root / 'LR' / 'img0x4.jpg')
+    assert build_dataset(dataset_options(root, 'val'))[0]['gt'].shape == (3, 48, 24)
+
+
+def test_training_pair_whose_sizes_do_not_match_names_both_files(tmp_path):
+    root = make_pairs(tmp_path / 'pairs', count=1)
+    hr = root / 'HR' / 'img0.png'
+    cv2.imwrite(str(hr), cv2.resize(cv2.imread(str(hr)), (28, 28)))
+    with pytest.raises(DatasetError, match=re.escape(f'(LR {root / "LR" / "img0x4.png"}, HR {hr})')) as error:
+        build_dataset(dataset_options(root, 'train'))[0]
+    assert 'is not 4x multiplication of LQ (6, 6)' in str(error.value)
+
+
+def test_folders_that_do_not_pair_up_are_explained(tmp_path):
+    root = make_pairs(tmp_path / 'pairs', count=1)
+    message = r"dataset 'pairs': img0x2.png is not in lq_paths.*filename_tmpl \"\{\}x2\""
+    with pytest.raises(DatasetError, match=message):
+        build_dataset(dataset_options(root, 'val', filename_tmpl='{}x2'))
+
+
+@pytest.mark.parametrize('kind', ['gray', 'rgba', '16bit'])
+def test_gray_rgba_and_16bit_images_are_read_as_8bit_colour(tmp_path, kind):
+    """The documented conversion of BasicSR's reader: gray replicated, alpha dropped, 16 bits reduced to 8."""
+    root = make_pairs(tmp_path / 'pairs', count=1)
+    expected = {}
+    for folder, name in (('HR', 'img0.png'), ('LR', 'img0x4.png')):
+        path = root / folder / name
+        image = cv2.imread(str(path))
+        if kind == 'gray':
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+            cv2.imwrite(str(path), image)
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        elif kind == 'rgba':
+            cv2.imwrite(str(path), np.dstack([image, np.full(image.shape[:2], 77, np.uint8)]))
+        else:
+            cv2.imwrite(str(path), image.astype(np.uint16) * 257)
+        expected[folder] = torch.from_numpy(image[..., ::-1].transpose(2, 0, 1) / 255).float()
+
+    item = build_dataset(dataset_options(root, 'val'))[0]
+    torch.testing.assert_close(item['gt'], expected['HR'])
+    torch.testing.assert_close(item['lq'], expected['LR'])
+
+
+@pytest.mark.slow
+def test_unreadable_training_image_in_a_dataloader_worker_is_one_line(tmp_path):
+    root = make_pairs(tmp_path / 'pairs')
+    (root / 'LR' / 'img1x4.png').write_bytes(b'')
+    options = train_options(root, 4, model_type='ESCModel', ema_decay=0.9)
+    options['datasets']['train']['num_worker_per_gpu'] = 1
+    write_yaml(tmp_path / 'train.yml', options)
+
+    returncode, output = outcome(run_basicsr(tmp_path, 'train', '-opt', 'train.yml'))
+    assert_one_line_error(returncode, output, 'train', f"dataset 'pairs': cannot read {root / 'LR' / 'img1x4.png'}: "
+                          'the file is empty')
+
+
+def test_training_set_without_a_full_batch_is_refused_when_the_loaders_are_built():
+    """For dataset types the options check cannot count (built by BasicSR, then found empty)."""
+    from torch.utils.data import DataLoader
+
+    empty = DataLoader(list(range(3)), batch_size=4, drop_last=True)
+    create_loaders = basicsr_pipeline.checked_train_dataloaders(lambda opt, logger: (empty, None, [], 1, 2))
+    with pytest.raises(TrainingError, match='datasets:train gives no full batch of batch_size_per_gpu 4 per epoch'):
+        create_loaders({'datasets': {'train': {'batch_size_per_gpu': 4}}}, None)

@@ -499,10 +499,11 @@ def test_no_options_file_runs_a_folder_into_a_file_name():
 
 def test_gan_stage_starts_from_the_downloaded_stage_1_weights(tmp_path, monkeypatch):
     import yaml
-    from basicsr.utils.registry import ARCH_REGISTRY
 
     from esc_arch.checkpoint import load_into_network, load_state_dict
     from esc_arch.download import check_release_file
+
+    from basicsr.utils.registry import ARCH_REGISTRY
 
     release = RELEASES['ESC_Real_X4_MSE.pth']
     options = yaml.safe_load((REPO / release.options).read_text())

@@ -5,14 +5,15 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from basicsr.data.transforms import augment  # noqa: E402
-from basicsr.utils import img2tensor  # noqa: E402
-from basicsr.utils.registry import DATASET_REGISTRY  # noqa: E402
 from helpers import image_folder  # noqa: E402
 
 import esc_arch  # noqa: F401  (first: makes torchvision importable next to this torch)
 from esc_arch.data import DownsampleImageDataset, pil_bicubic_downsample
 from esc_arch.errors import DatasetError
+
+from basicsr.data.transforms import augment  # noqa: E402
+from basicsr.utils import img2tensor  # noqa: E402
+from basicsr.utils.registry import DATASET_REGISTRY  # noqa: E402
 
 
 def torchvision_lr(gt, scale):

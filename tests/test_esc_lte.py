@@ -1,14 +1,21 @@
 """ESC+LTE (arbitrary scale): the authors' outputs, the network's contract, the sampler, the model and the protocol."""
 import math
 import random
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
-import yaml
-from helpers import image_folder, model_options, perturbed, run_basicsr, smooth_image
+from helpers import (
+    TINY_LTE,
+    committed_options,
+    image_folder,
+    model_options,
+    perturbed,
+    run_basicsr,
+    smooth_image,
+    write_yaml,
+)
 from torch.utils.data import DataLoader
 
 import esc_arch  # noqa: F401  (registers; makes torchvision importable)
@@ -18,10 +25,7 @@ from esc_arch.checkpoint import load_state_dict
 from esc_arch.data.arbitrary_scale_dataset import ArbitraryScaleDataset
 from esc_arch.models.arbitrary_scale_model import ArbitraryScaleModel, calculate_lte_psnr
 
-FIXTURE = Path(__file__).resolve().parents[2] / 'shared' / 'fixtures' / 'official_arbitrary_scale_ESC_LTE.pt'
 ESC_LTE_CONFIG = preset_config('ESC-LTE')
-TINY_LTE = dict(dim=16, pdim=8, kernel_size=5, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2, hidden_dim=16,
-                mlp_hidden=[16, 16])
 
 
 def tiny_lte(seed=0, **overrides):
@@ -42,10 +46,9 @@ def as_image(values, height, width):
 
 
 @pytest.fixture(scope='module')
-def official(tmp_path_factory):
-    if not FIXTURE.is_file():
-        pytest.skip(f'{FIXTURE} not available')
-    fixture = torch.load(FIXTURE, weights_only=False)  # test-only file from the authors' code
+def official(tmp_path_factory, fixtures_dir):
+    # a test-only file from the authors' code
+    fixture = torch.load(fixtures_dir / 'official_arbitrary_scale_ESC_LTE.pt', weights_only=False)
     path = tmp_path_factory.mktemp('lte') / 'authors_checkpoint.pth'
     torch.save(fixture['checkpoint'], path)  # the authors' format: {'model': {'name', 'args', 'sd'}, 'epoch'}
     network = ESCLTE(attn_type='naive').eval()  # defaults = the published configuration
@@ -275,16 +278,10 @@ def test_validation_at_any_scale(tmp_path, scale):
 # ------------------------------------------------------------------ options
 
 
-OPTIONS_DIR = Path(__file__).resolve().parents[1] / 'options'
-
-
-def load_options(relative):
-    with open(OPTIONS_DIR / relative) as stream:
-        return yaml.safe_load(stream)
 
 
 def test_training_options_follow_the_authors_recipe():
-    opt = load_options('train/train_ESC_LTE.yml')
+    opt = committed_options('train/train_ESC_LTE.yml')
     assert opt['model_type'] == 'ArbitraryScaleModel'
     assert opt['network_g'] == ESC_LTE_CONFIG
     data, train = opt['datasets']['train'], opt['train']
@@ -303,7 +300,7 @@ def test_training_options_follow_the_authors_recipe():
 
 @pytest.mark.parametrize('scale', [2, 3, 4, 6, 8])
 def test_test_options_follow_the_authors_protocol(scale):
-    opt = load_options(f'test/test_ESC_LTE_x{scale}.yml')
+    opt = committed_options(f'test/test_ESC_LTE_x{scale}.yml')
     assert opt['model_type'] == 'ArbitraryScaleModel' and opt['scale'] == scale
     assert opt['network_g'] == ESC_LTE_CONFIG
     datasets = list(opt['datasets'].values())
@@ -331,7 +328,7 @@ def test_inference_helpers(tmp_path):
     assert infer_network_config(network.state_dict()) == {**network.config, 'train_scale_max': 4.0}
     assert is_arbitrary_scale(network) and not is_arbitrary_scale(network.encoder)
     options_file = tmp_path / 'lte.yml'
-    options_file.write_text(yaml.safe_dump({'scale': 4, 'network_g': {'type': 'ESCLTE', **TINY_LTE}}))
+    write_yaml(options_file, {'scale': 4, 'network_g': {'type': 'ESCLTE', **TINY_LTE}})
     for model in (options_file, None):  # the network of a YAML, or the one its weights determine
         loaded, scale = load_network(model, {'params': network.state_dict()}, 3.5)
         assert scale == 3.5 and not loaded.training and loaded.config == network.config
@@ -355,7 +352,7 @@ def test_basicsr_train_then_test_with_the_generated_options(tmp_path):
     lr_folder.mkdir(parents=True)
     cv2.imwrite(str(lr_folder / 'img0x3.png'), smooth_image(13, 12, seed=6))
     network = dict(ESC_LTE_CONFIG, **TINY_LTE)
-    train = load_options('train/train_ESC_LTE.yml')
+    train = committed_options('train/train_ESC_LTE.yml')
     train['datasets']['train'].update(lq_size=12, sample_q=64, batch_size_per_gpu=2, num_worker_per_gpu=0,
                                       dataset_enlarge_ratio=1)
     train['network_g'] = network
@@ -363,17 +360,17 @@ def test_basicsr_train_then_test_with_the_generated_options(tmp_path):
     train['val']['val_freq'] = 4
     train['logger'].update(print_freq=2, save_checkpoint_freq=4, use_tb_logger=False)
     train['num_gpu'] = 0
-    (tmp_path / 'train.yml').write_text(yaml.safe_dump(train, sort_keys=False))
+    write_yaml(tmp_path / 'train.yml', train)
     result = run_basicsr(tmp_path, 'train', '-opt', 'train.yml')
     assert result.returncode == 0, result.stdout[-3000:]
     assert 'Validation Set5' in result.stdout and '# psnr:' in result.stdout
 
-    test = load_options('test/test_ESC_LTE_x3.yml')
+    test = committed_options('test/test_ESC_LTE_x3.yml')
     test['datasets'] = {'test_1': test['datasets']['test_1']}  # Set5
     test['network_g'] = network
     test['path'].update(pretrain_network_g='experiments/train_ESC_LTE/models/net_g_latest.pth', param_key_g='params')
     test['num_gpu'] = 0
-    (tmp_path / 'test.yml').write_text(yaml.safe_dump(test, sort_keys=False))
+    write_yaml(tmp_path / 'test.yml', test)
     result = run_basicsr(tmp_path, 'test', '-opt', 'test.yml')
     assert result.returncode == 0, result.stdout[-3000:]
     assert 'Testing Set5' in result.stdout and '# psnr:' in result.stdout

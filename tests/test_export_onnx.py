@@ -1,8 +1,11 @@
 """ONNX export: dynamic batch/height/width, parity with PyTorch in onnxruntime, file size, fp16, the command."""
+import errno
+import os
+
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, perturbed
+from helpers import TINY, one_line_error, perturbed
 
 from esc_arch.archs import ESC, ESCFP, ESCReal
 from esc_arch.cli import main
@@ -113,3 +116,47 @@ def test_command_exports_fp16(tiny_checkpoint, tmp_path, capsys):
 def test_unknown_precision_is_refused(tmp_path):
     with pytest.raises(ExportError, match='precision'):
         export_onnx(ESC(**TINY), tmp_path / 'x.onnx', precision='int8')
+
+
+
+
+@needs_onnx
+def test_export_onnx_replaces_only_an_onnx_model_and_only_when_asked(tiny_checkpoint, tmp_path, capsys):
+    checkpoint, yaml_path, _ = tiny_checkpoint
+    command = ['export-onnx', '--model', str(yaml_path), '--weights', str(checkpoint), '--no-check']
+    other_checkpoint = tmp_path / 'other.pth'
+    other_checkpoint.write_bytes(checkpoint.read_bytes())
+    one_line_error(capsys, [*command, '-o', str(other_checkpoint)],
+                   f'--output {other_checkpoint} exists and is not an ONNX model; refusing to overwrite it')
+    assert other_checkpoint.read_bytes() == checkpoint.read_bytes()
+    one_line_error(capsys, [*command, '-o', str(tmp_path)], f'--output {tmp_path} is a folder')
+
+    model = tmp_path / 'tiny.onnx'
+    assert main([*command, '-o', str(model)]) == 0
+    one_line_error(capsys, [*command, '-o', str(model)], f'--output {model} already exists; pass --overwrite')
+    os.utime(model, (0, 0))
+    assert main([*command, '-o', str(model), '--overwrite']) == 0
+    assert model.stat().st_mtime > 0 and sorted(os.listdir(tmp_path)) == sorted(
+        ['other.pth', 'tiny.onnx', checkpoint.name, yaml_path.name])
+
+
+@needs_onnx
+def test_export_onnx_write_error_is_one_line(tmp_path, monkeypatch, capsys):
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch.onnx, 'export', disk_full)
+    one_line_error(capsys, ['export-onnx', '--model', 'ESC-light', '--scale', '2', '-o', str(tmp_path / 'x.onnx')],
+                   f'cannot write {tmp_path / "x.onnx"}: No space left on device')
+    assert os.listdir(tmp_path) == []
+
+
+@needs_onnx
+@pytest.mark.parametrize('opset, reason', [(99, 'Unsupported onnx_opset_version: 99'),
+                                           (7, 'ONNX export failed on arange, which is not implemented for opset 7')])
+def test_export_onnx_opset_torch_cannot_use_is_one_line(tiny_checkpoint, tmp_path, capsys, opset, reason):
+    checkpoint, yaml_path, _ = tiny_checkpoint
+    output = tmp_path / 'x.onnx'
+    one_line_error(capsys, ['export-onnx', '--model', str(yaml_path), '--weights', str(checkpoint), '-o', str(output),
+                            '--opset', str(opset)], f'cannot export with ONNX opset {opset}: {reason}')
+    assert sorted(os.listdir(tmp_path)) == ['tiny_ESC.yml', 'tiny_ESC_x2.pth']

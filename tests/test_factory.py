@@ -2,7 +2,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import TINY, one_line_error, write_yaml
+from helpers import TINY, TINY_LTE, one_line_error, write_yaml
 from torch import nn
 
 import esc_arch  # noqa: F401  (registers the networks)
@@ -24,7 +24,6 @@ from esc_arch.checkpoint import infer_network_config
 from esc_arch.errors import OptionsError
 from esc_arch.profiling import profile_network
 
-TINY_LTE = dict(**TINY, hidden_dim=16, mlp_hidden=[16, 16])
 NETWORKS = {
     'ESC': dict(type='ESC', **TINY, upscaling_factor=3),
     'ESC-ln': dict(type='ESC', **TINY, upscaling_factor=2, use_ln=True),

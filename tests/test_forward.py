@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from basicsr.models import build_model  # noqa: E402  (after esc_arch, which makes basicsr importable)
-from helpers import SCALE, TINY, model_options, perturbed  # noqa: E402
+from helpers import SCALE, TINY, TINY_LTE, model_options, perturbed  # noqa: E402
 
 from esc_arch import ESC
 from esc_arch.archs.esc_lte import ESCLTE
@@ -14,9 +13,9 @@ from esc_arch.inference import forward_image, upscale_image
 from esc_arch.inference.forward import MIN_TILE_PAD, tiling_for
 from esc_arch.options.model_options import declared
 
+from basicsr.models import build_model  # noqa: E402  (after esc_arch, which makes basicsr importable)
+
 WINDOW = TINY['window_size']
-TINY_LTE = dict(dim=16, pdim=8, kernel_size=5, n_blocks=1, conv_blocks=1, window_size=8, num_heads=2, hidden_dim=16,
-                mlp_hidden=[16])
 
 
 @pytest.fixture(scope='module')

@@ -8,18 +8,26 @@ import cv2
 import numpy as np
 import pytest
 import torch
-import yaml
-from basicsr.data import build_dataloader, build_dataset
-from basicsr.metrics import calculate_metric
-from basicsr.models import build_model
-from basicsr.utils.registry import METRIC_REGISTRY
-from helpers import TINY, basicsr_succeeds, model_options, perturbed, smooth_image, write_yaml
+from helpers import (
+    OPTIONS_DIR,
+    TINY,
+    basicsr_succeeds,
+    committed_options,
+    model_options,
+    perturbed,
+    smooth_image,
+    write_yaml,
+)
 
 import esc_arch.metrics as iqa
 from esc_arch.archs import ESCReal
 from esc_arch.errors import OptionsError
 
-OPTIONS_DIR = Path(__file__).resolve().parents[1] / 'options'
+from basicsr.data import build_dataloader, build_dataset
+from basicsr.metrics import calculate_metric
+from basicsr.models import build_model
+from basicsr.utils.registry import METRIC_REGISTRY
+
 FULL_REFERENCE = ('psnry', 'ssim', 'lpips', 'dists')
 NO_REFERENCE = ('niqe', 'maniqa', 'musiq', 'clipiqa')
 EXPECTED_FILES = {  # pyiqa 0.1.16's defaults for the paper's metrics
@@ -164,10 +172,6 @@ def test_download_true_lets_pyiqa_fetch_missing_files(fake_pyiqa):
 
 # ---------------------------------------------------------------- the ESC-Real test options (paper Table 7)
 
-def load_options(name):
-    return yaml.safe_load((OPTIONS_DIR / 'test' / name).read_text())
-
-
 REAL_OPTIONS = {  # file -> (paired, pyiqa)
     'test_ESC_Real_x4.yml': (False, False), 'test_ESC_Real_paired_x4.yml': (True, False),
     'test_ESC_Real_pyiqa_x4.yml': (False, True), 'test_ESC_Real_paired_pyiqa_x4.yml': (True, True),
@@ -177,7 +181,7 @@ REAL_OPTIONS = {  # file -> (paired, pyiqa)
 def test_real_options_cover_the_four_sets_with_the_paper_metrics_or_offline_ones():
     names = set()
     for file, (paired, pyiqa) in REAL_OPTIONS.items():
-        opt = load_options(file)
+        opt = committed_options(f'test/{file}')
         assert opt['model_type'] == 'ESCModel' and opt['scale'] == 4
         assert opt['path']['pretrain_network_g'] == 'experiments/pretrained_models/ESC_Real_X4_GAN.pth'
         assert opt['val']['pad_to_window'] is True and opt['val']['save_img'] is True
@@ -217,7 +221,7 @@ def write_pairs(root, count=2, lr_size=(8, 10)):
 
 def test_paired_pyiqa_options_score_every_paper_metric_in_basicsr_validation(fake_pyiqa, tmp_path):
     place_weight_files()
-    opt = load_options('test_ESC_Real_paired_pyiqa_x4.yml')
+    opt = committed_options('test/test_ESC_Real_paired_pyiqa_x4.yml')
     write_pairs(tmp_path / 'RealSR')
     data_opt = dict(opt['datasets']['test_1'], dataroot_lq=str(tmp_path / 'RealSR' / 'LR'),
                     dataroot_gt=str(tmp_path / 'RealSR' / 'HR'), phase='test', scale=4)
@@ -244,7 +248,7 @@ def test_basicsr_test_with_the_paired_options_and_basicsr_metrics(tmp_path):
     write_pairs(tmp_path / 'datasets' / 'RealSR', lr_size=(64, 64))  # BasicSR's NIQE needs 96-pixel blocks
     weights = tmp_path / 'tiny_real.pth'
     torch.save({'params_ema': perturbed(ESCReal(**TINY, upscaling_factor=4)).state_dict()}, weights)
-    opt = load_options('test_ESC_Real_paired_x4.yml')
+    opt = committed_options('test/test_ESC_Real_paired_x4.yml')
     opt.update(num_gpu=0, network_g=dict(type='ESCReal', **TINY, upscaling_factor=4))
     opt['path']['pretrain_network_g'] = str(weights)
     output = basicsr_succeeds(tmp_path, 'test', '-opt', write_yaml(tmp_path / 'test.yml', opt))

@@ -1,17 +1,28 @@
 """ESCModel: optimizer, mixed precision, clipping, compile, test-time tiling/ensemble, scale transfer, saving."""
-import logging
 import os
+import subprocess
 
 import pytest
 import torch
-from basicsr.models import build_model  # noqa: E402  (after esc_arch, which makes basicsr importable)
-from basicsr.utils import get_root_logger  # noqa: E402
-from basicsr.utils.registry import MODEL_REGISTRY  # noqa: E402
-from helpers import SCALE, TINY, batch, model_options, train_step, weights
+from helpers import (
+    SCALE,
+    TINY,
+    TINY_ESC,
+    batch,
+    console_script,
+    make_pairs,
+    model_options,
+    train_step,
+    weights,
+    write_yaml,
+)
 
 from esc_arch import ESC
 from esc_arch.inference.forward import average_over_views
 from esc_arch.models import ESCModel, ESRModel
+
+from basicsr.models import build_model  # noqa: E402  (after esc_arch, which makes basicsr importable)
+from basicsr.utils.registry import MODEL_REGISTRY  # noqa: E402
 
 
 def test_both_names_are_registered_and_adamw_is_used(tmp_path):
@@ -126,44 +137,22 @@ def test_training_mode_is_restored_after_test_without_ema(tmp_path):
     assert model.net_g.training
 
 
-@pytest.fixture
-def basicsr_log():
-    """Records of BasicSR's logger (which does not propagate to pytest's)."""
-    records, handler = [], logging.Handler()
-    handler.emit = records.append
-    logger = get_root_logger()
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
-@pytest.mark.parametrize('strict', [True, False])
-@pytest.mark.parametrize('scale', [3, 4])
-def test_x2_ema_weights_start_an_x3_x4_model(tmp_path, fixtures_dir, basicsr_log, strict, scale):
-    """The paper's fine-tuning start: pretrain_network_g + param_key_g params_ema, to_img resampled."""
-    fixture = torch.load(fixtures_dir / 'official_scale_transfer_ESC_light_x2.pt')
-    x2 = fixture['source_state_dict']
-    noise = {name: value + 0.01 for name, value in x2.items()}  # 'params' differ from 'params_ema'
-    torch.save({'params': noise, 'params_ema': x2}, tmp_path / 'x2.pth')
-    config = {key: value for key, value in fixture['source_config'].items() if key != 'upscaling_factor'}
-    opt = model_options(tmp_path, scale=scale, pretrain=tmp_path / 'x2.pth', strict=strict,
-                  network=dict(type='ESC', upscaling_factor=scale, **config))
-    model = build_model(opt)
-    for net in (model.net_g, model.net_g_ema):
-        for name in ('weight', 'bias'):
-            torch.testing.assert_close(getattr(net.to_img, name).detach(), fixture['targets'][scale][f'to_img.{name}'])
-        torch.testing.assert_close(net.proj.weight.detach(), x2['proj.weight'])
-    messages = [record.getMessage() for record in basicsr_log]
-    assert messages.count(f'to_img resampled from x2 to x{scale}.') == 2  # net_g and net_g_ema
-    assert not [record for record in basicsr_log if record.levelno >= logging.WARNING]  # no key/shape mismatch
 
 
-def test_same_scale_checkpoint_loads_without_warnings(tmp_path, basicsr_log):
-    torch.save({'params_ema': ESC(upscaling_factor=SCALE, **TINY).state_dict()}, tmp_path / 'x4.pth')
-    for strict in (True, False):
-        build_model(model_options(tmp_path, pretrain=tmp_path / 'x4.pth', strict=strict, is_train=False))
-    assert not [record.getMessage() for record in basicsr_log if record.levelno >= logging.WARNING]
-    assert not [record for record in basicsr_log if 'resampled' in record.getMessage()]
+@pytest.mark.slow
+def test_testing_random_weights_warns_on_stderr_and_in_the_log(tmp_path):
+    root = make_pairs(tmp_path / 'pairs', count=1)
+    dataset = dict(name='pairs', type='PairedImageDataset', dataroot_gt=str(root / 'HR'), dataroot_lq=str(root / 'LR'),
+                   filename_tmpl='{}x4', io_backend=dict(type='disk'))
+    write_yaml(tmp_path / 'test.yml', dict(name='untrained', model_type='ESCModel', scale=SCALE, num_gpu=0,
+                                           network_g=dict(TINY_ESC), datasets=dict(test_1=dataset),
+                                           path=dict(pretrain_network_g=None), val=dict(save_img=False)))
+    result = subprocess.run([console_script(), 'test', '-opt', 'test.yml'], cwd=tmp_path, capture_output=True,
+                            text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    warning = 'path:pretrain_network_g is not set: testing a network with random weights'
+    assert any('WARNING' in line and warning in line for line in result.stderr.splitlines()), result.stderr[-3000:]
+    log, = (tmp_path / 'results' / 'untrained').glob('test_untrained_*.log')
+    assert warning in log.read_text()

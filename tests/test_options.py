@@ -6,13 +6,14 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import OPTIONS_DIR
+
+import esc_arch  # noqa: F401  (registers ESC before BasicSR builds anything)
+
 from basicsr.archs import build_network  # noqa: E402
 from basicsr.models import build_model  # noqa: E402
 from basicsr.utils.options import ordered_yaml, parse_options  # noqa: E402
 
-import esc_arch  # noqa: F401  (registers ESC before BasicSR builds anything)
-
-OPTIONS_DIR = Path(__file__).resolve().parents[1] / 'options'
 ALL_YAMLS = sorted(OPTIONS_DIR.rglob('*.yml'))
 BENCHMARKS = ['Set5', 'Set14', 'B100', 'Urban100', 'Manga109']
 MILESTONES = [250000, 400000, 450000, 475000, 490000]

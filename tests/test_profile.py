@@ -3,8 +3,7 @@ import time
 
 import pytest
 import torch
-import yaml
-from helpers import TINY
+from helpers import TINY, write_yaml
 from torch import nn
 
 from esc_arch import build_preset
@@ -62,7 +61,7 @@ def test_cli_preset_yaml_weights_and_output_size(tmp_path, capsys, tiny_checkpoi
     assert 'FLOPs: 91.0 G for a 1280x720 output (320x180 input' in out and 'Params: 624,372' in out
 
     options = tmp_path / 'tiny.yml'
-    options.write_text(yaml.safe_dump({'scale': 3, 'network_g': dict(type='ESC', **TINY, upscaling_factor=3)}))
+    write_yaml(options, {'scale': 3, 'network_g': dict(type='ESC', **TINY, upscaling_factor=3)})
     assert main(['profile', '--model', str(options), '--output-size', '96x48']) == 0
     out = capsys.readouterr().out
     expected = profile_network(build_preset('ESC', scale=3, **TINY), 3, (96, 48))
@@ -78,7 +77,7 @@ def test_cli_other_registered_networks(tmp_path, capsys):
     swinir = dict(type='SwinIR', upscale=2, in_chans=3, img_size=16, window_size=8, img_range=1.0, depths=[2],
                   embed_dim=12, num_heads=[2], mlp_ratio=2, upsampler='pixelshuffledirect', resi_connection='1conv')
     options = tmp_path / 'swinir.yml'
-    options.write_text(yaml.safe_dump({'network_g': swinir}))
+    write_yaml(options, {'network_g': swinir})
     # 100x36 output at x4: input 25x9, padded to 32x16 for SwinIR's 8x8 windows
     assert main(['profile', '--model', str(options), '--scale', '4', '--output-size', '100x36']) == 0
     assert 'SwinIR x4' in capsys.readouterr().out

@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from basicsr.metrics import calculate_psnr  # noqa: E402  (after esc_arch, which makes basicsr importable)
-from basicsr.models import build_model  # noqa: E402
-from basicsr.utils import tensor2img  # noqa: E402
 from helpers import SCALE, TINY, model_options, perturbed, write_yaml  # noqa: E402
 
 from esc_arch import ESC
 from esc_arch.cli import main
 from esc_arch.inference.window_padding import forward_padded_to_window
+
+from basicsr.metrics import calculate_psnr  # noqa: E402  (after esc_arch, which makes basicsr importable)
+from basicsr.models import build_model  # noqa: E402
+from basicsr.utils import tensor2img  # noqa: E402
 
 SET5 = ('baby', 'bird', 'butterfly', 'head', 'woman')
 WINDOW = TINY['window_size']  # of the tiny network of model_options

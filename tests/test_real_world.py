@@ -1,17 +1,12 @@
 """ESC-Real training (paper Table 7): the degradation dataset, both model stages on CPU, their options, end to end."""
 import re
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
 import yaml
-from basicsr.data import build_dataset  # noqa: E402  (after esc_arch, which makes basicsr importable)
-from basicsr.data.realesrgan_dataset import RealESRGANDataset as BasicSRRealESRGANDataset  # noqa: E402
-from basicsr.models import build_model  # noqa: E402
-from basicsr.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY  # noqa: E402
-from helpers import TINY, basicsr_succeeds, image_folder, weights, write_yaml  # noqa: E402
+from helpers import OPTIONS_DIR, TINY, basicsr_succeeds, committed_options, image_folder, weights, write_yaml  # noqa: E402
 
 import esc_arch  # noqa: F401
 from esc_arch.data import RealESRGANDataset  # noqa: E402
@@ -19,17 +14,17 @@ from esc_arch.errors import DatasetError, NonFiniteLossError, OptionsError  # no
 from esc_arch.models import ESCModel, ESCRealGANModel, ESCRealNetModel, RealHATGANModel, RealHATMSEModel  # noqa: E402
 from esc_arch.runs.stop_signals import SaveOnStopMixin  # noqa: E402
 
-OPTIONS_DIR = Path(__file__).resolve().parents[1] / 'options'
+from basicsr.data import build_dataset  # noqa: E402  (after esc_arch, which makes basicsr importable)
+from basicsr.data.realesrgan_dataset import RealESRGANDataset as BasicSRRealESRGANDataset  # noqa: E402
+from basicsr.models import build_model  # noqa: E402
+from basicsr.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY  # noqa: E402
+
 TINY_REAL = dict(type='ESCReal', **TINY, upscaling_factor=4)
-
-
-def generated(relative):
-    return yaml.safe_load((OPTIONS_DIR / relative).read_text())
 
 
 def model_options(tmp_path, stage, **train):
     """The generated options of ``stage`` (MSE or GAN) with a tiny ESC-Real, as BasicSR's parser leaves them."""
-    opt = generated(f'train/train_ESC_Real_x4_{stage}.yml')
+    opt = committed_options(f'train/train_ESC_Real_x4_{stage}.yml')
     for folder in ('models', 'training_states'):
         (tmp_path / folder).mkdir(exist_ok=True)
     opt.update(num_gpu=0, is_train=True, dist=False, rank=0, world_size=1, gt_size=32, queue_size=4,
@@ -70,7 +65,7 @@ def test_authors_and_own_names_are_registered():
 # ---------------------------------------------------------------- dataset
 
 def dataset_options(root, **extra):
-    opt = generated('train/train_ESC_Real_x4_MSE.yml')['datasets']['train']
+    opt = committed_options('train/train_ESC_Real_x4_MSE.yml')['datasets']['train']
     opt.update(dataroot_gt=str(root), phase='train', scale=4, **extra)
     return opt
 
@@ -217,7 +212,8 @@ def test_validation_without_ground_truth_computes_niqe_after_training(tmp_path):
 # ---------------------------------------------------------------- options
 
 def test_options_follow_the_authors_recipe():
-    stage1, stage2 = generated('train/train_ESC_Real_x4_MSE.yml'), generated('train/train_ESC_Real_x4_GAN.yml')
+    stage1 = committed_options('train/train_ESC_Real_x4_MSE.yml')
+    stage2 = committed_options('train/train_ESC_Real_x4_GAN.yml')
     for opt in (stage1, stage2):
         data = opt['datasets']['train']
         assert data['type'] == 'RealESRGANDataset' and data['meta_info'] is None
@@ -249,14 +245,15 @@ def test_options_follow_the_authors_recipe():
 
 def test_x2_options_are_the_x4_recipe_at_x2_and_feed_the_x2_test_options():
     for stage in ('MSE', 'GAN'):
-        x2, x4 = generated(f'train/train_ESC_Real_x2_{stage}.yml'), generated(f'train/train_ESC_Real_x4_{stage}.yml')
+        x2 = committed_options(f'train/train_ESC_Real_x2_{stage}.yml')
+        x4 = committed_options(f'train/train_ESC_Real_x4_{stage}.yml')
         assert (x2['scale'], x2['network_g']['upscaling_factor'], x2['name']) == (2, 2, f'train_ESC_Real_x2_{stage}')
         for key in ('scale', 'name', 'network_g', 'path'):
             x2.pop(key), x4.pop(key)
         assert x2 == x4
-    assert generated('train/train_ESC_Real_x2_GAN.yml')['path']['pretrain_network_g'] == \
+    assert committed_options('train/train_ESC_Real_x2_GAN.yml')['path']['pretrain_network_g'] == \
         'experiments/train_ESC_Real_x2_MSE/models/net_g_latest.pth'
-    assert generated('test/test_ESC_Real_x2.yml')['path']['pretrain_network_g'] == \
+    assert committed_options('test/test_ESC_Real_x2.yml')['path']['pretrain_network_g'] == \
         'experiments/train_ESC_Real_x2_GAN/models/net_g_latest.pth'
 
 
@@ -288,7 +285,7 @@ def cpu_demo(opt, hr_folder):
 def test_two_stage_training_then_test_without_ground_truth(tmp_path):
     hr = image_folder(tmp_path / 'hr', [(96, 128), (80, 80)])
     lq = image_folder(tmp_path / 'real_lq', [(64, 64)], seed=5)
-    mse = cpu_demo(generated('train/train_ESC_Real_x4_MSE.yml'), hr)
+    mse = cpu_demo(committed_options('train/train_ESC_Real_x4_MSE.yml'), hr)
     output = basicsr_succeeds(tmp_path, 'train', '-opt', write_yaml(tmp_path / 'mse.yml', mse))
     assert 'l_pix:' in output
     stage1 = tmp_path / 'experiments' / 'train_ESC_Real_x4_MSE' / 'models' / 'net_g_latest.pth'
@@ -296,7 +293,7 @@ def test_two_stage_training_then_test_without_ground_truth(tmp_path):
 
     # Stage 2 starts from stage 1's EMA weights (the path in the generated options) and validates on
     # images without ground truth.
-    gan = cpu_demo(generated('train/train_ESC_Real_x4_GAN.yml'), hr)
+    gan = cpu_demo(committed_options('train/train_ESC_Real_x4_GAN.yml'), hr)
     gan['datasets']['val'] = dict(name='real_lq', type='SingleImageDataset', dataroot_lq=str(lq),
                                   io_backend=dict(type='disk'))
     gan['val'] = dict(val_freq=2, save_img=True, metrics=dict(niqe=dict(type='calculate_niqe', crop_border=0)))
@@ -314,7 +311,7 @@ def test_two_stage_training_then_test_without_ground_truth(tmp_path):
     assert (stage2.parent / 'training_states' / '3.state').is_file()
 
     # basicsr test with the generated ESC-Real test options: images saved, NIQE computed.
-    test = generated('test/test_ESC_Real_x4.yml')
+    test = committed_options('test/test_ESC_Real_x4.yml')
     test.update(num_gpu=0, network_g=dict(TINY_REAL),
                 datasets=dict(test_1=dict(test['datasets']['test_1'], name='real_lq', dataroot_lq=str(lq))))
     test['path']['pretrain_network_g'] = str(stage2 / 'net_g_latest.pth')

@@ -149,10 +149,10 @@ def test_wrapping_twice_runs_the_policy_once():
 
 def test_patch_of_basicsr_train_composes_with_the_stop_signal_workers(opencv_threads_in_parent):
     """The training command's table rows: one-thread workers and workers that ignore stop signals, together."""
-    import basicsr.train
-
     from esc_arch.compat import patched
     from esc_arch.compat.table import patches_named
+
+    import basicsr.train
 
     options = {'phase': 'train', 'num_worker_per_gpu': 2, 'batch_size_per_gpu': 1}
     with patched(*patches_named('workers-ignore-stop-signals', 'one-thread-data-workers')):

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
-from basicsr.data import build_dataloader, build_dataset  # noqa: E402  (after esc_arch: makes basicsr importable)
-from basicsr.models import build_model  # noqa: E402
-from helpers import basicsr_succeeds, write_yaml  # noqa: E402
+from helpers import basicsr_succeeds, committed_options, write_yaml  # noqa: E402
 
 import esc_arch  # noqa: F401
 
-OPTIONS_DIR = Path(__file__).resolve().parents[1] / 'options'
+from basicsr.data import build_dataloader, build_dataset  # noqa: E402  (after esc_arch: makes basicsr importable)
+from basicsr.models import build_model  # noqa: E402
+
 # PSNR-Y of MATLAB bicubic x4, the SR papers' baseline (BasicSR reads Set14's grayscale bridge.png as 3 channels).
 BICUBIC_PSNR_X4 = {'Set5': 28.43, 'Set14': 26.09, 'B100': 25.96}
 SMALL_ESC = dict(type='ESC', dim=32, pdim=8, kernel_size=7, n_blocks=2, conv_blocks=2, window_size=8, num_heads=2,
@@ -49,7 +48,7 @@ def set5_x4_psnr(datasets_dir, checkpoint, **val):
 
 @pytest.mark.slow
 def test_bicubic_test_options_reproduce_the_bicubic_baselines(tmp_path, datasets_dir):
-    options = yaml.safe_load((OPTIONS_DIR / 'test' / 'test_Bicubic_x4.yml').read_text())
+    options = committed_options('test/test_Bicubic_x4.yml')
     expected = BICUBIC_PSNR_X4
     options['datasets'] = {key: dataset for key, dataset in options['datasets'].items() if dataset['name'] in expected}
     for dataset in options['datasets'].values():  # the committed relative paths, rooted at ../shared/datasets

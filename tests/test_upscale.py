@@ -7,11 +7,24 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import RunsCode
+from helpers import (  # noqa: E402
+    SCALE,
+    TINY,
+    TINY_ESC,
+    RunsCode,
+    exif_image,
+    image_folder,
+    one_line_error,
+    png_declaring,
+    smooth_image,
+    upscale_arguments,
+    write_yaml,
+)
 
+from esc_arch import ESC
 from esc_arch.archs import build_preset
 from esc_arch.cli import main
-from esc_arch.images import write_image
+from esc_arch.images import read_image, write_image
 from esc_arch.inference import upscale_image
 
 HEIGHT, WIDTH = 20, 27
@@ -180,3 +193,70 @@ def test_checkpoint_with_code_is_refused_by_the_command(tiny_checkpoint, photo_f
         '(it contains io.open). Only checkpoints of plain tensors are loaded; if you trust the file, '
         're-save just its state dict']
     assert not marker.exists() and not (tmp_path / 'out').exists()
+
+
+def test_upscale_names_an_unreadable_file_and_upscales_the_others(tmp_path, capsys):
+    """One bad file fails alone: it is named, the others are written and the exit code is 1."""
+    inputs = image_folder(tmp_path / 'in', [(10, 12)])
+    (inputs / 'empty.png').write_bytes(b'')
+    torch.save({'params': ESC(**TINY).state_dict()}, tmp_path / 'tiny.pth')
+    write_yaml(tmp_path / 'tiny.yml', {'network_g': dict(TINY_ESC)})
+
+    assert main(['upscale', '-i', str(inputs), '-o', str(tmp_path / 'out'), '--model', str(tmp_path / 'tiny.yml'),
+                 '--weights', str(tmp_path / 'tiny.pth')]) == 1
+    error = capsys.readouterr().err
+    assert error == f'basicsr upscale: error: cannot decode image {inputs / "empty.png"} (empty, corrupt or not an ' \
+                    'image)\n'
+    assert [path.name for path in (tmp_path / 'out').iterdir()] == ['img0.png']
+    assert cv2.imread(str(tmp_path / 'out' / 'img0.png')).shape == (10 * SCALE, 12 * SCALE, 3)
+
+
+def test_upscale_refuses_a_float_image_with_nan_pixels(tiny_checkpoint, tmp_path, capsys):
+    image = np.random.default_rng(0).random((10, 12, 3)).astype(np.float32)
+    image[3, 4, 1] = np.nan
+    image[5, 5, 0] = np.inf
+    cv2.imwrite(str(tmp_path / 'float.tif'), image)
+    one_line_error(capsys, upscale_arguments(tiny_checkpoint, tmp_path / 'float.tif', tmp_path / 'out'),
+                   f'{tmp_path / "float.tif"} has 2 NaN/inf pixel value(s)')
+    assert not (tmp_path / 'out').exists() or not os.listdir(tmp_path / 'out')
+
+
+def test_upscale_applies_the_exif_orientation_of_a_jpeg(tiny_checkpoint, tmp_path, capsys):
+    exif_image(tmp_path / 'portrait.jpg', 6)  # stored 48 wide and 24 high, displayed 24 wide and 48 high
+    assert main(upscale_arguments(tiny_checkpoint, tmp_path / 'portrait.jpg', tmp_path / 'out')) == 0
+    assert cv2.imread(str(tmp_path / 'out' / 'portrait.jpg'), cv2.IMREAD_UNCHANGED).shape == (96, 48, 3)
+    np.testing.assert_array_equal(read_image(tmp_path / 'portrait.jpg'),
+                                  cv2.imread(str(tmp_path / 'portrait.jpg'), cv2.IMREAD_COLOR))
+
+
+def test_png_bomb_is_refused_from_its_header_and_the_folder_run_goes_on(tiny_checkpoint, tmp_path, capsys):
+    folder = image_folder(tmp_path / 'in', [(12, 10)])
+    bomb = folder / 'bomb.png'
+    bomb.write_bytes(png_declaring(60000, 60000))
+    assert bomb.stat().st_size < 4096
+    message = f'{bomb} is 60000x60000 pixels, more than the limit of 178,956,970'
+    assert main(upscale_arguments(tiny_checkpoint, folder, tmp_path / 'out')) == 1
+    error = capsys.readouterr().err
+    assert error == f'basicsr upscale: error: {message} (raise it with --max-pixels if the image is genuine)\n'
+    assert os.listdir(tmp_path / 'out') == ['img0.png']
+    one_line_error(capsys, upscale_arguments(tiny_checkpoint, bomb, tmp_path / 'out2'), message)
+
+
+def test_single_file_upscale_errors_exit_2_folder_errors_exit_1(tiny_checkpoint, tmp_path, capsys):
+    folder = image_folder(tmp_path / 'in', [(12, 10)])
+    (folder / 'broken.png').write_bytes(b'not a png')
+    one_line_error(capsys, upscale_arguments(tiny_checkpoint, folder / 'broken.png', tmp_path / 'out'),
+                   f'cannot decode image {folder / "broken.png"}', code=2)
+    one_line_error(capsys, upscale_arguments(tiny_checkpoint, folder, tmp_path / 'out'),
+                   f'cannot decode image {folder / "broken.png"}', code=1)
+
+
+def test_only_the_first_frame_of_an_animation_is_used_with_a_notice(tiny_checkpoint, tmp_path, capsys):
+    from PIL import Image
+
+    frames = [Image.fromarray(smooth_image(10, 12, seed=seed)) for seed in range(3)]
+    frames[0].save(tmp_path / 'anim.png', save_all=True, append_images=frames[1:])
+    assert main(upscale_arguments(tiny_checkpoint, tmp_path / 'anim.png', tmp_path / 'out')) == 0
+    assert f'basicsr upscale: note: {tmp_path / "anim.png"} has 3 frames; only the first is used' in \
+        capsys.readouterr().err
+    assert cv2.imread(str(tmp_path / 'out' / 'anim.png')).shape == (20, 24, 3)

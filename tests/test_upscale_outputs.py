@@ -9,11 +9,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import smooth_image
+from helpers import smooth_image, upscale_arguments
 
 from esc_arch.archs import build_preset
 from esc_arch.cli import main
 from esc_arch.errors import OutputError
+from esc_arch.images import read_image
 from esc_arch.upscale_outputs import find_inputs, plan_outputs
 
 HEIGHT, WIDTH = 12, 18
@@ -43,7 +44,7 @@ def _snapshot(folder):
     return {path.relative_to(folder): path.read_bytes() for path in sorted(folder.rglob('*')) if path.is_file()}
 
 
-# Planning (item 4 of issue 21, item 6 of issue 22)
+# Planning
 
 def test_plan_names_outputs_and_comparisons(tmp_path):
     out = tmp_path / 'out'
@@ -123,7 +124,7 @@ def test_input_folder_as_output_is_refused_even_with_overwrite(tiny_checkpoint, 
     assert _snapshot(folder) == before
 
 
-# Names, formats, sizes (item 5 of issue 22)
+# Names, formats, sizes
 
 def test_suffix_ext_quality_and_a_line_per_image(tiny_checkpoint, folder, tmp_path, capsys):
     checkpoint, _, _ = tiny_checkpoint
@@ -162,7 +163,7 @@ def test_outscale_resizes_the_network_output(tiny_checkpoint, folder, tmp_path, 
     assert np.abs(result.astype(int) - expected).max() <= 1  # the x2 output resized (from its unrounded values)
 
 
-# Bounds (item 7 of issue 21)
+# Bounds
 
 @pytest.mark.parametrize('option, value', [('--scale', '1000000'), ('--scale', '1e308'), ('--scale', '33'),
                                            ('--outscale', '1000'), ('--scale', 'inf')])
@@ -190,7 +191,7 @@ def test_max_pixels_bounds_the_output(tiny_checkpoint, folder, tmp_path, capsys,
     assert not (tmp_path / 'out').exists() or not list((tmp_path / 'out').iterdir())
 
 
-# Write errors and skipped entries (item 8 of issue 21)
+# Write errors and skipped entries
 
 def test_unwritable_output_is_one_line_without_leftovers(tiny_checkpoint, folder, tmp_path, capsys, monkeypatch):
     checkpoint, _, _ = tiny_checkpoint
@@ -234,7 +235,7 @@ def test_broken_links_are_noted_by_the_command(tiny_checkpoint, folder, tmp_path
     assert f'basicsr upscale: note: skipped {folder / "c.png"}: dangling symbolic link' in capsys.readouterr().err
 
 
-# --weights NAME (item 5 of issue 22)
+# --weights NAME
 
 def test_weights_by_release_name(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
@@ -248,7 +249,7 @@ def test_weights_by_release_name(tmp_path, monkeypatch, capsys):
     assert cv2.imread('out/small.png').shape == (32, 32, 3)
 
 
-# Fast command line (item 3 of issue 22, applied to upscale)
+# Fast command line (applied to upscale)
 
 def test_upscale_command_module_imports_no_heavy_module_at_the_top():
     import esc_arch.cli.image_folders
@@ -263,3 +264,20 @@ def test_upscale_command_module_imports_no_heavy_module_at_the_top():
                 assert node.module in allowed or node.module.split('.')[0] in sys.stdlib_module_names, node.module
             elif isinstance(node, ast.Import):
                 assert all(alias.name.split('.')[0] in sys.stdlib_module_names for alias in node.names)
+
+
+def test_gray_alpha_is_written_back_as_gray_alpha(tiny_checkpoint, tmp_path, capsys):
+    from PIL import Image
+
+    pixels = np.dstack([smooth_image(10, 12, channels=1)[..., 0], np.full((10, 12), 200, np.uint8)])
+    (tmp_path / 'in').mkdir()
+    Image.fromarray(pixels, 'LA').save(tmp_path / 'in' / 'la.png')
+    assert read_image(tmp_path / 'in' / 'la.png').shape == (10, 12, 2)
+    assert main(upscale_arguments(tiny_checkpoint, tmp_path / 'in' / 'la.png', tmp_path / 'out')) == 0
+    with Image.open(tmp_path / 'out' / 'la.png') as result:
+        assert result.mode == 'LA' and result.size == (24, 20)
+        assert (np.asarray(result)[..., 1] == 200).all()
+    assert main(['make-lr', '-i', str(tmp_path / 'in'), '-o', str(tmp_path / 'lr'), '--scale', '2',
+                 '--workers', '1']) == 0
+    with Image.open(tmp_path / 'lr' / 'X2' / 'lax2.png') as result:
+        assert result.mode == 'LA' and result.size == (6, 5)

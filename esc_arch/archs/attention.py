@@ -108,14 +108,14 @@ class _SDPAWithMaskGradient(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
+    def forward(ctx: torch.autograd.function.FunctionCtx, q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
         # Detached: a mask that requires grad would send sdpa to its math path even here.
         out = _fused_attention(q, k, v, bias.detach())
         ctx.save_for_backward(q, k, v, bias, out)
         return out
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad_out: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         q, k, v, bias, out = ctx.saved_tensors
         shape, windows, scale = q.shape, q.shape[1], q.shape[-1] ** -0.5
         q, k, v, out, grad_out = (t.flatten(0, 1) for t in (q, k, v, out, grad_out))
@@ -152,7 +152,7 @@ class WindowAttention(ExportPath, nn.Module):
         attn_type (str): ``auto``, ``naive``, ``sdpa`` or ``flex`` (see the module docstring). Default: ``auto``.
     """
 
-    def __init__(self, dim: int, window_size: int, num_heads: int, attn_type: str = 'auto'):
+    def __init__(self, dim: int, window_size: int, num_heads: int, attn_type: str = 'auto') -> None:
         super().__init__()
         require(dim % num_heads == 0, 'dim', f'({dim}) must be divisible by num_heads ({num_heads})')
         self.dim = dim
@@ -227,7 +227,7 @@ class WindowAttention(ExportPath, nn.Module):
         if q.device.type == 'cpu' and torch.is_grad_enabled() and q.requires_grad:
             raise RuntimeError("attn_type='flex' has no backward pass on CPU; use 'sdpa' or 'auto' to train on CPU")
 
-        def add_bias(score, head, window, query, key):
+        def add_bias(score: Tensor, head: Tensor, window: Tensor, query: Tensor, key: Tensor) -> Tensor:
             return score + bias[head, query, key]
 
         # Heads as flex's batch axis and windows as its head axis, like the other backends.

@@ -1,8 +1,9 @@
 """Bicubic upsampling as a network: the baseline row of every SR table."""
-from basicsr.utils.registry import ARCH_REGISTRY
 from torch import Tensor, nn
 
 from esc_arch.data.matlab_resize import matlab_imresize
+
+from basicsr.utils.registry import ARCH_REGISTRY
 
 from .config import ConfigMixin, records_config
 
@@ -20,7 +21,7 @@ class Bicubic(ConfigMixin, nn.Module):
     """
 
     @records_config
-    def __init__(self, *, upscaling_factor: int = 4):
+    def __init__(self, *, upscaling_factor: int = 4) -> None:
         super().__init__()
         self.upscaling_factor = upscaling_factor
 

@@ -22,7 +22,7 @@ class LayerNorm2d(nn.Module):
         eps (float): Added to the variance. Default: 1e-6.
     """
 
-    def __init__(self, dim: int, eps: float = 1e-6):
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
         self.bias = nn.Parameter(torch.zeros(dim))
@@ -53,7 +53,7 @@ class ConvFFN(nn.Module):
         exp_ratio (float): Hidden channels are ``int(dim * exp_ratio)``. Default: 2.
     """
 
-    def __init__(self, dim: int, kernel_size: int = 3, exp_ratio: float = 2.0):
+    def __init__(self, dim: int, kernel_size: int = 3, exp_ratio: float = 2.0) -> None:
         super().__init__()
         hidden = int(dim * exp_ratio)
         self.proj = PointwiseConv2d(dim, hidden)
@@ -130,7 +130,7 @@ class ConvAttn(ExportPath, nn.Module):
     # Name and narrowing of the dynamic-kernel MLP, as in the authors' checkpoints.
     _mlp_name, _mlp_narrowing = 'dwc_proj', 2
 
-    def __init__(self, pdim: int):
+    def __init__(self, pdim: int) -> None:
         super().__init__()
         self.pdim = pdim
         self.add_module(self._mlp_name, _dynamic_kernel_mlp(pdim, pdim // self._mlp_narrowing))
@@ -190,7 +190,7 @@ class ConvAttnBranch(nn.Module):
         decomposed (bool): Use ESC-FP's decomposed ConvAttn. Default: False.
     """
 
-    def __init__(self, dim: int, pdim: int, decomposed: bool = False):
+    def __init__(self, dim: int, pdim: int, decomposed: bool = False) -> None:
         super().__init__()
         self.plk = DecomposedConvAttn(pdim) if decomposed else ConvAttn(pdim)
         self.aggr = PointwiseConv2d(dim, dim)
@@ -226,7 +226,7 @@ class Block(nn.Module):
     """
 
     def __init__(self, dim: int, pdim: int, conv_blocks: int, window_size: int, num_heads: int, exp_ratio: float,
-                 attn_type: str, use_ln: bool, proj_exp_ratio: float = 2.0, decomposed: bool = False):
+                 attn_type: str, use_ln: bool, proj_exp_ratio: float = 2.0, decomposed: bool = False) -> None:
         super().__init__()
         self.ln_proj = LayerNorm2d(dim)
         self.proj = ConvFFN(dim, 3, proj_exp_ratio)

@@ -3,6 +3,7 @@ import copy
 import functools
 import inspect
 from collections.abc import Callable
+from typing import Any
 
 __all__ = ['RUN_TIME_OPTIONS', 'ConfigMixin', 'records_config']
 
@@ -23,7 +24,7 @@ def records_config(init: Callable) -> Callable:
     signature = inspect.signature(init)
 
     @functools.wraps(init)
-    def wrapper(self, *args, **kwargs) -> None:
+    def wrapper(self: object, *args: Any, **kwargs: Any) -> None:
         bound = signature.bind(self, *args, **kwargs)
         bound.apply_defaults()
         init(self, *args, **kwargs)

@@ -1,7 +1,8 @@
 """ESC: the classical super-resolution network (also ESC-light and ESC-XL)."""
 import torch
-from basicsr.utils.registry import ARCH_REGISTRY
 from torch import Tensor
+
+from basicsr.utils.registry import ARCH_REGISTRY
 
 from .config import records_config
 from .heads import PixelShuffleHeadMixin
@@ -27,7 +28,7 @@ class ESC(PixelShuffleHeadMixin, ESCTrunk):
     @records_config
     def __init__(self, *, dim: int = 64, pdim: int = 16, kernel_size: int = 13, n_blocks: int = 5,
                  conv_blocks: int = 5, window_size: int = 32, num_heads: int = 4, upscaling_factor: int = 4,
-                 exp_ratio: float = 1.25, attn_type: str = 'auto', use_ln: bool = False):
+                 exp_ratio: float = 1.25, attn_type: str = 'auto', use_ln: bool = False) -> None:
         super().__init__(dim=dim, pdim=pdim, kernel_size=kernel_size, n_blocks=n_blocks, conv_blocks=conv_blocks,
                          window_size=window_size, num_heads=num_heads, exp_ratio=exp_ratio, attn_type=attn_type,
                          use_ln=use_ln)

@@ -2,8 +2,9 @@
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from basicsr.utils.registry import ARCH_REGISTRY
 from torch import Tensor
+
+from basicsr.utils.registry import ARCH_REGISTRY
 
 from .blocks import SharedKernel
 from .config import records_config
@@ -32,7 +33,7 @@ class ESCFP(PixelShuffleHeadMixin, TrunkBase):
     @records_config
     def __init__(self, *, dim: int = 48, pdim: int = 16, kernel_size: int = 13, n_blocks: int = 5,
                  conv_blocks: int = 5, window_size: int = 32, num_heads: int = 3, upscaling_factor: int = 4,
-                 exp_ratio: float = 1.25, attn_type: str = 'auto'):
+                 exp_ratio: float = 1.25, attn_type: str = 'auto') -> None:
         super().__init__(dim=dim, pdim=pdim, kernel_size=kernel_size, n_blocks=n_blocks, conv_blocks=conv_blocks,
                          window_size=window_size, num_heads=num_heads, exp_ratio=exp_ratio, attn_type=attn_type,
                          use_ln=True, proj_exp_ratio=1.5, decomposed=True, norm_before_last=True)

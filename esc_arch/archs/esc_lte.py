@@ -16,8 +16,9 @@ from collections.abc import Callable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from basicsr.utils.registry import ARCH_REGISTRY
 from torch import Tensor
+
+from basicsr.utils.registry import ARCH_REGISTRY
 
 from .config import ConfigMixin, records_config
 from .trunk import ESCTrunk, require, require_positive_int
@@ -56,7 +57,7 @@ class MLP(nn.Module):
         hidden_list (list[int]): Widths of the hidden layers.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, hidden_list: list[int]):
+    def __init__(self, in_dim: int, out_dim: int, hidden_list: list[int]) -> None:
         super().__init__()
         layers, width = [], in_dim
         for hidden in hidden_list:
@@ -76,7 +77,7 @@ class LTEFeatures:
     the four nearest-neighbour look-ups of a query is a single ``grid_sample``.
     """
 
-    def __init__(self, normalised: Tensor, coef: Tensor, freq: Tensor):
+    def __init__(self, normalised: Tensor, coef: Tensor, freq: Tensor) -> None:
         batch, _, height, width = coef.shape
         lr_coord = make_coord(height, width, coef.device).to(coef.dtype).view(height, width, 2).permute(2, 0, 1)
         self.normalised = normalised
@@ -116,7 +117,7 @@ class ESCLTE(ConfigMixin, nn.Module):
     def __init__(self, *, dim: int = 64, pdim: int = 16, kernel_size: int = 13, n_blocks: int = 5,
                  conv_blocks: int = 5, window_size: int = 32, num_heads: int = 4, exp_ratio: float = 1.25,
                  attn_type: str = 'auto', use_ln: bool = False, hidden_dim: int = 256,
-                 mlp_hidden: list[int] | tuple[int, ...] = (256, 256, 256), train_scale_max: float = 4.0):
+                 mlp_hidden: list[int] | tuple[int, ...] = (256, 256, 256), train_scale_max: float = 4.0) -> None:
         super().__init__()
         require_positive_int('hidden_dim', hidden_dim)
         require(hidden_dim % 2 == 0, 'hidden_dim', f'must be even (frequencies come in pairs); got {hidden_dim}')

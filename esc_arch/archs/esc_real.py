@@ -1,7 +1,8 @@
 """ESC-Real: the network for real-world degradations, with a learned input skip and a conv upsampler."""
 import torch.nn as nn
-from basicsr.utils.registry import ARCH_REGISTRY
 from torch import Tensor
+
+from basicsr.utils.registry import ARCH_REGISTRY
 
 from .config import records_config
 from .heads import real_upsampler
@@ -29,7 +30,7 @@ class ESCReal(ESCTrunk):
     @records_config
     def __init__(self, *, dim: int = 64, pdim: int = 16, kernel_size: int = 13, n_blocks: int = 10,
                  conv_blocks: int = 5, window_size: int = 32, num_heads: int = 4, upscaling_factor: int = 4,
-                 exp_ratio: float = 2.0, attn_type: str = 'auto'):
+                 exp_ratio: float = 2.0, attn_type: str = 'auto') -> None:
         upsampler = real_upsampler(dim, upscaling_factor)  # checks the scale before building the trunk
         super().__init__(dim=dim, pdim=pdim, kernel_size=kernel_size, n_blocks=n_blocks, conv_blocks=conv_blocks,
                          window_size=window_size, num_heads=num_heads, exp_ratio=exp_ratio, attn_type=attn_type,

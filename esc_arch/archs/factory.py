@@ -10,10 +10,11 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from esc_arch.errors import OptionsError
+
+from basicsr.utils.registry import ARCH_REGISTRY
 
 from .introspection import SCALE_ATTRIBUTES
 from .presets import preset_config, preset_name

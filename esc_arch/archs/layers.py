@@ -89,7 +89,7 @@ class PointwiseConv2d(nn.Conv2d):
     16, torch sends 1x1 convolutions to its im2col fallback instead of oneDNN, about twice as slow.
     """
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(in_channels, out_channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:

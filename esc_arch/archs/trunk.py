@@ -58,7 +58,7 @@ class TrunkBase(ConfigMixin, nn.Module):
 
     def __init__(self, *, dim: int, pdim: int, kernel_size: int, n_blocks: int, conv_blocks: int, window_size: int,
                  num_heads: int, exp_ratio: float, attn_type: str, use_ln: bool, proj_exp_ratio: float = 2.0,
-                 decomposed: bool = False, norm_before_last: bool = False):
+                 decomposed: bool = False, norm_before_last: bool = False) -> None:
         super().__init__()
         for name, value in (('dim', dim), ('pdim', pdim), ('kernel_size', kernel_size), ('n_blocks', n_blocks),
                             ('window_size', window_size), ('num_heads', num_heads)):
@@ -160,7 +160,7 @@ class ESCTrunk(TrunkBase):
     @records_config
     def __init__(self, *, dim: int = 64, pdim: int = 16, kernel_size: int = 13, n_blocks: int = 5,
                  conv_blocks: int = 5, window_size: int = 32, num_heads: int = 4, exp_ratio: float = 1.25,
-                 attn_type: str = 'auto', use_ln: bool = False):
+                 attn_type: str = 'auto', use_ln: bool = False) -> None:
         super().__init__(dim=dim, pdim=pdim, kernel_size=kernel_size, n_blocks=n_blocks, conv_blocks=conv_blocks,
                          window_size=window_size, num_heads=num_heads, exp_ratio=exp_ratio, attn_type=attn_type,
                          use_ln=use_ln)

@@ -33,10 +33,11 @@ def add_arguments(parser):
 def make_lr_image(name, hr_folder, scale_folders, max_pixels):
     """Write the LR images of one HR image; returns None, or the message of why the image cannot be used."""
     import numpy as np
-    from basicsr.data.transforms import mod_crop
 
     from esc_arch.data.matlab_resize import bicubic_downsample
     from esc_arch.images import read_image, write_image
+
+    from basicsr.data.transforms import mod_crop
 
     path = os.path.join(hr_folder, name)
     try:

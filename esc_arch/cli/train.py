@@ -6,9 +6,9 @@ from esc_arch.cli.basicsr_pipeline import add_arguments  # noqa: F401  (BasicSR'
 
 
 def run(args: argparse.Namespace) -> None:
-    from basicsr.train import train_pipeline
-
     from esc_arch.runs.stop_signals import save_on_stop_signals
+
+    from basicsr.train import train_pipeline
 
     with save_on_stop_signals():  # SIGINT/SIGTERM: save the current iteration's state, then stop
         basicsr_pipeline.run(train_pipeline, args, 'train')

@@ -9,6 +9,7 @@ DistributedDataParallel without device ids on CPU.
 """
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -33,7 +34,7 @@ def gloo_without_cuda(initialise: Callable) -> Callable:
     """Wrap one of BasicSR's ``_init_dist_*(backend, **kwargs)`` to use gloo when CUDA is unavailable."""
 
     @functools.wraps(initialise)
-    def initialise_anywhere(backend, **kwargs):
+    def initialise_anywhere(backend: str, **kwargs: Any) -> Any:
         if torch.cuda.is_available():
             return initialise(backend, **kwargs)
         with patched(*patches_for('within gloo-launcher')):  # one device; pinning a process to it does nothing

@@ -52,7 +52,7 @@ def latest_training_state(state_dir: str) -> str | None:
     return states[0][1] if states else None
 
 
-def _read_state(path, device):
+def _read_state(path: str, device: torch.device) -> tuple:
     """The training state in ``path`` (tensors and plain containers only), or why the file is damaged.
 
     Only a damaged file gives a reason (so that ``--auto_resume`` falls back to an older state); a state
@@ -70,7 +70,7 @@ def _read_state(path, device):
         return None, (lines[0] if lines else type(error).__name__)
 
 
-def _state_device(opt):
+def _state_device(opt: dict) -> torch.device:
     if opt.get('num_gpu', 0) != 0 and torch.cuda.is_available():
         return torch.device('cuda', torch.cuda.current_device())
     return torch.device('cpu')

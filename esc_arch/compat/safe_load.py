@@ -19,6 +19,7 @@ import os
 import pickle
 import re
 from collections.abc import Callable
+from typing import Any
 
 from esc_arch.errors import CheckpointError
 
@@ -41,7 +42,8 @@ def weights_only_load(original: Callable) -> Callable:
     """Wrap ``torch.load`` so that it always loads with ``weights_only=True``."""
 
     @functools.wraps(original)
-    def load(f, map_location=None, pickle_module=None, *, weights_only=None, **kwargs):
+    def load(f: Any, map_location: Any = None, pickle_module: Any = None, *, weights_only: bool | None = None,
+             **kwargs: Any) -> Any:
         if pickle_module is not None and pickle_module is not pickle:
             # The caller's own restricted unpickler (spandrel's): torch refuses weights_only with it.
             return original(f, map_location, pickle_module, weights_only=weights_only, **kwargs)

@@ -46,7 +46,7 @@ def _declare_missing_ops():
             _op_library.define(schema)
 
 
-def _op_exists(name):
+def _op_exists(name: str) -> bool:
     try:
         getattr(torch.ops.torchvision, name)
     except (AttributeError, RuntimeError):

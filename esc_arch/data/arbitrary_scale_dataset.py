@@ -9,11 +9,12 @@ import random
 
 import numpy as np
 import torch
-from basicsr.utils import img2tensor
-from basicsr.utils.registry import DATASET_REGISTRY
 
 from esc_arch.archs.esc_lte import make_cell, make_coord
 from esc_arch.errors import DatasetError
+
+from basicsr.utils import img2tensor
+from basicsr.utils.registry import DATASET_REGISTRY
 
 from .hr_images import HRImageDataset, pil_bicubic_resize
 from .paired_image_dataset import CheckedPairedImageDataset
@@ -56,7 +57,7 @@ class ArbitraryScaleDataset(HRImageDataset):
             phase (str): ``train``, ``val`` or ``test``, added by BasicSR.
     """
 
-    def __init__(self, opt: dict):
+    def __init__(self, opt: dict) -> None:
         super().__init__(opt)
         self.train = opt['phase'] == 'train'
         self.lq_size = opt.get('lq_size', 64)
@@ -77,13 +78,13 @@ class ArbitraryScaleDataset(HRImageDataset):
         elif not (isinstance(self.scale, (int, float)) and self.scale > 0):
             raise DatasetError(f'{where} needs a positive scale for {self.opt["phase"]}; got {self.scale!r}')
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int) -> dict:
         path = self.paths[index]
         image = img2tensor(self.read_hr(path).astype(np.float32) / 255., bgr2rgb=True, float32=True)
         sample = self._training_sample(image, path) if self.train else self._evaluation_sample(image, path)
         return {**sample, 'lq_path': path, 'gt_path': path}
 
-    def _training_sample(self, image, path):
+    def _training_sample(self, image: torch.Tensor, path: str) -> dict:
         scale = random.uniform(self.scale_min, self.scale_max)
         hr_side = round(self.lq_size * scale)
         height, width = image.shape[-2:]
@@ -106,7 +107,7 @@ class ArbitraryScaleDataset(HRImageDataset):
             coord, rgb = coord[chosen], rgb[chosen]
         return {'lq': lq, 'coord': coord, 'cell': make_cell(hr_side, hr_side, len(coord)), 'gt': rgb.contiguous()}
 
-    def _evaluation_sample(self, image, path):
+    def _evaluation_sample(self, image: torch.Tensor, path: str) -> dict:
         scale = float(self.scale)
         lr_height, lr_width = lr_size_for_scale(*image.shape[-2:], scale)
         if lr_height < 1 or lr_width < 1:
@@ -134,7 +135,7 @@ class PairedArbitraryScaleDataset(CheckedPairedImageDataset):
             by BasicSR from the top-level ``scale``) and ``phase`` (``val`` or ``test``).
     """
 
-    def __init__(self, opt: dict):
+    def __init__(self, opt: dict) -> None:
         where = f"dataset '{opt.get('name', '?')}'"
         if opt.get('phase') == 'train':
             raise DatasetError(f'{where}: PairedArbitraryScaleDataset is for validation and testing; '
@@ -149,7 +150,7 @@ class PairedArbitraryScaleDataset(CheckedPairedImageDataset):
         return {**super().__getitem__(index), 'scale': float(self.opt['scale'])}
 
 
-def _augment(image, flip_rows, flip_cols, transpose):
+def _augment(image: torch.Tensor, flip_rows: bool, flip_cols: bool, transpose: bool) -> torch.Tensor:
     if flip_rows:
         image = image.flip(-2)
     if flip_cols:

@@ -3,11 +3,12 @@ import random
 
 import numpy as np
 import torch
+
+from esc_arch.errors import DatasetError
+
 from basicsr.data.transforms import augment, mod_crop
 from basicsr.utils import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
-
-from esc_arch.errors import DatasetError
 
 from .hr_images import HRImageDataset, pil_bicubic_resize
 
@@ -55,7 +56,7 @@ class DownsampleImageDataset(HRImageDataset):
             phase (str): ``train``, ``val`` or ``test``, added by BasicSR.
     """
 
-    def __init__(self, opt: dict):
+    def __init__(self, opt: dict) -> None:
         super().__init__(opt)
         self.scale = opt['scale']
         self.mean, self.std = opt.get('mean'), opt.get('std')
@@ -63,7 +64,7 @@ class DownsampleImageDataset(HRImageDataset):
             raise DatasetError(f"gt_size of dataset '{self.name}' must be an integer of at least scale {self.scale}; "
                                f"got {opt.get('gt_size')!r}")
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int) -> dict:
         path = self.paths[index]
         img_gt = self.read_hr(path).astype(np.float32) / 255.  # as imfrombytes(float32=True), which the authors use
 
@@ -84,7 +85,7 @@ class DownsampleImageDataset(HRImageDataset):
             img_lq, img_gt = self._normalize(img_lq), self._normalize(img_gt)
         return {'lq': img_lq, 'gt': img_gt, 'lq_path': path, 'gt_path': path}
 
-    def _normalize(self, image):
+    def _normalize(self, image: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(self.mean if self.mean is not None else [0.0] * 3).view(-1, 1, 1)
         std = torch.tensor(self.std if self.std is not None else [1.0] * 3).view(-1, 1, 1)
         return (image - mean) / std

@@ -7,13 +7,14 @@ from os import path as osp
 
 import numpy as np
 import torch
-from basicsr.data.data_util import paths_from_folder, paths_from_lmdb
-from basicsr.utils import FileClient, imfrombytes
 from PIL import Image
 from torch.utils import data
 
 from esc_arch.errors import DatasetError
 from esc_arch.images import DEFAULT_MAX_PIXELS, read_header
+
+from basicsr.data.data_util import paths_from_folder, paths_from_lmdb
+from basicsr.utils import FileClient, imfrombytes
 
 __all__ = ['HRImageDataset', 'pil_bicubic_resize']
 
@@ -53,7 +54,7 @@ class HRImageDataset(data.Dataset):
                 (relative to ``dataroot_gt``; anything after a space is ignored). Default: every image.
     """
 
-    def __init__(self, opt: dict):
+    def __init__(self, opt: dict) -> None:
         super().__init__()
         self.opt = opt
         self.name = opt.get('name', '?')
@@ -79,7 +80,7 @@ class HRImageDataset(data.Dataset):
         if not self.paths:
             raise DatasetError(f'{where}: no images in {root}')
 
-    def _paths_from_meta_info(self, root, meta_info_file):
+    def _paths_from_meta_info(self, root: str, meta_info_file: str) -> list[str]:
         try:
             with open(meta_info_file, encoding='utf-8') as stream:
                 names = [line.split(' ')[0] for line in stream.read().splitlines() if line.strip()]
@@ -106,5 +107,5 @@ class HRImageDataset(data.Dataset):
             raise DatasetError(f"dataset '{self.name}': cannot decode image {path} (corrupt, empty or not an image)")
         return image
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.paths)

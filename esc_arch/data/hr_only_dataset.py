@@ -2,11 +2,12 @@
 import random
 
 import numpy as np
+
+from esc_arch.errors import DatasetError
+
 from basicsr.data.transforms import augment, mod_crop
 from basicsr.utils import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
-
-from esc_arch.errors import DatasetError
 
 from .hr_images import HRImageDataset
 from .matlab_resize import bicubic_downsample
@@ -37,14 +38,14 @@ class HROnlyBicubicDataset(HRImageDataset):
             phase (str): ``train``, ``val`` or ``test``, added by BasicSR.
     """
 
-    def __init__(self, opt: dict):
+    def __init__(self, opt: dict) -> None:
         super().__init__(opt)
         self.scale = opt['scale']
         if opt['phase'] == 'train' and opt['gt_size'] % self.scale:
             raise DatasetError(f"gt_size {opt['gt_size']} of dataset '{self.name}' "
                                f'is not a multiple of scale {self.scale}')
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int) -> dict:
         path = self.paths[index]
         img = self.read_hr(path)
         if self.opt['phase'] == 'train':
@@ -57,7 +58,7 @@ class HROnlyBicubicDataset(HRImageDataset):
         img_gt, img_lq = img2tensor([img_gt, img_lq], bgr2rgb=True, float32=True)
         return {'lq': img_lq, 'gt': img_gt, 'lq_path': path, 'gt_path': path}
 
-    def _random_crop(self, img, path):
+    def _random_crop(self, img: np.ndarray, path: str) -> tuple[np.ndarray, np.ndarray]:
         """A random HR crop (aligned to the LR grid) and its LR, as float32 HWC images."""
         scale = self.scale
         lr_patch = self.opt['gt_size'] // scale

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import torch
+
 from basicsr.utils.matlab_functions import calculate_weights_indices
 
 __all__ = ['bicubic_downsample', 'matlab_imresize']
@@ -17,7 +18,7 @@ __all__ = ['bicubic_downsample', 'matlab_imresize']
 _KERNEL_WIDTH = 4  # cubic kernel support (a = -0.5), in input pixels
 
 
-def _resize_matrix(in_length, scale, dtype, device):
+def _resize_matrix(in_length: int, scale: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """The ``(out_length, in_length)`` matrix of one axis, MATLAB's symmetric border folded in."""
     out_length = math.ceil(in_length * scale)
     weights, indices, sym_len_start, _ = calculate_weights_indices(
@@ -31,7 +32,7 @@ def _resize_matrix(in_length, scale, dtype, device):
     return matrix.to(dtype=dtype, device=device)
 
 
-def _to_uint8_levels(images):
+def _to_uint8_levels(images: torch.Tensor) -> torch.Tensor:
     # MATLAB rounds half away from zero and saturates when it stores uint8. Integer-valued
     # work values keep the many exact halves (x2, x4 weights are dyadic) exact.
     return torch.floor(images.clamp(0, 255) + 0.5)

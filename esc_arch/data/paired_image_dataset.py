@@ -24,23 +24,24 @@ import io
 
 import cv2
 import numpy as np
-from basicsr.data.paired_image_dataset import PairedImageDataset
-from basicsr.utils.registry import DATASET_REGISTRY
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from esc_arch.errors import DatasetError
+
+from basicsr.data.paired_image_dataset import PairedImageDataset
+from basicsr.utils.registry import DATASET_REGISTRY
 
 __all__ = ['CheckedPairedImageDataset', 'check_pair_sizes', 'explain_error', 'unreadable_reason']
 
 _EXIF_ORIENTATION = 0x0112  # values 5 to 8 mean the stored image is turned by 90 degrees
 
 
-def _dataset_name(opt):
+def _dataset_name(opt: dict) -> str:
     return f"dataset '{opt.get('name', '?')}'"
 
 
-def _location(dataset, path, client_key):
+def _location(dataset: Dataset, path: str, client_key: str) -> str:
     """The file path, or for an LMDB the key and the database."""
     if 'db_paths' in dataset.io_backend_opt:
         return f'{path} in {dataset.opt[f"dataroot_{client_key}"]}'
@@ -107,7 +108,7 @@ class CheckedPairedImageDataset(PairedImageDataset):
             ``filename_tmpl``, ``gt_size``, ``use_hflip``, ``use_rot``, ``scale``, ``phase``...).
     """
 
-    def __init__(self, opt: dict):
+    def __init__(self, opt: dict) -> None:
         try:
             super().__init__(opt)
         except AssertionError as error:  # basicsr's paired_paths_from_* pair the folders with asserts

@@ -9,12 +9,12 @@ Registered as ``RealESRGANDataset_esc``. basicsr 1.4.2 registers its own class a
 import os
 from os import path as osp
 
+from esc_arch.errors import DatasetError
+from esc_arch.images import IMAGE_EXTENSIONS
+
 from basicsr.data.realesrgan_dataset import RealESRGANDataset as BasicSRRealESRGANDataset
 from basicsr.utils import scandir
 from basicsr.utils.registry import DATASET_REGISTRY
-
-from esc_arch.errors import DatasetError
-from esc_arch.images import IMAGE_EXTENSIONS
 
 from .paired_image_dataset import unreadable_reason
 
@@ -44,7 +44,7 @@ class RealESRGANDataset(BasicSRRealESRGANDataset):
             ``use_hflip``/``use_rot`` are BasicSR's.
     """
 
-    def __init__(self, opt: dict):
+    def __init__(self, opt: dict) -> None:
         where = f"dataset '{opt.get('name', '?')}'"
         root = opt['dataroot_gt']
         backend = (opt.get('io_backend') or {}).get('type', 'disk')
@@ -70,7 +70,7 @@ class RealESRGANDataset(BasicSRRealESRGANDataset):
             raise DatasetError(f'{where}: no images in {listing or root}'
                                + ('' if listing else f' (looked for {", ".join(IMAGE_EXTENSIONS)}, in subfolders too)'))
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int) -> dict:
         try:
             return super().__getitem__(index)
         except Exception as error:

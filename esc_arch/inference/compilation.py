@@ -9,6 +9,7 @@ one-line notice says why; outputs are the same either way (to about 1e-5 in fp32
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -51,7 +52,7 @@ class CompiledNetwork(nn.Module):
         **compile_options: Arguments of ``torch.compile`` (``mode``, ``dynamic``, ``backend``...).
     """
 
-    def __init__(self, network: nn.Module, log: Callable[[str], None] = _stderr, **compile_options: object):
+    def __init__(self, network: nn.Module, log: Callable[[str], None] = _stderr, **compile_options: object) -> None:
         super().__init__()
         self.network = network
         self.log = log
@@ -81,7 +82,7 @@ class CompiledNetwork(nn.Module):
             self.log(f'Compiled; the first call, compilation included, took {self.first_call_seconds:.1f} s')
         return output
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         try:
             return super().__getattr__(name)
         except AttributeError:

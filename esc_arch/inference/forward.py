@@ -118,12 +118,14 @@ def forward_image(network: nn.Module, lr: Tensor, *, scale: float | None = None,
         progress, next(views))), lr)
 
 
-def _fixed_scale_forward(network, view, transposed, *, scale, tile, tile_pad, window, progress=None):
+def _fixed_scale_forward(network: nn.Module, view: Tensor, transposed: bool, *, scale: int, tile: int | None,
+                         tile_pad: int, window: int, progress: Progress | None = None) -> Tensor:
     forward = partial(tiled_forward, network, scale=scale, tile_size=tile, tile_pad=tile_pad, progress=progress)
     return forward_padded_to_window(forward, view, window, scale) if window > 1 else forward(view)
 
 
-def _arbitrary_scale_forward(bare, view, transposed, *, out_size, scale, progress=None, **options):
+def _arbitrary_scale_forward(bare: nn.Module, view: Tensor, transposed: bool, *, out_size: tuple[int, int] | None,
+                             scale: float, progress: Progress | None = None, **options: object) -> Tensor:
     if out_size is None:
         size = output_size(*view.shape[-2:], scale)
     else:
@@ -131,7 +133,7 @@ def _arbitrary_scale_forward(bare, view, transposed, *, out_size, scale, progres
     return bare.upscale(view, size, scale=scale, progress=progress, **options)
 
 
-def _view_progress(progress, index):
+def _view_progress(progress: Progress | None, index: int) -> Progress | None:
     """Progress over the 8 ensemble views, from the progress of one view's tiles."""
     if progress is None:
         return None

@@ -2,11 +2,12 @@
 import cv2
 import numpy as np
 import torch
-from basicsr.utils.img_util import img2tensor, tensor2img
 from torch import nn
 from tqdm import tqdm
 
 from esc_arch.errors import ESCError, ImageError
+
+from basicsr.utils.img_util import img2tensor, tensor2img
 
 from .forward import forward_image
 
@@ -52,7 +53,7 @@ def upscale_image(network: nn.Module, image: np.ndarray, scale: float, tile: int
     parameter = next(network.parameters())
     lr = img2tensor(np.ascontiguousarray(color)).unsqueeze(0).to(parameter.device, parameter.dtype)
     with tqdm(desc='tiles', unit='tile', leave=False, disable=None if tile else True) as bar:
-        def progress(done, total):
+        def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
 

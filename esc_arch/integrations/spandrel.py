@@ -25,7 +25,7 @@ class ESCFamilyArch(Architecture):
         distinctive_keys (tuple[str | KeyCondition]): Keys only this class has (besides the shared block keys).
     """
 
-    def __init__(self, network_class: type[nn.Module], distinctive_keys: tuple[str | KeyCondition, ...]):
+    def __init__(self, network_class: type[nn.Module], distinctive_keys: tuple[str | KeyCondition, ...]) -> None:
         super().__init__(id=network_class.__name__, detect=KeyCondition.has_all(*_BLOCK_KEYS, *distinctive_keys))
         self.network_class = network_class
 

@@ -3,9 +3,6 @@ import math
 from os import path as osp
 
 import torch
-from basicsr.metrics import calculate_metric
-from basicsr.utils import imwrite, tensor2img
-from basicsr.utils.registry import METRIC_REGISTRY, MODEL_REGISTRY
 from torch import Tensor
 from torch.utils.data import DataLoader
 
@@ -13,6 +10,10 @@ from esc_arch.errors import DatasetError, OptionsError
 from esc_arch.inference.forward import forward_image
 from esc_arch.models.esc_model import ESCModel
 from esc_arch.options.model_options import option_value, options_reference
+
+from basicsr.metrics import calculate_metric
+from basicsr.utils import imwrite, tensor2img
+from basicsr.utils.registry import METRIC_REGISTRY, MODEL_REGISTRY
 
 __all__ = ['ArbitraryScaleModel', 'LUMA_COEFFICIENTS', 'calculate_lte_psnr', 'evaluation_shave']
 
@@ -125,7 +126,7 @@ class ArbitraryScaleModel(ESCModel):
                 self._update_best_metric_result(dataset_name, name, self.metric_results[name], current_iter)
             self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
 
-    def _metric(self, metric_opt):
+    def _metric(self, metric_opt: dict) -> float:
         """One metric of the current output: tensors for :func:`calculate_lte_psnr`, 8-bit images otherwise."""
         metric_opt = dict(metric_opt)
         if metric_opt.get('type') == 'calculate_lte_psnr':
@@ -135,7 +136,7 @@ class ArbitraryScaleModel(ESCModel):
         images = {'img': tensor2img(self.output.detach().cpu()), 'img2': tensor2img(self.gt.detach().cpu())}
         return calculate_metric(images, metric_opt)
 
-    def _image_path(self, image_name, dataset_name, current_iter):
+    def _image_path(self, image_name: str, dataset_name: str, current_iter: int) -> str:
         if self.opt['is_train']:
             return osp.join(self.opt['path']['visualization'], image_name, f'{image_name}_{current_iter}.png')
         suffix = self.opt['val'].get('suffix') or self.opt['name']

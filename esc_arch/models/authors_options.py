@@ -74,6 +74,6 @@ class AuthorsKeys:
         return self.gradient_clip / 2 if current_iter > HALVE_CLIP_AFTER_ITER else self.gradient_clip
 
 
-def _refuse_both(value, key, train, own_key, what):
+def _refuse_both(value: object, key: str, train: dict, own_key: str, what: str) -> None:
     if value and train.get(own_key) is not None:
         raise OptionsError(f'{key} (the authors\' key) and train:{own_key} are both set ({what}); remove one of them')

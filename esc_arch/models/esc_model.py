@@ -9,9 +9,6 @@ in :mod:`esc_arch.options.model_options`.
 from collections.abc import Iterable
 
 import torch
-from basicsr.models.sr_model import SRModel
-from basicsr.utils import get_root_logger
-from basicsr.utils.registry import MODEL_REGISTRY
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
@@ -27,6 +24,10 @@ from esc_arch.options.model_options import option_value, options_reference
 from esc_arch.options.values import check_model_options
 from esc_arch.runs.progress import LoggedProgress, progress_choice
 from esc_arch.runs.stop_signals import SaveOnStopMixin
+
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger
+from basicsr.utils.registry import MODEL_REGISTRY
 
 __all__ = ['ESCModel', 'ESRModel', 'save_atomically']
 
@@ -53,7 +54,7 @@ class ESCModel(SaveOnStopMixin, TrainingStepMixin, TrainingStateMixin, SRModel):
     iteration before stopping (:mod:`esc_arch.runs.stop_signals`).
     """
 
-    def __init__(self, opt: dict):
+    def __init__(self, opt: dict) -> None:
         check_model_options(opt, is_train=bool(opt.get('is_train')))
         self._read_training_options(opt)
         super().__init__(opt)
@@ -75,7 +76,7 @@ class ESCModel(SaveOnStopMixin, TrainingStepMixin, TrainingStateMixin, SRModel):
             get_root_logger().info('network_g:attn_type flex runs as sdpa on CPU (the same attention; FlexAttention '
                                    'on CPU cannot train and compiles for every image size)')
 
-    def _compile_for_testing(self, compile_options):
+    def _compile_for_testing(self, compile_options: dict | bool) -> None:
         """``val.compile``: test through ``torch.compile`` (eager, with a notice, where it is unavailable)."""
         logger = get_root_logger()
         if bare_network(self.net_g) is not self.net_g:

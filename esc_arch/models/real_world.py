@@ -9,12 +9,13 @@ import math
 from functools import partial
 
 import torch
+
+from esc_arch.errors import OptionsError
+
 from basicsr.models.realesrgan_model import RealESRGANModel
 from basicsr.models.realesrnet_model import RealESRNetModel
 from basicsr.utils import DiffJPEG, USMSharp
 from basicsr.utils.registry import MODEL_REGISTRY
-
-from esc_arch.errors import OptionsError
 
 from .esc_model import ESCModel
 
@@ -42,7 +43,7 @@ class DegradationOnModelDeviceMixin:
     images without ground truth (``SingleImageDataset``) are not paired with the last training batch.
     """
 
-    def __init__(self, opt: dict):
+    def __init__(self, opt: dict) -> None:
         # BasicSR's Real-ESRNet/Real-ESRGAN __init__ only adds these three attributes, moving two of them to
         # CUDA: run the __init__ after it in the MRO instead, and keep them on self.device.
         basicsr_class = next(cls for cls in type(self).__mro__ if cls in _BASICSR_REAL_MODELS)
@@ -108,7 +109,7 @@ class ESCRealGANModel(ESCModel, DegradationOnModelDeviceMixin, RealESRGANModel):
     """
     reads_authors_keys = False
 
-    def __init__(self, opt: dict):
+    def __init__(self, opt: dict) -> None:
         if (opt.get('train') or {}).get('mixed_precision') == 'fp16':
             raise OptionsError('train:mixed_precision fp16 is not supported by the GAN stage (ESCRealGANModel), '
                                'which has no loss scaling: use bf16 or ~')
@@ -135,7 +136,8 @@ class ESCRealGANModel(ESCModel, DegradationOnModelDeviceMixin, RealESRGANModel):
         if 'generator' not in self.nonfinite_networks:
             super().model_ema(decay)
 
-    def _drop_nonfinite_gradients(self, label, optimizer, args, kwargs):
+    def _drop_nonfinite_gradients(self, label: str, optimizer: torch.optim.Optimizer, args: tuple,
+                                  kwargs: dict) -> None:
         """Optimizer step pre-hook: clip the gradients if asked; if they are not finite, remove them, which
         makes the step leave the weights and the optimizer state as they are."""
         parameters = [p for group in optimizer.param_groups for p in group['params'] if p.grad is not None]

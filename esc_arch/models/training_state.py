@@ -3,11 +3,12 @@ import math
 from os import path as osp
 
 import torch
-from basicsr.utils import get_root_logger
-from basicsr.utils.dist_util import master_only
 from torch import nn
 
 from esc_arch.files import atomic_output
+
+from basicsr.utils import get_root_logger
+from basicsr.utils.dist_util import master_only
 
 __all__ = ['TrainingStateMixin', 'save_atomically']
 

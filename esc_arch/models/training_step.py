@@ -9,11 +9,12 @@ from collections import OrderedDict
 
 import torch
 import torch.distributed as dist
-from basicsr.utils import get_root_logger
 
 from esc_arch.errors import NonFiniteLossError
 from esc_arch.models.authors_options import AUTHORS_AMP_PRECISION, AuthorsKeys
 from esc_arch.options.model_options import option_value
+
+from basicsr.utils import get_root_logger
 
 __all__ = ['AMP_DTYPES', 'TrainingStepMixin']
 
@@ -90,7 +91,7 @@ class TrainingStepMixin:
     def _autocast(self, enabled: bool = True):
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=enabled and self.amp_dtype is not None)
 
-    def _clip_gradients(self, current_iter):
+    def _clip_gradients(self, current_iter: int) -> bool:
         """Clip to ``train.clip_grad_norm`` or the authors' ``gradient_clip``; False when the step was skipped."""
         max_norm = self.authors.clip_bound(current_iter) or self.opt['train'].get('clip_grad_norm')
         if not max_norm:
@@ -107,7 +108,7 @@ class TrainingStepMixin:
             return False
         return True
 
-    def _losses(self, output):
+    def _losses(self, output: torch.Tensor) -> tuple:
         l_total = 0
         loss_dict = OrderedDict()
         if self.cri_pix:
@@ -119,13 +120,13 @@ class TrainingStepMixin:
             l_total = l_total + value
         return l_total, loss_dict
 
-    def _finite_on_all_ranks(self, value):
+    def _finite_on_all_ranks(self, value: torch.Tensor) -> bool:
         finite = torch.isfinite(value.detach()).to(torch.int32).reshape(1)
         if self.opt['dist']:
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)
         return bool(finite.item())
 
-    def _skip_step(self, current_iter, what):
+    def _skip_step(self, current_iter: int, what: str) -> None:
         if self.nonfinite_in_a_row == 0:
             self.first_nonfinite_iter = current_iter
         self.nonfinite_in_a_row += 1

@@ -13,13 +13,14 @@ import os
 from os import path as osp
 
 import torch
-from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY, Registry
 
 from esc_arch.archs.factory import create_network
 from esc_arch.archs.introspection import SCALE_ATTRIBUTES
 from esc_arch.data.lmdb_checks import check_lmdb
 from esc_arch.errors import OptionsError
 from esc_arch.options.values import check_basicsr_values, check_experiment_name, check_values, unknown_keyword
+
+from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, MODEL_REGISTRY, Registry
 
 
 def check_options(opt: dict, is_train: bool = True, resuming: bool = False, world_size: int = 1) -> None:

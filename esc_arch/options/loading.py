@@ -164,10 +164,10 @@ def apply_overrides(options: dict, entries: Iterable[str] | None, path: str) -> 
 class _PreparedOptions:
     """Stands in for a PyYAML loader class: "loads" options prepared beforehand, whatever the stream."""
 
-    def __init__(self, options):
+    def __init__(self, options: dict) -> None:
         self.options = options
 
-    def __call__(self, stream):
+    def __call__(self, stream: object) -> '_PreparedOptions':
         return self
 
     def get_single_data(self):
@@ -258,7 +258,7 @@ def safe_parse_options(original: Callable) -> Callable:
     """Patch of BasicSR's ``parse_options``: :func:`parse_options` with ``original`` doing the rest."""
 
     @functools.wraps(original)
-    def parse_options_safely(root_path, is_train=True):
+    def parse_options_safely(root_path: str, is_train: bool = True) -> tuple:
         return parse_options(root_path, is_train, basicsr_parse_options=original)
 
     return parse_options_safely

@@ -47,7 +47,7 @@ class ModelOption:
         """``section:key`` as in error messages (the key alone at the top level)."""
         return f'{self.section}:{self.key}' if self.section else self.key
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f'{self.where}: unknown kind {self.kind!r}')
 
@@ -129,5 +129,5 @@ def options_reference(model: str = 'ESCModel') -> str:
     return '\n'.join(lines)
 
 
-def _as_yaml(value):
+def _as_yaml(value: object) -> object:
     return str(value).lower() if isinstance(value, bool) else value

@@ -19,10 +19,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
-from basicsr.utils.registry import DATASET_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 
 from esc_arch.errors import OptionsError, TrainingError
 from esc_arch.options.model_options import MODEL_OPTIONS, ModelOption
+
+from basicsr.utils.registry import DATASET_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 
 __all__ = ['BASICSR_VALUES', 'KNOWN_KEYS', 'check_basicsr_values', 'check_experiment_name', 'check_launcher',
            'check_model_options', 'check_values', 'unknown_keyword']
@@ -460,9 +461,9 @@ def check_optimizers(opt: dict) -> None:
 
 def _optimizer_types(model_class):
     """Optimizer names ``model_class`` builds: BasicSR's base models only Adam, ESC's any of torch.optim."""
-    from basicsr.models.base_model import BaseModel
-
     from esc_arch.models.esc_model import ESCModel
+
+    from basicsr.models.base_model import BaseModel
 
     if model_class is None:
         return None
@@ -551,10 +552,10 @@ def check_training_set(dataset_opt: dict, scale: int | float, world_size: int) -
 def count_images(dataset_opt: dict, scale: int | float) -> int | None:
     """The length of the training set, for dataset classes that only list files when built (no logging, no
     image reading: paired and HR-only datasets), so that it is known before BasicSR starts; else None."""
-    from basicsr.data.paired_image_dataset import PairedImageDataset
-
     from esc_arch.data import HROnlyBicubicDataset
     from esc_arch.errors import ESCError
+
+    from basicsr.data.paired_image_dataset import PairedImageDataset
 
     cls = dict(iter(DATASET_REGISTRY)).get(dataset_opt.get('type'))
     if not (isinstance(cls, type) and issubclass(cls, (PairedImageDataset, HROnlyBicubicDataset))):

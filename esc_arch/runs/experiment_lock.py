@@ -24,7 +24,7 @@ def lock_path(folder: str) -> str:
     return f'{os.path.normpath(folder)}.lock'
 
 
-def _owner(path):
+def _owner(path: str) -> tuple[int, str] | None:
     """``(pid, host)`` written in the lock file ``path``; None when it is gone or unreadable."""
     try:
         with open(path, encoding='utf-8') as stream:
@@ -34,7 +34,7 @@ def _owner(path):
         return None
 
 
-def _running(pid):
+def _running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

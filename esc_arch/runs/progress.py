@@ -19,7 +19,7 @@ class LoggedProgress:
         log (Callable[[str], None]): Receives the lines.
     """
 
-    def __init__(self, loader: Iterable[dict], log: Callable[[str], None]):
+    def __init__(self, loader: Iterable[dict], log: Callable[[str], None]) -> None:
         self.loader = loader
         self.dataset = loader.dataset
         self.log = log

@@ -17,9 +17,11 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
+from types import FrameType
 
 import torch
 import torch.distributed as dist
+
 from basicsr.data import worker_init_fn as basicsr_worker_init_fn
 from basicsr.utils import get_root_logger
 
@@ -37,7 +39,7 @@ class TrainingInterrupted(KeyboardInterrupt):
     """Training stopped on a signal after saving the state of its last finished iteration."""
 
 
-def _handle_stop_signal(signum, frame):
+def _handle_stop_signal(signum: int, frame: FrameType | None) -> None:
     if os.getpid() != _stop['pid']:
         return
     if _stop['signal'] is not None or not _stop['training']:

@@ -1,0 +1,136 @@
+"""Reading options files (esc_arch.options.loading): safe YAML, ``--force_yml`` overrides without running
+code, duplicate keys refused, and each run's options read once, BasicSR's patched ``parse_options`` included."""
+import os
+import sys
+
+import pytest
+from helpers import (
+    assert_refused,
+    make_pairs,
+    train_options,
+    write_yaml,
+)
+
+from esc_arch.cli import main
+from esc_arch.compat import basicsr_patches, patched
+from esc_arch.errors import OptionsError
+from esc_arch.options import loading
+from esc_arch.options.loading import override_value
+
+import basicsr.train
+
+HOSTILE_VALUE = "[__import__('os').system('touch MARKER')]"
+
+
+def test_options_file_with_a_python_tag_runs_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write_yaml(tmp_path / 'train.yml', train_options(make_pairs(tmp_path / 'pairs'), 2, model_type='ESCModel'))
+    with open(tmp_path / 'train.yml', 'a') as stream:
+        stream.write('hostile: !!python/object/apply:os.system ["touch MARKER"]\n')
+    before = sorted(os.listdir(tmp_path))
+
+    assert main(['train', '-opt', 'train.yml']) == 2
+    assert_refused(capsys, tmp_path, before, 'never Python objects')
+    assert not (tmp_path / 'MARKER').exists()
+
+
+def test_basicsr_parse_options_reads_files_and_overrides_without_running_code(tmp_path, monkeypatch):
+    """BasicSR's own parser (inside train_pipeline) under the command's patches: no tag, eval or exec runs."""
+    monkeypatch.chdir(tmp_path)
+    options = train_options(make_pairs(tmp_path / 'pairs'), 2, model_type='ESCModel')
+    write_yaml(tmp_path / 'train.yml', options)
+    (tmp_path / 'hostile.yml').write_text('name: !!python/object/apply:os.system ["touch MARKER"]\n')
+    key_injection = 'name"]+__import__("os").system("touch MARKER")#'  # BasicSR exec()s opt["KEY"]=value
+    with patched(*basicsr_patches()):
+        monkeypatch.setattr(sys, 'argv', ['basicsr train', '-opt', 'hostile.yml'])
+        with pytest.raises(OptionsError, match='hostile.yml, line 1: .*python/object/apply:os.system'):
+            basicsr.train.parse_options(str(tmp_path), is_train=True)
+        monkeypatch.setattr(sys, 'argv', ['basicsr train', '-opt', 'train.yml', '--force_yml',
+                                          f'datasets:train:name={HOSTILE_VALUE}', f'{key_injection}=1',
+                                          'train:optim_g:lr=1e-4'])
+        opt, args = basicsr.train.parse_options(str(tmp_path), is_train=True)
+    assert not (tmp_path / 'MARKER').exists()
+    assert opt['datasets']['train']['name'] == ["__import__('os').system('touch MARKER')"]  # literal, not evaluated
+    assert opt[key_injection] == 1 and opt['train']['optim_g']['lr'] == 1e-4
+    assert args.force_yml[0] == f'datasets:train:name={HOSTILE_VALUE}'
+
+
+@pytest.mark.parametrize('spelling', [['--force', 'KEY=1'], ['--force_y', 'KEY=1'], ['--force_yml=KEY=1']])
+def test_abbreviated_force_yml_runs_no_code_in_basicsr_parse_options(tmp_path, monkeypatch, spelling):
+    """argparse takes abbreviations and ``--opt=value``: BasicSR would exec those overrides too."""
+    monkeypatch.chdir(tmp_path)
+    write_yaml(tmp_path / 'train.yml', train_options(make_pairs(tmp_path / 'pairs'), 2, model_type='ESCModel'))
+    key_injection = 'name"]+__import__("os").system("touch MARKER")#'
+    argv = ['basicsr train', '-opt', 'train.yml', *(word.replace('KEY', key_injection) for word in spelling)]
+    with patched(*basicsr_patches()):
+        monkeypatch.setattr(sys, 'argv', argv)
+        opt, _ = basicsr.train.parse_options(str(tmp_path), is_train=True)
+    assert not (tmp_path / 'MARKER').exists()
+    assert opt[key_injection] == 1
+
+
+def test_force_yml_code_is_a_literal_value_and_refused_as_a_name(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write_yaml(tmp_path / 'train.yml', train_options(make_pairs(tmp_path / 'pairs'), 2, model_type='ESCModel'))
+    before = sorted(os.listdir(tmp_path))
+    assert main(['train', '-opt', 'train.yml', '--force_yml', f'name={HOSTILE_VALUE}']) == 2
+    assert_refused(capsys, tmp_path, before, 'name must be a non-empty text')
+    assert not (tmp_path / 'MARKER').exists()
+
+
+def test_duplicate_option_is_refused_naming_key_and_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write_yaml(tmp_path / 'train.yml', train_options(make_pairs(tmp_path / 'pairs'), 2, model_type='ESCModel'))
+    text = (tmp_path / 'train.yml').read_text().replace('logger:\n', 'logger:\n  print_freq: 5\n', 1)
+    (tmp_path / 'train.yml').write_text(text)
+    line = text.splitlines().index('  print_freq: 1') + 1
+    assert main(['train', '-opt', 'train.yml']) == 2
+    assert_refused(capsys, tmp_path, ['pairs', 'train.yml'], f'train.yml, line {line}: option "print_freq" is given '
+                   'twice')
+
+
+@pytest.mark.parametrize('text, value', [('none', None), ('~', None), ('True', True), ('yes', 'yes'), ('5', 5),
+                                         ('1e-4', 1e-4), ('!!float 2e-4', 2e-4), ('[1, 2]', [1, 2]),
+                                         ('{}x4', '{}x4'), ('!!python/object/apply:os.system [x]',
+                                                            '!!python/object/apply:os.system [x]')])
+def test_override_values_are_yaml_as_basicsr_reads_them(text, value):
+    assert override_value(text) == value
+
+
+@pytest.fixture
+def counted_reads(monkeypatch):
+    reads = []
+    read = loading.load_options
+
+    def load_options(path):
+        reads.append(path)
+        return read(path)
+
+    monkeypatch.setattr(loading, 'load_options', load_options)
+    return reads
+
+
+def test_basicsr_test_reads_its_options_file_once(tmp_path, monkeypatch, counted_reads, fresh_basicsr_logger):
+    monkeypatch.chdir(tmp_path)
+    data = make_pairs(tmp_path / 'set')
+    options = write_yaml(tmp_path / 'test.yml', {
+        'name': 'from_file', 'model_type': 'SRModel', 'scale': 4, 'num_gpu': 0,
+        'datasets': {'test_1': {'name': 'set', 'type': 'PairedImageDataset', 'dataroot_gt': str(data / 'HR'),
+                                'dataroot_lq': str(data / 'LR'), 'filename_tmpl': '{}x4',
+                                'io_backend': {'type': 'disk'}}},
+        'network_g': {'type': 'MSRResNet', 'num_feat': 8, 'num_block': 1, 'upscale': 4},
+        'path': {'pretrain_network_g': None}, 'val': {'save_img': False, 'metrics': {}}})
+    assert main(['test', '-opt', options, '--force_yml', 'name=from_override']) == 0
+    assert counted_reads == [options]
+    assert (tmp_path / 'results' / 'from_override').is_dir() and not (tmp_path / 'results' / 'from_file').exists()
+
+
+def test_basicsr_parse_options_outside_the_command_reads_the_file_once(tmp_path, monkeypatch, counted_reads):
+    """BasicSR's own train.py with ``apply_all()``: the patched parse_options reads the file itself, once."""
+    import basicsr.train
+
+    path = write_yaml(tmp_path / 'train.yml', train_options(make_pairs(tmp_path / 'set'), total_iter=2))
+    monkeypatch.setattr('sys.argv', ['train.py', '-opt', path, '--force_yml', 'train:ema_decay=0.25'])
+    opt, args = basicsr.train.parse_options(str(tmp_path), is_train=True)
+    assert counted_reads == [path]
+    assert opt['train']['ema_decay'] == 0.25 and args.force_yml == ['train:ema_decay=0.25']
