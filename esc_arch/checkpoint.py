@@ -23,10 +23,9 @@ import torch
 from .archs.heads import PIXEL_SHUFFLE_HEAD, PixelShuffleHeadMixin, real_upsampler_scale, resample_head_of
 from .archs.introspection import bare_network
 from .archs.presets import PRESETS
+from .defaults import SAFETENSORS_SUFFIX, STATE_DICT_KEYS
 from .errors import CheckpointError
 
-STATE_DICT_KEYS = ('params_ema', 'params')
-SAFETENSORS_SUFFIX = '.safetensors'
 _SHOWN_KEYS = 3
 ZIP_EXPANSION_MARGIN = 64 << 20
 """A zip checkpoint's entries may declare at most twice the file's size plus this many bytes in all

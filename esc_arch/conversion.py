@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from esc_arch.checkpoint import SAFETENSORS_SUFFIX, STATE_DICT_KEYS, extract_state_dict, read_checkpoint
+from esc_arch.defaults import WEIGHT_DTYPES
 from esc_arch.errors import CheckpointError, OutputError
 from esc_arch.files import atomic_output
 
@@ -23,7 +24,7 @@ __all__ = ['DTYPES', 'PARAM_KEYS', 'TARGET_SUFFIXES', 'check_plain_tensors', 'co
 
 PARAM_KEYS = STATE_DICT_KEYS
 TARGET_SUFFIXES = ('.pth', SAFETENSORS_SUFFIX)
-DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
+DTYPES = {name: getattr(torch, name) for name in WEIGHT_DTYPES}
 """The floating-point types weights may be written in, by name (``--dtype``)."""
 
 

@@ -24,13 +24,12 @@ from torch import nn
 
 from .archs.introspection import is_arbitrary_scale
 from .archs.layers import set_export_mode
+from .defaults import CHECK_TOLERANCES, ONNX_OPSET, ONNX_PRECISIONS
 from .errors import ExportError
 from .files import atomic_output
 
-ONNX_OPSET = 17
 CHECK_SHAPES = ((1, 3, 29, 53), (2, 3, 24, 61))
-PRECISIONS = ('fp32', 'fp16')
-CHECK_TOLERANCES = {'fp32': 1e-4, 'fp16': 2e-2}
+PRECISIONS = ONNX_PRECISIONS
 """Largest absolute difference from the float32 PyTorch network accepted by :func:`check_onnx`, per precision."""
 _DYNAMIC_AXES = {'input': {0: 'batch', 2: 'height', 3: 'width'},
                  'output': {0: 'batch', 2: 'out_height', 3: 'out_width'}}

@@ -26,10 +26,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from esc_arch.archs.attention import WindowAttention
 from esc_arch.archs.blocks import LayerNorm2d
 from esc_arch.archs.introspection import bare_network, is_arbitrary_scale, network_window
+from esc_arch.defaults import DEFAULT_OUTPUT_SIZE
 
 __all__ = ['Profile', 'profile_network']
 
-DEFAULT_OUTPUT_SIZE = (1280, 720)
 LAYER_NORM_FLOPS_PER_ELEMENT = 5  # fvcore: mean, variance, normalisation, scale and shift
 # fvcore's FLOPs per output element of the resampling operators (ESC_REPRODUCTION.md, section 2): the
 # operator is counted whatever its mode (ESC+LTE's nearest look-ups too); bicubic upsampling is not.

@@ -121,7 +121,8 @@ def test_missing_dataset_folder_is_one_line(tmp_path, monkeypatch, capsys):
 
     assert main(['train', '-opt', 'train.yml']) == 2
     error = capsys.readouterr().err
-    assert error.startswith('basicsr train: error: datasets:train:dataroot_gt not found: ') and 'nowhere' in error
+    assert error.startswith('basicsr train: error: 2 files this run needs are missing') and 'nowhere' in error
+    assert 'datasets:train:dataroot_gt not found: ' in error and 'datasets:train:dataroot_lq not found: ' in error
     assert error.count('\n') == 1
     assert os.listdir(tmp_path) == ['train.yml']  # refused before BasicSR made any folder
 

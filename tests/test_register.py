@@ -18,6 +18,7 @@ package = types.ModuleType('esc_arch')
 package.__path__ = ['esc_arch']
 sys.modules['esc_arch'] = package
 import esc_arch.compat
+esc_arch.compat.apply_import_patches()
 for name in [name for name in sys.modules if name == 'esc_arch' or name.startswith('esc_arch.')]:
     del sys.modules[name]
 from basicsr.utils import registry

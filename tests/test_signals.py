@@ -86,14 +86,14 @@ def _terminate_self(*args, **kwargs):
 @pytest.mark.parametrize('command', ['make-lr', 'extract-subimages', 'make-lmdb', 'upscale'])
 def test_sigterm_leaves_no_partial_files(tiny_checkpoint, tmp_path, monkeypatch, capsys, command):
     import esc_arch.cli.extract_subimages
-    import esc_arch.cli.make_lmdb
     import esc_arch.cli.make_lr
+    import esc_arch.data.lmdb_packing
 
     folder = image_folder(tmp_path / 'in', [(16, 16)] * 2)
     output = tmp_path / ('out.lmdb' if command == 'make-lmdb' else 'out')
     arguments = writing_command_arguments(command, tiny_checkpoint, folder, output)
     if command == 'make-lmdb':
-        monkeypatch.setattr(esc_arch.cli.make_lmdb, 'encode_entry', _terminate_self)
+        monkeypatch.setattr(esc_arch.data.lmdb_packing, 'encode_entry', _terminate_self)  # make-lmdb imports it in run
     else:  # killed after the temporary file of an output is written, before it is renamed
         monkeypatch.setattr(os, 'replace', _terminate_self)
     handler = signal.getsignal(signal.SIGTERM)

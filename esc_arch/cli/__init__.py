@@ -5,8 +5,11 @@ PyPI's basicsr ships no command; this one runs ``basicsr COMMAND [ARGS]``.
 Adding a subcommand
 -------------------
 Add one line to :data:`COMMANDS`: ``'name': ('esc_arch.cli.module', 'one-line summary')``.
-The module is imported only when its subcommand runs, so ``basicsr --help`` never pays
-for it. It defines two functions:
+The module is imported only when its subcommand is named, so ``basicsr --help`` never pays
+for it; its top-level imports are light (the standard library, :mod:`esc_arch.cli`,
+:mod:`esc_arch.errors`, modules of constants), and torch, basicsr and the like are imported
+inside ``run`` (``basicsr NAME --help`` starts in well under a second; tests/test_startup.py checks
+it). It defines two functions:
 
 ``add_arguments(parser)``
     Declare the subcommand's arguments on ``parser``, an ``argparse.ArgumentParser``
@@ -78,15 +81,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     # The first word that is not an option names the command; only its module is imported.
     selected = next((word for word in argv if not word.startswith('-')), None)
-    if selected in THREADED_COMMANDS:
-        from esc_arch.threads import apply_thread_policy
-
-        apply_thread_policy()  # before the command's module imports torch where it can (esc_arch/threads.py)
     parser = _parser(selected)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return USER_ERROR_EXIT_CODE
+    if args.command in THREADED_COMMANDS:
+        from esc_arch.threads import apply_thread_policy
+
+        # Before torch is imported (the commands import it in run), so that OpenMP's passive waits apply here too
+        apply_thread_policy()
     from esc_arch.compat import command_patches, patched
 
     try:

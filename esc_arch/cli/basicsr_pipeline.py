@@ -2,9 +2,10 @@
 
 This module declares BasicSR's command-line options for ``--help``, reads the run's options once
 (:func:`~esc_arch.options.loading.read_run_options`: file read safely, required sections,
-``--force_yml`` entries), checks what a user can get wrong (:mod:`esc_arch.options.checks`: networks,
-scale, dataset and checkpoint paths) so that it is reported in one line before anything is written,
-then runs the pipeline on those options (BasicSR's patched ``parse_options`` takes them) with the
+``--force_yml`` entries), lists every file the run needs that is missing
+(:mod:`esc_arch.options.preflight`: checkpoints, VGG and metric weights, datasets) in one message, checks
+what else a user can get wrong (:mod:`esc_arch.options.checks`: networks, scale, values), all before
+anything is written, then runs the pipeline on those options (BasicSR's patched ``parse_options`` takes them) with the
 current directory as BasicSR's root (``experiments/``, ``results/`` and ``tb_logger/`` are created
 there). The patches of :mod:`esc_arch.compat.table` are in place (``esc_arch.cli.main`` applies
 them); two of their replacements, for ``train`` and ``test``, are at the end of this module. Errors the
@@ -20,12 +21,6 @@ from collections.abc import Callable
 
 from esc_arch.cli import CommandError
 from esc_arch.errors import ESCError, OutputError, TrainingError
-from esc_arch.options import check_options, resumes_training
-from esc_arch.options.loading import prepared_options, read_run_options
-from esc_arch.options.test_sets import drop_missing_test_sets
-from esc_arch.options.values import check_launcher
-from esc_arch.runs.experiment_lock import experiment_lock
-from esc_arch.runs.stop_signals import follow_training_sampler
 
 # Raised by file access inside the pipelines, for paths taken from the options.
 PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
@@ -61,13 +56,21 @@ def run(pipeline: Callable[[str], None], args: argparse.Namespace, command: str)
         args (argparse.Namespace): Parsed :func:`add_arguments` options.
         command (str): ``'train'`` or ``'test'``.
     """
+    from esc_arch.options import check_options, resumes_training
+    from esc_arch.options.loading import prepared_options, read_run_options
+    from esc_arch.options.preflight import check_files
+    from esc_arch.options.test_sets import drop_missing_test_sets
+    from esc_arch.options.values import check_launcher
+    from esc_arch.runs.experiment_lock import experiment_lock
+
     options = read_run_options(args, is_train=command == 'train')
     if command == 'test':
         for notice in drop_missing_test_sets(options):
             print(f'basicsr test: {notice}', file=sys.stderr)
     world_size = check_launcher(args.launcher)
-    check_options(options, is_train=command == 'train',
-                  resuming=command == 'train' and resumes_training(options, args.auto_resume), world_size=world_size)
+    resuming = command == 'train' and resumes_training(options, args.auto_resume)
+    check_files(options, is_train=command == 'train', resuming=resuming)  # every missing file, in one message
+    check_options(options, is_train=command == 'train', resuming=resuming, world_size=world_size)
     # One run per experiment (results) folder, taken before BasicSR archives an existing one.
     folder = os.path.join('experiments' if command == 'train' else 'results', options['name'])
     lock = experiment_lock(folder) if first_process(args.launcher) else contextlib.nullcontext()
@@ -110,6 +113,8 @@ def checked_train_dataloaders(create_loaders: Callable) -> Callable:
     0 iterations and exit as if it had trained), and hand the training sampler to the stop-signal handling."""
 
     def create_checked_loaders(opt, logger):
+        from esc_arch.runs.stop_signals import follow_training_sampler
+
         loaders = create_loaders(opt, logger)
         if loaders[0] is not None and len(loaders[0]) == 0:
             raise TrainingError(f'datasets:train gives no full batch of batch_size_per_gpu '

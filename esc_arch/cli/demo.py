@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING
 
 from esc_arch.cli import CommandError
 from esc_arch.images import read_image
-from esc_arch.options.loading import TEST_SECTIONS, load_pipeline_options
 from esc_arch.threads import WAIT_POLICY_VARIABLE, ThreadPolicy, apply_thread_policy
 
 if TYPE_CHECKING:
@@ -91,6 +90,8 @@ def training_iterations(args: argparse.Namespace) -> int:
     """``--iterations``, else the training options' ``total_iter`` (:data:`DEFAULT_ITERATIONS` if not a count)."""
     if args.iterations is not None:
         return args.iterations
+    from esc_arch.options.loading import load_pipeline_options
+
     total = load_pipeline_options(args.train_options, ('train',))['train'].get('total_iter')
     return total if isinstance(total, int) and total > 0 else DEFAULT_ITERATIONS  # train reports a bad one
 
@@ -241,6 +242,8 @@ def write_comparison(path: str, data_dir: str, sr_dir: str, sr_suffix: str,
 
 
 def run(args: argparse.Namespace) -> None:
+    from esc_arch.options.loading import TEST_SECTIONS, load_pipeline_options
+
     test_options = load_pipeline_options(args.test_options, TEST_SECTIONS)
     if not os.path.isfile(args.train_options):
         raise CommandError(f'options file not found: {args.train_options} '

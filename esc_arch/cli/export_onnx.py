@@ -5,9 +5,8 @@ from pathlib import Path
 
 from esc_arch.cli import CommandError
 from esc_arch.cli.image_folders import positive_int, print_notice
+from esc_arch.defaults import CHECK_TOLERANCES, ONNX_OPSET, ONNX_PRECISIONS
 from esc_arch.errors import ESCError, OutputError
-from esc_arch.export import CHECK_TOLERANCES, ONNX_OPSET, PRECISIONS, check_onnx, export_onnx
-from esc_arch.inference import load_network
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -21,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument('--overwrite', action='store_true',
                         help='replace an existing ONNX model at --output (a file of another kind is never replaced)')
     parser.add_argument('--opset', type=int, default=ONNX_OPSET, help=f'ONNX opset (default {ONNX_OPSET})')
-    parser.add_argument('--precision', choices=PRECISIONS, default='fp32',
+    parser.add_argument('--precision', choices=ONNX_PRECISIONS, default='fp32',
                         help='weights and arithmetic of the graph; input and output stay float32 (fp16: the graph '
                         f'casts them; checked to {CHECK_TOLERANCES["fp16"]:g} of fp32 PyTorch). Default: fp32')
     parser.add_argument('--no-check', action='store_true',
@@ -31,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> None:
     """Export, then check unless ``--no-check``."""
+    from esc_arch.export import check_onnx, export_onnx
+    from esc_arch.inference import load_network
+
     output = Path(args.output)
     # A missing --weights is reported by load_network below ("checkpoint not found").
     if args.weights and output.exists() and Path(args.weights).exists() and output.samefile(args.weights):

@@ -16,8 +16,6 @@ import shutil
 from contextlib import nullcontext
 from functools import partial
 
-import lmdb
-
 from esc_arch.cli import CommandError
 from esc_arch.cli.image_folders import (
     add_max_pixels_argument,
@@ -27,7 +25,6 @@ from esc_arch.cli.image_folders import (
     sigterm_as_interrupt,
     worker_pool,
 )
-from esc_arch.data.lmdb_packing import LMDB_FILES, encode_entry, lmdb_map_size, write_lmdb
 from esc_arch.errors import ESCError, OutputError
 from esc_arch.images import list_images
 
@@ -84,6 +81,8 @@ def check_paths(input_folder: str, output: str) -> None:
 
 def check_replaceable(output: str) -> None:
     """Refuse to replace anything but an LMDB: nothing except LMDB files may be deleted."""
+    from esc_arch.data.lmdb_packing import LMDB_FILES
+
     entries = sorted(os.listdir(output))
     foreign = [name for name in entries if name not in LMDB_FILES]
     if foreign or 'data.mdb' not in entries:
@@ -92,7 +91,8 @@ def check_replaceable(output: str) -> None:
                           f'({", ".join(LMDB_FILES)}): choose another name')
 
 
-def run(args: argparse.Namespace) -> None:
+def check_output(args: argparse.Namespace) -> str:
+    """The normalised ``--output``, once it is known that it may be written (or replaced, with ``--overwrite``)."""
     output = os.path.normpath(args.output)
     if not output.endswith('.lmdb'):
         raise CommandError(f'--output must end with .lmdb (BasicSR recognises LMDBs by it); got {args.output}')
@@ -104,6 +104,15 @@ def run(args: argparse.Namespace) -> None:
         raise CommandError(f'--output: {output} already exists; pass --overwrite to replace it')
     if os.path.exists(output):
         check_replaceable(output)
+    return output
+
+
+def run(args: argparse.Namespace) -> None:
+    import lmdb
+
+    from esc_arch.data.lmdb_packing import encode_entry, lmdb_map_size, write_lmdb
+
+    output = check_output(args)
     names = list_images(args.input, '--input')
     keys = _keys(names, args.input)
 

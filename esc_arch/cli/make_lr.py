@@ -8,8 +8,6 @@ the Set5 and Set14 LR files bit for bit). Outputs use BasicSR's layout and names
 import os
 from functools import partial
 
-import numpy as np
-
 from esc_arch.cli import CommandError
 from esc_arch.cli.image_folders import (
     add_max_pixels_argument,
@@ -20,11 +18,7 @@ from esc_arch.cli.image_folders import (
     sigterm_as_interrupt,
     staged_output_folders,
 )
-from esc_arch.data.matlab_resize import bicubic_downsample
 from esc_arch.errors import ImageError
-from esc_arch.images import list_images, read_image, write_image
-
-from basicsr.data.transforms import mod_crop
 
 
 def add_arguments(parser):
@@ -38,6 +32,13 @@ def add_arguments(parser):
 
 def make_lr_image(name, hr_folder, scale_folders, max_pixels):
     """Write the LR images of one HR image; returns None, or the message of why the image cannot be used."""
+    import numpy as np
+
+    from esc_arch.data.matlab_resize import bicubic_downsample
+    from esc_arch.images import read_image, write_image
+
+    from basicsr.data.transforms import mod_crop
+
     path = os.path.join(hr_folder, name)
     try:
         img = read_image(path, max_pixels=max_pixels, notify=partial(print_notice, 'make-lr'))
@@ -58,6 +59,8 @@ def make_lr_image(name, hr_folder, scale_folders, max_pixels):
 def run(args):
     if any(scale < 2 for scale in args.scale):
         raise CommandError(f'--scale: scales must be at least 2; got {args.scale}')
+    from esc_arch.images import list_images
+
     names = list_images(args.input, '--input')
     scale_folders = {scale: os.path.join(args.output, f'X{scale}') for scale in sorted(set(args.scale))}
     # All the LR folders appear together, complete, or none: a bad image (all of them are reported) or an

@@ -4,8 +4,7 @@ from functools import partial
 
 from esc_arch.cli import CommandError
 from esc_arch.cli.image_folders import print_notice
-from esc_arch.inference import load_network
-from esc_arch.profiling import DEFAULT_OUTPUT_SIZE, profile_network
+from esc_arch.defaults import DEFAULT_OUTPUT_SIZE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -47,6 +46,9 @@ def parse_scale(text: str) -> int | float:
 
 def run(args: argparse.Namespace) -> None:
     """Print the parameter count and the FLOPs."""
+    from esc_arch.inference import load_network
+    from esc_arch.profiling import profile_network
+
     output_size = parse_size(args.output_size)
     scale = parse_scale(args.scale) if args.scale is not None else None
     network, scale = load_network(args.model, args.weights, scale, notify=partial(print_notice, 'profile'))
