@@ -39,7 +39,7 @@ COMMANDS = {
     'test': ('esc_arch.cli.test', "test with a BasicSR options YAML (BasicSR's test.py)"),
     'demo': ('esc_arch.cli.demo', 'make a small dataset, train ESC-light x4 on it and compare with bicubic'),
     'upscale': ('esc_arch.cli.upscale', 'upscale image files or a folder with a trained checkpoint'),
-    'download': ('esc_arch.cli.download', "download the authors' released weights (resumable, SHA-256 checked)"),
+    'download': ('esc_arch.cli.download', "download the authors' weights and VGG19 (checked by content, resumable)"),
     'export-onnx': ('esc_arch.cli.export_onnx', 'export a network to ONNX and check it with onnxruntime'),
     'convert-weights': ('esc_arch.cli.convert_weights', 'convert weights: authors\' LTE checkpoint -> BasicSR .pth, '
                         '.pth <-> .safetensors'),

@@ -12,15 +12,21 @@ them); two of their replacements, for ``train`` and ``test``, are at the end of 
 pipeline raises for bad images, unfitting checkpoints or a diverged training are reported in one
 line too.
 """
+from __future__ import annotations
+
 import argparse
 import contextlib
 import errno
 import os
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from esc_arch.cli import CommandError
 from esc_arch.errors import ESCError, OutputError, TrainingError
+
+if TYPE_CHECKING:
+    import logging
 
 # Raised by file access inside the pipelines, for paths taken from the options.
 PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
@@ -97,7 +103,7 @@ def first_process(launcher: str) -> bool:
 def warn_before_building_untrained(build_model: Callable[[dict], object]) -> Callable[[dict], object]:
     """Patch ``untrained-weights-warning``: a WARNING (stderr and log) when no checkpoint is given."""
 
-    def build_model_warning_if_untrained(opt):
+    def build_model_warning_if_untrained(opt: dict) -> object:
         from basicsr.utils import get_root_logger
 
         if not (opt.get('path') or {}).get('pretrain_network_g'):
@@ -112,7 +118,7 @@ def checked_train_dataloaders(create_loaders: Callable) -> Callable:
     """Patch ``checked-train-dataloaders``: refuse a training set without one full batch (BasicSR would train
     0 iterations and exit as if it had trained), and hand the training sampler to the stop-signal handling."""
 
-    def create_checked_loaders(opt, logger):
+    def create_checked_loaders(opt: dict, logger: logging.Logger) -> tuple:
         from esc_arch.runs.stop_signals import follow_training_sampler
 
         loaders = create_loaders(opt, logger)

@@ -118,7 +118,7 @@ def demo_files() -> list[str]:
     return sorted(files)
 
 
-def _files_under(folder):
+def _files_under(folder: str) -> list[str]:
     return sorted(
         os.path.relpath(os.path.join(root, name), folder) for root, _, names in os.walk(folder) for name in names)
 
@@ -135,13 +135,13 @@ def sample_image(name: str) -> np.ndarray:
     return np.ascontiguousarray(image[:height, :width, :3])
 
 
-def _write_rgb(path, image):
+def _write_rgb(path: str, image: np.ndarray) -> None:
     from basicsr.utils import imwrite
 
     imwrite(image[:, :, ::-1], path)  # basicsr/OpenCV write BGR
 
 
-def _to_uint8(image):
+def _to_uint8(image: np.ndarray) -> np.ndarray:
     import numpy as np
 
     return np.clip(np.floor(image * 255 + 0.5), 0, 255).astype(np.uint8)

@@ -7,6 +7,7 @@ Resumable, atomic, one download of a file at a time, and checked by content (see
 import argparse
 import sys
 import time
+from typing import Self
 
 from esc_arch.cli import CommandError
 from esc_arch.download import BASE_URL_VARIABLE, DEFAULT_DEADLINE_SECONDS, download
@@ -59,16 +60,16 @@ def run(args: argparse.Namespace) -> int:
 class _Progress:
     """A tqdm bar on a terminal; elsewhere (logs, CI) a line to stderr now and then."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str) -> None:
         self.name, self.bar, self.last_time, self.last_tenth = name, None, 0.0, -1
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         if sys.stderr.isatty():
             from tqdm import tqdm
             self.bar = tqdm(unit='B', unit_scale=True, unit_divisor=1024, desc=self.name, leave=False)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.close()
 

@@ -3,18 +3,30 @@
 Standard library imports only at the top (``--help`` of the commands stays fast); tqdm and
 :mod:`esc_arch.images` are imported where they are used.
 """
+from __future__ import annotations
+
 import argparse
 import multiprocessing
 import os
 import shutil
 import signal
 import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from esc_arch.errors import ImageError, OutputError
 
+if TYPE_CHECKING:
+    from multiprocessing.pool import Pool
+    from types import FrameType
 
-def run_parallel(function, items, workers, unit='image'):
+Item = TypeVar('Item')
+Result = TypeVar('Result')
+
+
+def run_parallel(function: Callable[[Item], Result], items: Sequence[Item], workers: int,
+                 unit: str = 'image') -> list[Result]:
     """Call ``function`` on every item, in ``workers`` processes (1: in this one), with a progress bar.
 
     Returns:
@@ -40,7 +52,7 @@ _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 @contextmanager
-def worker_pool(workers):
+def worker_pool(workers: int) -> Iterator[Pool]:
     """A pool of ``workers`` spawned processes (not forked: a fork of a process whose torch thread pool has run
     can deadlock), terminated (and waited for) when the block ends or is interrupted.
 
@@ -93,13 +105,13 @@ def _init_worker():
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # the mask is inherited from the starting process
 
 
-def add_workers_argument(parser):
+def add_workers_argument(parser: argparse.ArgumentParser) -> None:
     """The ``--workers`` option of the commands that use :func:`run_parallel`."""
     parser.add_argument('--workers', type=int, default=os.cpu_count() or 1,
                         help='processes working in parallel (default: one per CPU core)')
 
 
-def add_max_pixels_argument(parser):
+def add_max_pixels_argument(parser: argparse.ArgumentParser) -> None:
     """The ``--max-pixels`` option: larger images are refused before they are decoded."""
     from esc_arch.images import DEFAULT_MAX_PIXELS
 
@@ -108,7 +120,7 @@ def add_max_pixels_argument(parser):
                         f'(default: {DEFAULT_MAX_PIXELS}, about 13400x13400)')
 
 
-def positive_int(text):
+def positive_int(text: str) -> int:
     """argparse type of options that must be at least 1 (e.g. ``--scale``)."""
     value = int(text)
     if value < 1:
@@ -116,17 +128,17 @@ def positive_int(text):
     return value
 
 
-def print_notice(command, message):
+def print_notice(command: str, message: str) -> None:
     """Print ``basicsr COMMAND: note: MESSAGE`` on stderr; ``partial(print_notice, COMMAND)`` is the
     ``notify`` of :func:`esc_arch.images.read_image` (picklable, so it works in worker processes too)."""
     print(f'basicsr {command}: note: {message}', file=sys.stderr)
 
 
 @contextmanager
-def sigterm_as_interrupt():
+def sigterm_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM raises KeyboardInterrupt, so that the clean-up of an interrupted
     command (removing temporary files and folders) runs on ``kill`` as on Ctrl-C."""
-    def interrupt(signum, frame):
+    def interrupt(signum: int, frame: FrameType | None) -> NoReturn:
         raise KeyboardInterrupt
 
     try:
@@ -140,7 +152,7 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def failure_report(command, failures, output):
+def failure_report(command: str, failures: Sequence[str], output: str) -> ImageError:
     """The error that ends a command whose images ``failures`` (messages) could not be used, nothing written:
     the only failure itself, or (after printing each one) a summary."""
     if len(failures) == 1:
@@ -152,7 +164,7 @@ def failure_report(command, failures, output):
 
 
 @contextmanager
-def staged_output_folders(folders, option):
+def staged_output_folders(folders: Iterable[str], option: str) -> Iterator[dict[str, str]]:
     """Build new output folders completely or not at all.
 
     Each folder of ``folders`` must be new or empty (as :func:`esc_arch.images.new_output_folder`);
@@ -189,7 +201,7 @@ def staged_output_folders(folders, option):
         raise
 
 
-def _remove(partial_folders, created_folders):
+def _remove(partial_folders: Iterable[str], created_folders: Iterable[str]) -> None:
     for folder in partial_folders:
         shutil.rmtree(folder, ignore_errors=True)
     for folder in sorted(created_folders, key=len, reverse=True):  # inner folders first

@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_workers_argument(parser)
 
 
-def _keys(names, folder):
+def _keys(names: list[str], folder: str) -> list[str]:
     keys = [os.path.splitext(name)[0] for name in names]
     for name, key in zip(names, keys):
         if not key.isascii() or ' ' in key:
@@ -52,7 +52,7 @@ def _keys(names, folder):
     return keys
 
 
-def _input_bytes(folder, names):
+def _input_bytes(folder: str, names: list[str]) -> int:
     return sum(os.path.getsize(os.path.join(folder, name)) for name in names)
 
 
@@ -65,7 +65,7 @@ def check_free_space(folder: str, output: str, input_bytes: int) -> None:
                           f'{needed / 2**20:.1f} MiB needed')
 
 
-def _is_within(path, folder):
+def _is_within(path: str, folder: str) -> bool:
     return os.path.commonpath([path, folder]) == folder
 
 

@@ -5,32 +5,24 @@ Each HR image is cropped to a multiple of the scale (modcrop) and downsampled wi
 the Set5 and Set14 LR files bit for bit). Outputs use BasicSR's layout and names:
 ``OUTPUT/X{s}/{name}x{s}.png``, read with ``filename_tmpl: '{}x{s}'``.
 """
+import argparse
 import os
 from functools import partial
 
-from esc_arch.cli import CommandError
-from esc_arch.cli.image_folders import (
-    add_max_pixels_argument,
-    add_workers_argument,
-    failure_report,
-    print_notice,
-    run_parallel,
-    sigterm_as_interrupt,
-    staged_output_folders,
-)
+from esc_arch.cli import CommandError, image_folders
 from esc_arch.errors import ImageError
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('-i', '--input', required=True, help='folder of HR images')
     parser.add_argument('-o', '--output', required=True, help='folder that receives X2/, X3/, ... (e.g. '
                         'datasets/DIV2K/DIV2K_train_LR_bicubic)')
     parser.add_argument('--scale', type=int, nargs='+', default=[2, 3, 4], help='scales to make (default: 2 3 4)')
-    add_max_pixels_argument(parser)
-    add_workers_argument(parser)
+    image_folders.add_max_pixels_argument(parser)
+    image_folders.add_workers_argument(parser)
 
 
-def make_lr_image(name, hr_folder, scale_folders, max_pixels):
+def make_lr_image(name: str, hr_folder: str, scale_folders: dict[int, str], max_pixels: int) -> str | None:
     """Write the LR images of one HR image; returns None, or the message of why the image cannot be used."""
     import numpy as np
 
@@ -41,7 +33,7 @@ def make_lr_image(name, hr_folder, scale_folders, max_pixels):
 
     path = os.path.join(hr_folder, name)
     try:
-        img = read_image(path, max_pixels=max_pixels, notify=partial(print_notice, 'make-lr'))
+        img = read_image(path, max_pixels=max_pixels, notify=partial(image_folders.print_notice, 'make-lr'))
         if img.dtype != np.uint8:
             raise ImageError(f'{path}: {img.dtype} image; make-lr needs 8-bit images')
         too_small = [scale for scale in scale_folders if min(img.shape[:2]) < scale]
@@ -56,7 +48,7 @@ def make_lr_image(name, hr_folder, scale_folders, max_pixels):
     return None
 
 
-def run(args):
+def run(args: argparse.Namespace) -> None:
     if any(scale < 2 for scale in args.scale):
         raise CommandError(f'--scale: scales must be at least 2; got {args.scale}')
     from esc_arch.images import list_images
@@ -65,10 +57,11 @@ def run(args):
     scale_folders = {scale: os.path.join(args.output, f'X{scale}') for scale in sorted(set(args.scale))}
     # All the LR folders appear together, complete, or none: a bad image (all of them are reported) or an
     # interruption leaves nothing that would block a rerun.
-    with sigterm_as_interrupt(), staged_output_folders(list(scale_folders.values()), '--output') as staging:
+    with (image_folders.sigterm_as_interrupt(),
+          image_folders.staged_output_folders(list(scale_folders.values()), '--output') as staging):
         staged = {scale: staging[os.path.normpath(folder)] for scale, folder in scale_folders.items()}
         work = partial(make_lr_image, hr_folder=args.input, scale_folders=staged, max_pixels=args.max_pixels)
-        failures = [message for message in run_parallel(work, names, args.workers) if message]
+        failures = [message for message in image_folders.run_parallel(work, names, args.workers) if message]
         if failures:
-            raise failure_report('make-lr', failures, args.output)
+            raise image_folders.failure_report('make-lr', failures, args.output)
     print(f'{len(names)} images -> {", ".join(scale_folders.values())}')

@@ -13,16 +13,25 @@ disk), which stops the run. Videos: :mod:`esc_arch.video` (the optional ``video`
 
 Heavy modules (torch, OpenCV, the networks) are imported by :func:`run`, so that ``--help`` is fast.
 """
+from __future__ import annotations
+
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from esc_arch.cli import CommandError
 from esc_arch.cli.image_folders import add_max_pixels_argument, print_notice, sigterm_as_interrupt
 from esc_arch.errors import ESCError, ImageError, OutputError
 from esc_arch.upscale_outputs import OUTPUT_FORMATS, Job, find_inputs, plan_outputs
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from esc_arch.images import ImageHeader
 
 MAX_SCALE = 32
 """Largest ``--scale``/``--outscale``. The paper tests ESC+LTE up to x8 (Table 6); far beyond, an output is
@@ -131,14 +140,14 @@ def run(args: argparse.Namespace) -> int:
     from esc_arch.inference.compilation import compile_network
 
     device = select_device(args.device)
-    network, scale = load_network(args.model, weights, args.scale)
+    network, scale = load_network(args.model, weights, args.scale, notify=partial(print_notice, 'upscale'))
     network = network.to(device=device, dtype=PRECISIONS[args.precision])
     final_scale = args.outscale or scale
     label = network_label(network, scale) + (f' resized to x{final_scale:g}' if final_scale != scale else '')
     if args.compile:
         network, _ = compile_network(network)
 
-    def upscale(image):
+    def upscale(image: np.ndarray) -> np.ndarray:
         result = upscale_image(network, image, scale, args.tile, args.tile_pad)
         return resize_to(result, output_size(image.shape[0], image.shape[1], final_scale))
 
@@ -189,7 +198,8 @@ def resolve_weights(weights: str) -> Path:
                        'or give its path')
 
 
-def _process(jobs: list[Job], args: argparse.Namespace, upscale, final_scale: float, label: str) -> int:
+def _process(jobs: list[Job], args: argparse.Namespace, upscale: Callable[[np.ndarray], np.ndarray],
+             final_scale: float, label: str) -> int:
     """Upscale and write each job, one line per file; returns the number of images that failed."""
     from tqdm import tqdm
 
@@ -211,7 +221,8 @@ def _process(jobs: list[Job], args: argparse.Namespace, upscale, final_scale: fl
     return failures
 
 
-def _process_one(job: Job, args: argparse.Namespace, upscale, final_scale: float, label: str) -> str:
+def _process_one(job: Job, args: argparse.Namespace, upscale: Callable[[np.ndarray], np.ndarray],
+                 final_scale: float, label: str) -> str:
     """Upscale one file and write its outputs; returns its sizes, e.g. ``20x30 -> 40x60``."""
     from esc_arch.video import VIDEO_EXTENSIONS, upscale_video
 
@@ -236,7 +247,7 @@ def _process_one(job: Job, args: argparse.Namespace, upscale, final_scale: float
     return f'{image.shape[1]}x{image.shape[0]} -> {width}x{height}'
 
 
-def _header(path: Path):
+def _header(path: Path) -> ImageHeader | None:
     """The image header of ``path``, None when it cannot be read here (:func:`read_image` then says why)."""
     from esc_arch.images import read_header
 
@@ -266,7 +277,7 @@ def output_size(height: int, width: int, scale: float) -> tuple[int, int]:
     return arbitrary_output_size(height, width, scale)
 
 
-def resize_to(image, size: tuple[int, int]):
+def resize_to(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``image`` resized to ``size`` (height, width): Lanczos when enlarging, pixel-area averaging when shrinking.
 
     Lanczos (OpenCV's INTER_LANCZOS4, as Real-ESRGAN's ``--outscale``) keeps edges sharper than bicubic
@@ -286,7 +297,7 @@ def resize_to(image, size: tuple[int, int]):
     return np.clip(resized, 0, 1) if resized.dtype == np.float32 else resized
 
 
-def write_output(image, path: Path, quality: int = DEFAULT_QUALITY) -> None:
+def write_output(image: np.ndarray, path: Path, quality: int = DEFAULT_QUALITY) -> None:
     """Write ``image`` in the format of ``path``'s extension, atomically; JPEG and WebP at ``quality``.
 
     JPEG and WebP hold 8 bits: deeper images are rounded to 8 bits.
@@ -309,7 +320,7 @@ def write_output(image, path: Path, quality: int = DEFAULT_QUALITY) -> None:
     atomic_write_bytes(path, data)
 
 
-def _encode_8bit(image, extension: str, quality: int, path: Path) -> bytes:
+def _encode_8bit(image: np.ndarray, extension: str, quality: int, path: Path) -> bytes:
     import cv2
     import numpy as np
 
@@ -329,5 +340,5 @@ def _encode_8bit(image, extension: str, quality: int, path: Path) -> bytes:
     return data.tobytes()
 
 
-def _gray_alpha_as_gray(image):
+def _gray_alpha_as_gray(image: np.ndarray) -> np.ndarray:
     return image[..., 0] if image.ndim == 3 and image.shape[2] == 2 else image

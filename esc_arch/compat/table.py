@@ -6,7 +6,9 @@ checked against ``checked`` (on other versions :func:`~esc_arch.patching.apply` 
 :class:`~esc_arch.errors.CompatibilityError`, or skips with a warning where ``unchecked='skip'``), and
 is applied ``when``:
 
-* ``'import'``: by ``import esc_arch`` (what importing basicsr needs);
+* ``'import'``: by :func:`esc_arch.compat.apply_import_patches` (what importing basicsr needs), which the
+  import hook that ``import esc_arch`` installs (:mod:`esc_arch.registration`) calls before basicsr or
+  torchvision is imported, and :func:`esc_arch.compat.apply_all` calls too;
 * ``'apply_all'``: by :func:`esc_arch.compat.apply_all` (``register.py``, your own scripts) and by
   every ``basicsr`` command for its run;
 * ``'train'`` / ``'test'``: by ``basicsr train`` / ``basicsr test`` for the run, besides the above;
@@ -28,7 +30,7 @@ _UNSAFE_YAML = ("basicsr reads options files with PyYAML's full loader (runs !!p
 _GLOO = '--launcher {} pins each process to a CUDA device and uses nccl, which fails without CUDA'
 
 PATCHES = (
-    # ------------------------------------------------------------ import esc_arch
+    # ------------------------------------------------------------ before basicsr or torchvision is imported
     Patch(name='torchvision-functional-tensor',
           target='sys:modules[torchvision.transforms.functional_tensor]',
           replacement='esc_arch.compat.torchvision_fixes:functional_tensor_alias',
