@@ -47,7 +47,7 @@ def test_non_finite_loss_skips_the_step_and_stops_after_n_in_a_row(tmp_path):
 def test_diverged_training_stops_with_one_line(tmp_path):
     options = train_options(make_pairs(tmp_path / 'pairs'), 20, model_type='ESCModel', ema_decay=0.9,
                             max_consecutive_nonfinite=3)
-    options['train']['pixel_opt']['loss_weight'] = float('nan')
+    options['train']['pixel_opt']['loss_weight'] = 1e39  # a valid number whose float32 product is inf
     write_yaml(tmp_path / 'train.yml', options)
 
     returncode, output = outcome(run_basicsr(tmp_path, 'train', '-opt', 'train.yml'))
