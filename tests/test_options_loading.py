@@ -134,3 +134,57 @@ def test_basicsr_parse_options_outside_the_command_reads_the_file_once(tmp_path,
     opt, args = basicsr.train.parse_options(str(tmp_path), is_train=True)
     assert counted_reads == [path]
     assert opt['train']['ema_decay'] == 0.25 and args.force_yml == ['train:ema_decay=0.25']
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    """A small document whose aliases expand to 9 ** levels values (an options printout would never end)."""
+    lines = ['a0: &a0 [x, x, x, x, x, x, x, x, x]']
+    lines += [f'a{i}: &a{i} [{", ".join([f"*a{i - 1}"] * 9)}]' for i in range(1, levels)]
+    return '\n'.join(lines) + '\n'
+
+
+def test_alias_bomb_is_refused_in_one_line(tmp_path):
+    path = tmp_path / 'bomb.yml'
+    path.write_text(_alias_bomb())
+    assert path.stat().st_size < 1500
+    with pytest.raises(OptionsError, match=r'bomb\.yml, line \d+: its aliases expand to more than 100,000 values'):
+        loading.load_options(str(path))
+
+
+def test_alias_that_contains_itself_is_refused(tmp_path):
+    path = tmp_path / 'loop.yml'
+    path.write_text('a: &a [1, *a]\n')
+    with pytest.raises(OptionsError, match='an alias refers to a value that contains it'):
+        loading.load_options(str(path))
+
+
+def test_deep_nesting_is_one_line_not_a_recursion_error(tmp_path):
+    path = tmp_path / 'deep.yml'
+    path.write_text('x: ' + '[' * 100_000 + '\n')
+    with pytest.raises(OptionsError, match=f'deep.yml, line 1: options nested more than {loading.MAX_DEPTH}'):
+        loading.load_options(str(path))
+
+
+def test_merge_keys_and_moderate_aliases_work(tmp_path):
+    path = tmp_path / 'merge.yml'
+    path.write_text('defaults: &d {lr: 0.001, betas: [0.9, 0.99]}\n'
+                    'optim_g:\n  <<: *d\n  lr: 0.0002\n'
+                    'optim_d: *d\n')
+    assert loading.load_options(str(path)) == {
+        'defaults': {'lr': 0.001, 'betas': [0.9, 0.99]},
+        'optim_g': {'lr': 0.0002, 'betas': [0.9, 0.99]},
+        'optim_d': {'lr': 0.001, 'betas': [0.9, 0.99]}}
+
+
+@pytest.mark.parametrize('entry', ['=1', 'train:=1', ':name=x', 'train::lr=1'])
+def test_force_yml_entry_with_an_empty_option_name_is_refused(entry):
+    with pytest.raises(OptionsError, match='names an empty option'):
+        loading.apply_overrides({'train': {}}, [entry], 'x.yml')
+
+
+def test_basicsr_train_refuses_an_alias_bomb_before_creating_anything(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'bomb.yml').write_text('name: bomb\nmodel_type: ESCModel\n' + _alias_bomb())
+    assert main(['train', '-opt', 'bomb.yml']) == 2
+    assert 'its aliases expand to more than' in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ['bomb.yml']

@@ -30,9 +30,9 @@ from esc_arch.errors import OptionsError
 from esc_arch.options.test_sets import drop_missing_test_sets
 from esc_arch.patching import patched
 
-__all__ = ['OptionsLoader', 'apply_overrides', 'argv_for_basicsr_parser', 'basicsr_argv', 'load_options',
-           'load_pipeline_options', 'override_value', 'parse_options', 'prepared_options', 'read_run_options',
-           'safe_ordered_yaml', 'safe_parse_options']
+__all__ = ['MAX_DEPTH', 'MAX_EXPANDED_VALUES', 'OptionsLoader', 'apply_overrides', 'argv_for_basicsr_parser',
+           'basicsr_argv', 'load_options', 'load_pipeline_options', 'override_value', 'parse_options',
+           'prepared_options', 'read_run_options', 'safe_ordered_yaml', 'safe_parse_options']
 
 # A number PyYAML's YAML 1.1 resolver leaves as a string (``1e-4`` needs a dot there); BasicSR users write it.
 NUMBER = re.compile(r'[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?')
@@ -45,12 +45,47 @@ TEST_SECTIONS = COMMON_SECTIONS + ('val', )
 MAPPING_SECTIONS = ('datasets', 'path', 'train', 'logger', 'val')
 
 
+MAX_DEPTH = 50
+"""Deepest nesting of mappings and lists an options file may have (BasicSR's own go 4 deep)."""
+MAX_EXPANDED_VALUES = 100_000
+"""Most values an options file may hold once its aliases are expanded (BasicSR's own hold a few hundred)."""
+_MERGE_TAG = 'tag:yaml.org,2002:merge'
+
+
 class OptionsLoader(yaml.SafeLoader):
-    """PyYAML's safe loader (no Python objects) that refuses a key given twice in one mapping."""
+    """PyYAML's safe loader (no Python objects) for options files that may come from others.
+
+    It refuses a key given twice in one mapping, nesting deeper than :data:`MAX_DEPTH` (checked while
+    composing, so a file of many ``[`` ends in one line rather than a RecursionError), and aliases whose
+    expansion would hold more than :data:`MAX_EXPANDED_VALUES` values or contain themselves (an alias
+    "bomb" of nested anchors is a small file whose printout, as BasicSR logs its options, never ends).
+    Merge keys (``<<: *defaults``) work as in YAML 1.1: the mapping's own keys win.
+    """
+
+    def __init__(self, stream: str | TextIO) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise OptionsError(f'{mark.name}, line {mark.line + 1}: options nested more than {MAX_DEPTH} '
+                                   'levels deep')
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_document(self, node: yaml.Node) -> object:
+        _check_expansion(node)
+        return super().construct_document(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue  # merged keys may be overridden by the mapping's own
             key = self.construct_object(key_node, deep=True)
             if not isinstance(key, (str, int, float, bool)):
                 continue  # the safe loader itself refuses keys that cannot be dictionary keys
@@ -59,6 +94,36 @@ class OptionsLoader(yaml.SafeLoader):
                                    f'option "{key}" is given twice in the same section')
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a document whose aliases expand beyond :data:`MAX_EXPANDED_VALUES` values or into themselves.
+
+    Counted on the composed graph, where an alias is the anchored node itself: each node's expanded size
+    is computed once, so the count costs as much as the file, not as its expansion.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def expanded(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise OptionsError(f'{node.start_mark.name}, line {node.start_mark.line + 1}: an alias refers to a '
+                               'value that contains it')
+        open_nodes.add(key)
+        children = node.value if isinstance(node, yaml.SequenceNode) else (
+            [child for pair in node.value for child in pair] if isinstance(node, yaml.MappingNode) else ())
+        size = 1 + sum(expanded(child) for child in children)  # depth is bounded by MAX_DEPTH
+        open_nodes.discard(key)
+        sizes[key] = size
+        if size > MAX_EXPANDED_VALUES:
+            raise OptionsError(f'{node.start_mark.name}, line {node.start_mark.line + 1}: its aliases expand to '
+                               f'more than {MAX_EXPANDED_VALUES:,} values')
+        return size
+
+    expanded(root)
 
 
 def _read_yaml(source: str | TextIO) -> object:
@@ -151,6 +216,8 @@ def apply_overrides(options: dict, entries: Iterable[str] | None, path: str) -> 
             raise OptionsError(f'--force_yml entry "{entry}" is not of the form KEY:SUBKEY=VALUE')
         keys, text = (part.strip() for part in entry.split('='))
         keys = keys.split(':')
+        if not all(keys):
+            raise OptionsError(f'--force_yml entry "{entry}" names an empty option (KEY:SUBKEY=VALUE)')
         node = options
         for depth, key in enumerate(keys[:-1]):
             if not isinstance(node, dict) or key not in node:
