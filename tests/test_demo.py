@@ -141,3 +141,14 @@ def test_shortened_demo_trains_tests_and_reports_psnr(demo_data, tmp_path):
     count = len(TEST_IMAGES)
     assert read_image(str(tmp_path / comparison)).shape == (
         count * (LABEL_HEIGHT + PANEL_SIZE + CAPTION_HEIGHT) + (count - 1) * GAP, 4 * PANEL_SIZE + 3 * GAP, 3)
+
+
+def test_demo_outside_the_repository_says_where_to_run_it(tmp_path, monkeypatch, capsys):
+    from esc_arch.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(['demo']) == 2
+    assert capsys.readouterr().err == ('basicsr demo: error: options file not found: '
+                                       'options/demo_train_ESC_light_x4.yml (run the demo from the repository '
+                                       'root, or pass --train-options)\n')
+    assert os.listdir(tmp_path) == []

@@ -99,9 +99,11 @@ def training_iterations(args: argparse.Namespace) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (f'With the default options the demo takes {minutes(expected_seconds(DEFAULT_ITERATIONS))} on an '
                      f'idle {REFERENCE_CPUS}-core CPU (longer when other programs keep the CPUs busy); it prints its '
-                     'expected duration and an ETA when it starts.')
+                     'expected duration and an ETA when it starts. Run it from the repository root: the default '
+                     'options files are paths relative to the current folder, and the data, experiments and '
+                     'results folders are made there.')
     parser.add_argument('--train-options', default=TRAIN_OPTIONS, metavar='YML',
-                        help=f'training options (default: {TRAIN_OPTIONS}, relative to the repository root)')
+                        help=f'training options (default: {TRAIN_OPTIONS}, relative to the current folder)')
     parser.add_argument('--test-options', default=TEST_OPTIONS, metavar='YML',
                         help=f'test options (default: {TEST_OPTIONS})')
     parser.add_argument('--iterations', type=int, default=None, metavar='N',
@@ -244,10 +246,11 @@ def write_comparison(path: str, data_dir: str, sr_dir: str, sr_suffix: str,
 def run(args: argparse.Namespace) -> None:
     from esc_arch.options.loading import TEST_SECTIONS, load_pipeline_options
 
+    for option, path in (('--train-options', args.train_options), ('--test-options', args.test_options)):
+        if not os.path.isfile(path):
+            raise CommandError(f'options file not found: {path} (run the demo from the repository root, or pass '
+                               f'{option})')
     test_options = load_pipeline_options(args.test_options, TEST_SECTIONS)
-    if not os.path.isfile(args.train_options):
-        raise CommandError(f'options file not found: {args.train_options} '
-                           '(run the demo from the repository root, or pass --train-options)')
     if args.iterations is not None and args.iterations < 1:
         raise CommandError('--iterations must be at least 1')
 
