@@ -20,8 +20,11 @@ fetch them. Other keys under the metric (``device``, ``crop_border``...) are pas
 pyiqa's ``niqe``, ``psnry`` and ``ssim`` take the luma of YIQ; BasicSR's ``calculate_niqe``,
 ``calculate_psnr`` and ``calculate_ssim`` (``test_y_channel``) that of YCbCr (BT.601), so their values
 differ from the paper's. The file list was read from pyiqa 0.1.16's sources; another pyiqa version may
-load other files. pyiqa reads its own weight files with ``torch.load(weights_only=False)``, which can run
-code: put there only files from pyiqa's (and torchvision's, OpenAI CLIP's, timm's) own releases.
+load other files. pyiqa unpickles some of its weight files in full, which can run code; inside the
+``basicsr`` command (and after ``apply_all()``) the ``weights-only-torch-load`` row of
+:mod:`esc_arch.compat.table` restricts those loads to tensors too, so a weight file that needs more is
+refused there. Either way, put in those folders only files from pyiqa's (and torchvision's, OpenAI CLIP's,
+timm's) own releases. (Inferred from pyiqa's sources; pyiqa was not run here.)
 """
 import os
 from collections.abc import Iterable

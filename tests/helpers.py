@@ -127,6 +127,21 @@ def train_options(data_root, total_iter, model_type='SRModel', **train):
     return options
 
 
+MSRRESNET = {'type': 'MSRResNet', 'num_feat': 8, 'num_block': 1, 'upscale': SCALE}
+"""A tiny network of BasicSR's own, for runs that must behave as BasicSR does without ESC."""
+
+
+def srmodel_test_options(data_root, name, pretrain=None):
+    """Options of ``basicsr test`` with BasicSR's ``SRModel`` and a tiny MSRResNet on the ``data_root`` pairs."""
+    return {'name': name, 'model_type': 'SRModel', 'scale': SCALE, 'num_gpu': 0,
+            'datasets': {'test_1': {'name': 'set', 'type': 'PairedImageDataset', 'dataroot_gt': str(data_root / 'HR'),
+                                    'dataroot_lq': str(data_root / 'LR'), 'filename_tmpl': f'{{}}x{SCALE}',
+                                    'io_backend': {'type': 'disk'}}},
+            'network_g': dict(MSRRESNET), 'path': {'pretrain_network_g': pretrain and str(pretrain),
+                                                   'strict_load_g': True},
+            'val': {'save_img': False, 'metrics': {}}}
+
+
 def committed_options(relative):
     """The committed options file ``options/<relative>``, read as safe YAML."""
     return yaml.safe_load((OPTIONS_DIR / relative).read_text())

@@ -7,6 +7,7 @@ import pytest
 from helpers import (
     assert_refused,
     make_pairs,
+    srmodel_test_options,
     train_options,
     write_yaml,
 )
@@ -113,13 +114,7 @@ def counted_reads(monkeypatch):
 def test_basicsr_test_reads_its_options_file_once(tmp_path, monkeypatch, counted_reads, fresh_basicsr_logger):
     monkeypatch.chdir(tmp_path)
     data = make_pairs(tmp_path / 'set')
-    options = write_yaml(tmp_path / 'test.yml', {
-        'name': 'from_file', 'model_type': 'SRModel', 'scale': 4, 'num_gpu': 0,
-        'datasets': {'test_1': {'name': 'set', 'type': 'PairedImageDataset', 'dataroot_gt': str(data / 'HR'),
-                                'dataroot_lq': str(data / 'LR'), 'filename_tmpl': '{}x4',
-                                'io_backend': {'type': 'disk'}}},
-        'network_g': {'type': 'MSRResNet', 'num_feat': 8, 'num_block': 1, 'upscale': 4},
-        'path': {'pretrain_network_g': None}, 'val': {'save_img': False, 'metrics': {}}})
+    options = write_yaml(tmp_path / 'test.yml', srmodel_test_options(data, 'from_file'))
     assert main(['test', '-opt', options, '--force_yml', 'name=from_override']) == 0
     assert counted_reads == [options]
     assert (tmp_path / 'results' / 'from_override').is_dir() and not (tmp_path / 'results' / 'from_file').exists()

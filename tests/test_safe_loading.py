@@ -5,16 +5,13 @@ import os
 
 import pytest
 import torch
-from helpers import make_pairs, one_line_error, write_yaml
+from helpers import MSRRESNET, make_pairs, one_line_error, srmodel_test_options, write_yaml
 
 from esc_arch.compat import apply, is_applied, undo
 from esc_arch.compat.table import patches_named
 from esc_arch.errors import CheckpointError
 
 WEIGHTS_ONLY, = patches_named('weights-only-torch-load')
-MSRRESNET = {'type': 'MSRResNet', 'num_feat': 8, 'num_block': 1, 'upscale': 4}
-
-
 class RunsCode:
     """Unpickling it makes the folder ``marker``: proof that the file ran code."""
 
@@ -95,13 +92,7 @@ def test_basicsr_test_with_an_srmodel_refuses_a_hostile_pretrained_network_in_on
     path, marker = hostile
     monkeypatch.chdir(tmp_path)
     data = make_pairs(tmp_path / 'set')
-    options = write_yaml(tmp_path / 'test.yml', {
-        'name': 'srmodel', 'model_type': 'SRModel', 'scale': 4, 'num_gpu': 0,
-        'datasets': {'test_1': {'name': 'set', 'type': 'PairedImageDataset', 'dataroot_gt': str(data / 'HR'),
-                                'dataroot_lq': str(data / 'LR'), 'filename_tmpl': '{}x4',
-                                'io_backend': {'type': 'disk'}}},
-        'network_g': MSRRESNET, 'path': {'pretrain_network_g': str(path), 'strict_load_g': True},
-        'val': {'save_img': False, 'metrics': {}}})
+    options = write_yaml(tmp_path / 'test.yml', srmodel_test_options(data, 'srmodel', pretrain=path))
     one_line_error(capsys, ['test', '-opt', options], 'was refused')
     assert not marker.exists()
 
