@@ -88,6 +88,12 @@ def main(argv=None):
     image = torch.randn(1, 16, 180, 320).contiguous(memory_format=torch.channels_last)
     kernel = torch.randn(16, 16, 13, 13)
     calls = {name: (lambda fn=fn: fn(q, k, v, bias)) for name, fn in formulations(args.flex).items()}
+    # As WindowAttention._attend_in_windows passes them: views of (window, token, head, dim) memory.
+    in_window_order = [t.permute(1, 2, 0, 3).contiguous().permute(2, 0, 1, 3) for t in (q, k, v)]
+    calls['sdpa (heads first, q k v strided in window order: the CPU path)'] = (
+        lambda: sdpa_heads_first(*in_window_order, bias))
+    calls['reference: sdpa without the bias (a bound; not the same function)'] = (
+        lambda: F.scaled_dot_product_attention(q, k, v))
     calls['reference: 13x13 convolution, 16 channels, 180x320'] = lambda: F.conv2d(image, kernel, padding=6)
     work = dict.fromkeys(calls, 2 * args.heads * args.windows * tokens * tokens * args.head_dim)
     work['reference: 13x13 convolution, 16 channels, 180x320'] = 16 * 16 * 13 * 13 * 180 * 320

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from esc_arch.archs.attention import ATTN_TYPES, WindowAttention
 from esc_arch.archs.blocks import ConvAttnBranch, ConvFFN, SharedKernel
-from esc_arch.archs.layers import gelu_fresh
+from esc_arch.archs.layers import gelu_fresh, pointwise_conv
 
 # (batch, dim, heads, window, height, width)
 CONFIGS = [(1, 8, 2, 4, 8, 8), (2, 12, 3, 4, 7, 10), (1, 16, 2, 8, 5, 21), (3, 8, 1, 5, 11, 6)]
@@ -76,6 +76,39 @@ def test_gradients_equal_naive(config):
     for backend in FAST_BACKENDS:
         for name, gradient in gradients[backend].items():
             assert torch.allclose(gradient, gradients['naive'][name], atol=1e-4, rtol=1e-4), (backend, name)
+
+
+@pytest.mark.parametrize('config', CONFIGS)
+def test_window_order_path_equals_image_path(config, monkeypatch):
+    """A channels-last CPU input is cut into windows before the projections; NCHW is not: same outputs and gradients."""
+    batch, dim, heads, window, height, width = config
+    layer = _attention(dim, heads, window, 'sdpa')
+    in_windows = []
+    original = layer._attend_in_windows
+    monkeypatch.setattr(layer, '_attend_in_windows', lambda x: in_windows.append(x.shape) or original(x))
+    results = []
+    for channels_last in (True, False):
+        layer.zero_grad()
+        x = _inputs(batch, dim, height, width, channels_last).requires_grad_()
+        out = layer(x)
+        (out * torch.linspace(0.5, 1.5, width)).sum().backward()
+        results.append([out.detach(), x.grad, *(p.grad.clone() for p in layer.parameters())])
+    assert len(in_windows) == 1  # the channels-last call only
+    for windowed, image in zip(*results):
+        assert torch.allclose(windowed, image, atol=1e-5, rtol=1e-4)
+
+
+def test_pointwise_conv_equals_conv2d_on_channel_slices():
+    torch.manual_seed(0)
+    x = torch.randn(2, 12, 5, 7).contiguous(memory_format=torch.channels_last)
+    weight, bias = torch.randn(6, 8, 1, 1), torch.randn(6)
+    for source in (x, x[:, :8], x[:, 4:]):  # pixel-major: one product over the pixels
+        w = weight if source.shape[1] == 8 else torch.randn(6, 12, 1, 1)
+        out = pointwise_conv(source, w, bias)
+        assert out.is_contiguous(memory_format=torch.channels_last)
+        assert torch.allclose(out, F.conv2d(source.contiguous(), w, bias), atol=1e-5)
+    out = pointwise_conv(x.bfloat16(), torch.randn(6, 12, 1, 1).bfloat16())
+    assert out.dtype == torch.bfloat16 and out.shape == (2, 6, 5, 7)
 
 
 def test_gelu_fresh_in_place_only_without_autograd():

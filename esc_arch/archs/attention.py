@@ -13,14 +13,15 @@ Backends (``attn_type``), all computing the same function:
 * ``auto``: ``flex`` on CUDA (where Triton is installed), ``sdpa`` everywhere else. The rule is
   fixed, not calibrated per machine: on both CPU types measured (AVX2 EPYC; AVX-512 EPYC with
   AVX512-BF16), for ESC's 32x32 windows with head dimension 16, torch's flash kernel (sdpa) was
-  the fastest exact formulation for inference (training: measured on the AVX2 machine). On the AVX-512 machine, one
-  layer on the 1280x720-output feature map (4 heads x 60 windows x 1024 tokens), 2 threads:
-  sdpa 152 ms (53 G multiply-adds/s), a query-blocked ``baddbmm`` (bias added by the product)
-  + softmax + ``bmm`` sized to stay in the caches 212 ms at its best block (256 queries x 4
-  windows), one window at a time 177 ms, sdpa with windows as the batch axis 175 ms, naive
-  965 ms; FlexAttention's compiled CPU kernel took about three times sdpa's time on the AVX2
-  machine, plus seconds of compilation for every new input size. How these were measured, and
-  the commands, in BENCHMARKS.md ("Window attention on CPU").
+  the fastest exact formulation for inference (training: measured on the AVX2 machine). On the
+  AVX-512 machine, one layer's core on the 1280x720-output feature map (4 heads x 60 windows x 1024
+  tokens), 2 threads: sdpa 142 ms (57 G multiply-adds/s; 119 ms without the bias), the same on
+  q, k, v strided as :meth:`WindowAttention._attend_in_windows` passes them 140 ms, FlexAttention
+  compiled for CPU 232 ms (plus about 5 s of compilation for every new input size); a query-blocked
+  ``baddbmm`` (bias added by the product) + softmax + ``bmm`` sized to stay in the caches 212 ms at
+  its best block (256 queries x 4 windows), one window at a time 177 ms, naive 965 ms (most of it
+  page faults of its 1 GiB score tensors, see :mod:`esc_arch.allocator`). How these were measured,
+  and the commands, in BENCHMARKS.md ("CPU speed on an AVX-512 EPYC (issue 23)").
 
 The authors' spellings ``Naive``, ``SDPA`` and ``Flex`` are accepted too.
 """
@@ -29,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .layers import ExportPath, PointwiseConv2d, mirror_pad, require
+from .layers import ExportPath, PointwiseConv2d, is_pixel_major, mirror_pad, pointwise_conv, require
 
 ATTN_TYPES = ('auto', 'naive', 'sdpa', 'flex')
 _compiled_flex_attention = None
@@ -196,25 +197,52 @@ class WindowAttention(ExportPath, nn.Module):
         return bias.permute(0, 1, 3, 2, 4).reshape(heads, ws * ws, ws * ws)
 
     def forward(self, x: Tensor) -> Tensor:
-        n, c, h, w = x.shape
-        ws, heads, head_dim = self.window_size, self.num_heads, c // self.num_heads
+        h, w = x.shape[-2:]
+        ws = self.window_size
         # Padding commutes with the 1x1 projection; before it, it moves a third of the channels.
         x = mirror_pad(x, (0, -w % ws, 0, -h % ws), any_size=self.export_mode)
-        qkv = self.to_qkv(x)
-        hp, wp = qkv.shape[-2:]
+        attend = self._attend_in_windows if is_pixel_major(x) and not self.export_mode else self._attend_in_image
+        # Projected before the crop: the padded image is contiguous, the cropped one is not.
+        return attend(x)[:, :, :h, :w]
+
+    def _attend_in_image(self, x: Tensor) -> Tensor:
+        """Projections on the padded image, q, k and v then gathered into windows (NCHW, and ONNX export)."""
+        n, c, hp, wp = x.shape
+        ws, heads, head_dim = self.window_size, self.num_heads, c // self.num_heads
         rows, cols = hp // ws, wp // ws
         # (3, heads, head_dim) channels and (rows, ws, cols, ws) pixels -> (3, heads, windows, tokens, head_dim)
-        qkv = qkv.view(n, 3, heads, head_dim, rows, ws, cols, ws)
+        qkv = self.to_qkv(x).view(n, 3, heads, head_dim, rows, ws, cols, ws)
         qkv = qkv.permute(1, 2, 0, 4, 6, 5, 7, 3).reshape(3, heads, n * rows * cols, ws * ws, head_dim)
         out = self._attend(*qkv.unbind(0)).view(heads, n, rows, cols, ws, ws, head_dim)
         if self.export_mode:  # ONNX has no writes into views
             image = out.permute(1, 0, 6, 2, 4, 3, 5).reshape(n, c, hp, wp)
         else:
-            # Written back through a window view of an image laid out like the input (NCHW or channels-last).
+            # Written back through a window view of an image laid out like the input.
             image = torch.empty_like(x)
             image.view(n, heads, head_dim, rows, ws, cols, ws).permute(1, 0, 3, 5, 4, 6, 2).copy_(out)
-        # Projected before the crop: the padded image is contiguous, the cropped one is not.
-        return self.to_out(image)[:, :, :h, :w]
+        return self.to_out(image)
+
+    def _attend_in_windows(self, x: Tensor) -> Tensor:
+        """The same for a pixel-major (channels-last CPU) image, with the pixels put in window order once.
+
+        Cut into windows before the projections, every tensor up to the output projection is a
+        batch of channels-last windows: q, k and v are strided views of their projections, and
+        sdpa's CPU kernel returns its output in that same (window, token, head) order, so the
+        only copies are the one into windows and the one back. Three projections rather than one:
+        an allocation above glibc's 32 MiB mmap limit is fresh pages, faulted in at every call.
+        """
+        n, c, hp, wp = x.shape
+        ws, heads, head_dim = self.window_size, self.num_heads, c // self.num_heads
+        rows, cols = hp // ws, wp // ws
+        windows = x.permute(0, 2, 3, 1).view(n, rows, ws, cols, ws, c).transpose(2, 3)
+        windows = windows.reshape(-1, ws, ws, c).permute(0, 3, 1, 2)  # (n rows cols, c, ws, ws), channels-last
+        weights, biases = self.to_qkv.weight.split(c), self.to_qkv.bias.split(c)
+        # each (windows, c, ws, ws) -> (heads, windows, tokens, head_dim) without a copy
+        q, k, v = (pointwise_conv(windows, weight, bias).permute(0, 2, 3, 1).reshape(-1, ws * ws, heads, head_dim)
+                   .permute(2, 0, 1, 3) for weight, bias in zip(weights, biases))
+        out = self._attend(q, k, v).permute(1, 2, 0, 3).reshape(-1, ws, ws, c).permute(0, 3, 1, 2)
+        out = self.to_out(out).permute(0, 2, 3, 1).view(n, rows, cols, ws, ws, c).transpose(2, 3)
+        return out.reshape(n, hp, wp, c).permute(0, 3, 1, 2)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         backend = resolve_attn_type(self.attn_type, q.device)

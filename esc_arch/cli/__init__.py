@@ -52,6 +52,9 @@ COMMANDS = {
 THREADED_COMMANDS = ('train', 'test', 'demo', 'upscale')
 """Commands whose work is CPU-bound: they run under :func:`esc_arch.threads.apply_thread_policy`."""
 
+MEMORY_KEEPING_COMMANDS = ('test', 'upscale')
+"""Inference commands: they run under :func:`esc_arch.allocator.keep_freed_memory` (freed blocks are reused)."""
+
 
 class CommandError(Exception):
     """A problem with a command's own arguments (bad path, bad value); reported in one line, exit code 2.
@@ -91,6 +94,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         # Before torch is imported (the commands import it in run), so that OpenMP's passive waits apply here too
         apply_thread_policy()
+    if args.command in MEMORY_KEEPING_COMMANDS:
+        from esc_arch.allocator import keep_freed_memory
+
+        keep_freed_memory()
     from esc_arch.compat import command_patches, patched
 
     try:

@@ -81,8 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto', help='default: auto')
     parser.add_argument('--precision', choices=PRECISION_NAMES, default='fp32',
                         help='fp16 and bf16 halve the memory of weights and kept activations; on a CPU without bf16 '
-                        'arithmetic (AVX512-BF16, AMX) ~10x slower than fp32, with it 0.7-1x its time (BENCHMARKS.md); '
-                        'default: fp32')
+                        'arithmetic (AVX512-BF16, AMX) ~10x slower than fp32, with it 0.74x its time at 1280x720 '
+                        '(BENCHMARKS.md); default: fp32')
     parser.add_argument('--compile', action='store_true',
                         help='compile the network with torch.compile (the first image takes longer; runs eagerly, '
                         'with a notice, where compilation is unavailable)')
