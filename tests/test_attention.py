@@ -98,15 +98,18 @@ def test_window_order_path_equals_image_path(config, monkeypatch):
         assert torch.allclose(windowed, image, atol=1e-5, rtol=1e-4)
 
 
-def test_pointwise_conv_equals_conv2d_on_channel_slices():
+@pytest.mark.parametrize('onednn', [True, False])
+def test_pointwise_conv_equals_conv2d_on_channel_slices(onednn):
+    """oneDNN's product (fp32, by default) and the matrix product (oneDNN switched off) on pixel-major inputs."""
     torch.manual_seed(0)
     x = torch.randn(2, 12, 5, 7).contiguous(memory_format=torch.channels_last)
     weight, bias = torch.randn(6, 8, 1, 1), torch.randn(6)
-    for source in (x, x[:, :8], x[:, 4:]):  # pixel-major: one product over the pixels
-        w = weight if source.shape[1] == 8 else torch.randn(6, 12, 1, 1)
-        out = pointwise_conv(source, w, bias)
-        assert out.is_contiguous(memory_format=torch.channels_last)
-        assert torch.allclose(out, F.conv2d(source.contiguous(), w, bias), atol=1e-5)
+    with torch.backends.mkldnn.flags(enabled=onednn):
+        for source in (x, x[:, :8], x[:, 4:]):  # pixel-major: one product over the pixels
+            w = weight if source.shape[1] == 8 else torch.randn(6, 12, 1, 1)
+            out = pointwise_conv(source, w, bias)
+            assert out.is_contiguous(memory_format=torch.channels_last)
+            assert torch.allclose(out, F.conv2d(source.contiguous(), w, bias), atol=1e-5)
     out = pointwise_conv(x.bfloat16(), torch.randn(6, 12, 1, 1).bfloat16())
     assert out.dtype == torch.bfloat16 and out.shape == (2, 6, 5, 7)
 

@@ -99,6 +99,11 @@ def is_pixel_major(x: Tensor) -> bool:
     return x.device.type == 'cpu' and x.stride(1) == 1
 
 
+def _onednn_enabled() -> bool:
+    """Whether torch was built with oneDNN and the user left it on (``torch.backends.mkldnn.enabled``)."""
+    return torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+
+
 def pointwise_conv(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``F.conv2d(x, weight, bias)`` for a ``[out, in, 1, 1]`` weight.
 
@@ -108,12 +113,13 @@ def pointwise_conv(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Ten
     GEMM, which on an AVX-512 EPYC (2 threads) ran at 106 G multiply-adds/s against oneDNN's 200 to 240
     and took 3.8 ms against 1.3 ms for ESC's 64->80 projection at 1280x720 output. Under
     ``torch.compile`` the plain convolution is recorded (inductor picks its own kernel), and in an ONNX
-    trace the matrix product.
+    trace the matrix product; with oneDNN switched off (``torch.backends.mkldnn.flags(enabled=False)``),
+    the matrix product too.
     """
     if is_pixel_major(x):
         if torch.compiler.is_compiling():
             return F.conv2d(x, weight, bias)
-        if x.dtype == torch.float32 and torch.backends.mkldnn.is_available() and not torch.jit.is_tracing():
+        if x.dtype == torch.float32 and _onednn_enabled() and not torch.jit.is_tracing():
             return torch.mkldnn_convolution(x, weight, bias, (0, 0), (1, 1), (1, 1), 1)
         return F.linear(x.permute(0, 2, 3, 1), weight.flatten(1), bias).permute(0, 3, 1, 2)
     return F.conv2d(x, weight, bias)
