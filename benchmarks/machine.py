@@ -58,9 +58,9 @@ def _fastest(fn, repeats):
 def gemm_rates(repeats=5, side=GEMM_SIDE):
     """Multiply-adds per second of the fastest of ``repeats`` fp32 ``side``-cubed matrix products, per library.
 
-    torch sends ``torch.mm`` to MKL, which on AMD CPUs runs its AVX2 code; oneDNN, which runs torch's
-    convolutions, uses AVX-512 where the CPU has it. Its product is timed as a 1x1 convolution of a
-    ``side``-channel, ``side``-pixel image (the same multiply-adds).
+    torch sends ``torch.mm`` to MKL and its convolutions to oneDNN; on an AMD EPYC with AVX-512, MKL
+    reached about half oneDNN's rate (BENCHMARKS.md). oneDNN's product is timed as a 1x1 convolution of
+    a ``side``-channel, ``side``-pixel image (the same multiply-adds).
     """
     a, b = torch.rand(side, side), torch.rand(side, side)
     out = torch.empty(side, side)
