@@ -121,7 +121,7 @@ def run(args, progress):
                                          args.repeats, args.warmup).result()
     setting = f'{variant} x{args.scale}, {args.size[0]}x{args.size[1]} output, fp32'
     return {'variant': variant, 'setting': setting, 'flags': cpu_flags(), 'gemm': gemm,
-            'matmul_peak': max(gemm.values()), 'multiply_adds': multiply_adds, 'settings': settings}
+            'multiply_adds': multiply_adds, 'settings': settings}
 
 
 def best_seconds(row):
@@ -133,6 +133,17 @@ def _median(values):
     return sorted(values)[len(values) // 2]
 
 
+def flop_limit(machine):
+    """``(peak, limit)``: the faster library's matrix-product rate and the network's multiply-adds at that rate."""
+    peak = max(machine['gemm'].values())
+    return peak, machine['multiply_adds'] / peak
+
+
+def _label(malloc, result):
+    """The malloc setting's name, with the reason where :func:`keep_freed_memory` did not apply it."""
+    return malloc if result['allocator'] in ('default', 'applied') else f'{malloc} ({result["allocator"]})'
+
+
 def _verdict(ratio, bound):
     return 'met' if ratio <= bound else 'not met'
 
@@ -140,10 +151,11 @@ def _verdict(ratio, bound):
 def target_checks(machine):
     """``(target, measured, verdict)`` triples: per malloc setting, eager and compiled against the FLOP
     limit and eager against naive; then eager with freed memory kept against naive with the default."""
-    limit = machine['multiply_adds'] / machine['matmul_peak']
+    limit = flop_limit(machine)[1]
     checks, best = [], {}
     for malloc, result in machine['settings'].items():
         naive, eager, compiled = best[malloc] = [best_seconds(row) for row in result['rows']]
+        malloc = _label(malloc, result)
         for name, seconds, bound in (('eager', eager, EAGER_LIMIT_RATIO), ('compiled', compiled, COMPILED_LIMIT_RATIO)):
             target = (f'CPU, {machine["setting"]}, malloc {malloc}, {name}: within {bound}x of the FLOP limit '
                       'at the measured matmul peak')
@@ -163,13 +175,13 @@ def target_checks(machine):
 
 def markdown(machine, threads):
     """The machine section's lines: flags, peaks, and the three forwards per malloc setting against the FLOP limit."""
-    limit = machine['multiply_adds'] / machine['matmul_peak']
+    peak, limit = flop_limit(machine)
     rates = '; '.join(f'{name} {rate / 1e9:.1f}' for name, rate in machine['gemm'].items())
     lines = [f'### This machine against its FLOP limit: {machine["setting"]}', '',
              f'- CPU flags (of {", ".join(CPU_FLAGS)}): {", ".join(machine["flags"]) or "none"}',
              f'- fp32 matrix-product rate with {threads} torch thread(s) ({GEMM_SIDE}x{GEMM_SIDE}x{GEMM_SIDE}, '
              f'fastest of 5), G multiply-adds/s: {rates}; the peak is the faster, '
-             f'{machine["matmul_peak"] / 1e9:.1f}',
+             f'{peak / 1e9:.1f}',
              f'- FLOP limit: {machine["multiply_adds"] / 1e9:.1f} G multiply-adds at that peak = '
              f'{limit * 1000:,.1f} ms',
              '- each malloc setting in its own fresh process; "best" is the fastest timed call (on a shared machine '
@@ -178,7 +190,7 @@ def markdown(machine, threads):
              '| malloc | run | best ms | median ms | best CPU ms | page faults | vs FLOP limit | vs naive |',
              '|---|---|---|---|---|---|---|---|']
     for malloc, result in machine['settings'].items():
-        naive = best_seconds(result['rows'][0])
+        naive, malloc = best_seconds(result['rows'][0]), _label(malloc, result)
         for row in result['rows']:
             best = best_seconds(row)
             if best is None:

@@ -3,10 +3,10 @@
 glibc's ``malloc`` serves a large block with a fresh ``mmap`` and hands the pages back to the
 kernel when the block is freed; it also trims the top of its heap once enough of it is free. Every
 such block is then faulted in again, page by page, at its next use. An ESC forward on CPU allocates
-and frees tensors of 10 to 30 MiB layer after layer: at 1280x720 output, ESC x4 eager took 72,000 to
-160,000 page faults per forward and 1.48 to 1.58 s in two runs on an AVX-512 EPYC (2 threads), none
-and 1.43 s with freed memory kept; the authors' explicit attention, whose score tensors are about
-1 GiB, took 3.8 million faults and 5.6 s, none and 2.0 s kept (``BENCHMARKS.md``, the
+and frees tensors of 10 to 30 MiB layer after layer: at 1280x720 output, ESC x4 eager took 72,000
+page faults per forward and 1.48 s on an AVX-512 EPYC (2 threads), none and 1.43 s with freed memory
+kept; the authors' explicit attention, whose score tensors are about 1 GiB, took 3.8 million faults
+and 5.6 s, none and 2.0 s kept (``BENCHMARKS.md``, the
 ``cpu-machine`` section, which measures both settings).
 
 :func:`keep_freed_memory` raises the mmap threshold so that blocks below 1 GiB come from the heap,
@@ -39,7 +39,7 @@ def keep_freed_memory(block_bytes: int = KEPT_BLOCK_BYTES) -> str:
             refuses it, 32 MiB, the largest every 64-bit glibc accepts.
 
     Returns:
-        str: What happened, for a command's log: ``applied``, or why not (not glibc; the user's own
+        str: ``applied``, or why not (not glibc; the user's own
         malloc settings in the environment, which win; ``mallopt`` refused).
     """
     if platform.libc_ver()[0] != 'glibc':

@@ -20,4 +20,3 @@ def _report(**environ):
 def test_applied_on_glibc_unless_the_user_set_malloc():
     assert _report() == 'applied'
     assert _report(MALLOC_TRIM_THRESHOLD_='0') == 'not applied: MALLOC_TRIM_THRESHOLD_ is set in the environment'
-

@@ -15,12 +15,12 @@ Backends (``attn_type``), all computing the same function:
   AVX512-BF16), for ESC's 32x32 windows with head dimension 16, torch's flash kernel (sdpa) was
   the fastest exact formulation for inference (training: measured on the AVX2 machine). On the
   AVX-512 machine, one layer's core on the 1280x720-output feature map (4 heads x 60 windows x 1024
-  tokens), 2 threads: sdpa 142 ms (57 G multiply-adds/s; 119 ms without the bias), the same on
-  q, k, v strided as :meth:`WindowAttention._attend_in_windows` passes them 140 ms, FlexAttention
-  compiled for CPU 232 ms (plus about 5 s of compilation for every new input size); a query-blocked
-  ``baddbmm`` (bias added by the product) + softmax + ``bmm`` sized to stay in the caches 212 ms at
-  its best block (256 queries x 4 windows), one window at a time 177 ms, naive 965 ms (most of it
-  page faults of its 1 GiB score tensors, see :mod:`esc_arch.allocator`). How these were measured,
+  tokens), 2 threads: sdpa 131 ms (62 G multiply-adds/s; 113 ms without the bias), the same on
+  q, k, v strided as :meth:`WindowAttention._attend_in_windows` passes them 132 ms, sdpa with
+  windows as the batch axis 135 ms, a query-blocked ``baddbmm`` (bias added by the product) +
+  softmax + ``bmm`` 152 ms at its best block (one window, all 1024 queries), FlexAttention compiled
+  for CPU 219 ms (plus seconds of compilation for every new input size), naive 897 ms. How these
+  were measured (``benchmarks/attention_formulations.py``),
   and the commands, in BENCHMARKS.md ("CPU speed on an AVX-512 EPYC (issue 23)").
 
 The authors' spellings ``Naive``, ``SDPA`` and ``Flex`` are accepted too.
