@@ -57,6 +57,29 @@ def test_sigterm_saves_the_current_iteration_and_stops(tmp_path):
     assert set(torch.load(experiment / 'models' / f'net_g_{stopped}.pth')) == {'params', 'params_ema'}
 
 
+class _SigtermBlockedAtStart(torch.utils.data.Dataset):
+    """Reports, in a worker without worker_init_fn, whether SIGTERM was blocked when the worker started."""
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        return signal.SIGTERM in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+@pytest.mark.skipif(not stop_on_signal.can_wait_for_signals(), reason='workers take SIGTERM in a thread on Linux')
+def test_training_workers_start_with_sigterm_blocked():
+    """So that a SIGTERM before the worker's worker_init_fn is left to it rather than ending the worker."""
+    results = {}
+    for guarded in (False, True):
+        loader = torch.utils.data.DataLoader(_SigtermBlockedAtStart(), batch_size=None, num_workers=1)
+        if guarded:
+            stop_on_signal.start_workers_with_sigterm_blocked(loader)
+        results[guarded] = list(loader)
+    assert results == {False: [False, False], True: [True, True]}
+    assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the training process's mask is back
+
+
 def test_stop_signal_handler_waits_for_the_training_loop_then_a_second_signal_stops_at_once():
     from esc_arch.compat import patched, patches_for
 

@@ -116,10 +116,11 @@ def warn_before_building_untrained(build_model: Callable[[dict], object]) -> Cal
 
 def checked_train_dataloaders(create_loaders: Callable) -> Callable:
     """Patch ``checked-train-dataloaders``: refuse a training set without one full batch (BasicSR would train
-    0 iterations and exit as if it had trained), and hand the training sampler to the stop-signal handling."""
+    0 iterations and exit as if it had trained), and hand the training sampler and loader to the stop-signal
+    handling."""
 
     def create_checked_loaders(opt: dict, logger: logging.Logger) -> tuple:
-        from esc_arch.runs.stop_signals import follow_training_sampler
+        from esc_arch.runs.stop_signals import follow_training_sampler, start_workers_with_sigterm_blocked
 
         loaders = create_loaders(opt, logger)
         if loaders[0] is not None and len(loaders[0]) == 0:
@@ -128,6 +129,8 @@ def checked_train_dataloaders(create_loaders: Callable) -> Callable:
                                 'batches, so no iteration would run; lower batch_size_per_gpu or raise '
                                 'dataset_enlarge_ratio')
         follow_training_sampler(loaders[1])
+        if loaders[0] is not None:
+            start_workers_with_sigterm_blocked(loaders[0])
         return loaders
 
     return create_checked_loaders

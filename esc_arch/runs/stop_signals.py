@@ -8,11 +8,14 @@ state as a regular checkpoint of that iteration would (epoch included), and stop
 signal, or a signal before the first iteration, stops at once (``KeyboardInterrupt``); the
 checkpoints already written stay usable, as they are written atomically. BasicSR's DataLoader
 workers ignore these signals, which clusters send to every process of a job: the training process
-stops them (``workers-ignore-stop-signals``). The training sampler, whose epoch a stop save records,
+stops them (``workers-ignore-stop-signals``); they are forked with SIGTERM blocked, so that one
+arriving while a worker starts waits for it (:func:`start_workers_with_sigterm_blocked`). The training sampler, whose epoch a stop save records,
 is handed over by the ``checked-train-dataloaders`` patch (:func:`follow_training_sampler`); both are
 rows of :mod:`esc_arch.compat.table` that ``basicsr train`` applies.
 """
 import contextlib
+import multiprocessing
+import multiprocessing.context
 import os
 import signal
 import threading
@@ -26,7 +29,7 @@ from basicsr.data import worker_init_fn as basicsr_worker_init_fn
 from basicsr.utils import get_root_logger
 
 __all__ = ['SaveOnStopMixin', 'TrainingInterrupted', 'can_wait_for_signals', 'follow_training_sampler',
-           'save_on_stop_signals', 'worker_init_ignoring_stop_signals']
+           'save_on_stop_signals', 'start_workers_with_sigterm_blocked', 'worker_init_ignoring_stop_signals']
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # What the handler has seen: the first stop signal, whether a training loop acts on it, the process
@@ -70,6 +73,34 @@ def _end_on_sigterm_from_parent():
 def can_wait_for_signals(original: object = None) -> bool:
     """Whether workers can take SIGTERM in a thread (``signal.sigwaitinfo``: Linux and most Unixes, not macOS)."""
     return hasattr(signal, 'sigwaitinfo')
+
+
+class _SigtermBlockedProcess(multiprocessing.context.ForkProcess):
+    """A forked process whose signal mask, inherited at the fork, blocks SIGTERM."""
+
+    def start(self) -> None:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            super().start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class _SigtermBlockedForkContext(multiprocessing.context.ForkContext):
+    Process = _SigtermBlockedProcess
+
+
+def start_workers_with_sigterm_blocked(loader: torch.utils.data.DataLoader) -> None:
+    """Fork ``loader``'s workers with SIGTERM blocked, so that none arriving before their ``worker_init_fn`` ends them.
+
+    A worker installs torch's SIGTERM handler first and runs :func:`worker_init_ignoring_stop_signals`
+    after it: a SIGTERM in between (BasicSR forks new workers at every epoch) ended the worker and
+    failed the training. Blocked from the fork on, it stays pending until the worker's signal thread
+    takes it. Only for forked workers (the default on Linux) where that thread exists.
+    """
+    if (loader.num_workers > 0 and loader.multiprocessing_context is None and can_wait_for_signals()
+            and multiprocessing.get_start_method() == 'fork'):
+        loader.multiprocessing_context = _SigtermBlockedForkContext()
 
 
 def follow_training_sampler(sampler: object) -> None:
