@@ -9,9 +9,10 @@ signal, or a signal before the first iteration, stops at once (``KeyboardInterru
 checkpoints already written stay usable, as they are written atomically. BasicSR's DataLoader
 workers ignore these signals, which clusters send to every process of a job: the training process
 stops them (``workers-ignore-stop-signals``); they are forked with SIGTERM blocked, so that one
-arriving while a worker starts waits for it (:func:`start_workers_with_sigterm_blocked`). The training sampler, whose epoch a stop save records,
-is handed over by the ``checked-train-dataloaders`` patch (:func:`follow_training_sampler`); both are
-rows of :mod:`esc_arch.compat.table` that ``basicsr train`` applies.
+arriving while a worker starts waits for it (:func:`start_workers_with_sigterm_blocked`). The
+training sampler, whose epoch a stop save records, and the training loader are handed over by the
+``checked-train-dataloaders`` patch (:func:`follow_training_sampler`); both are rows of
+:mod:`esc_arch.compat.table` that ``basicsr train`` applies.
 """
 import contextlib
 import multiprocessing
